@@ -1,0 +1,296 @@
+//! Configuration and pure logic of the built-in step kinds that need no
+//! outside world to decide: `rules`, `wait`, and the request side of `http`.
+
+use serde_json::{Value as Json, json};
+
+use crate::expr::{Condition, JsonTemplate, Scope, Template, Vars};
+use crate::workflow::Cx;
+use crate::yaml::{Node, Value};
+
+// ---------------------------------------------------------------- rules
+
+/// One business rule: `when` → `then`.
+#[derive(Debug)]
+pub struct Rule {
+    pub when: Condition,
+    pub then: Vec<Action>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// End the run successfully with this outcome name.
+    Finish(String),
+    /// `required` or `skip`: read by later `review` steps.
+    Review(String),
+    /// Fail the run with a message (a permanent error).
+    Fail(String),
+}
+
+pub fn parse_rules(body: &Node, scope: &Scope, cx: &mut Cx) -> Vec<Rule> {
+    let Some(items) = cx.take(body.as_seq()) else {
+        return Vec::new();
+    };
+    let mut rules = Vec::new();
+    for item in items {
+        let Some(mut f) = cx.take(item.fields()) else { continue };
+        let when = f
+            .require("when")
+            .and_then(|n| Condition::compile(n, scope));
+        let then = f.require("then").map(|n| parse_actions(n, cx));
+        f.finish(&mut cx.errors);
+        if let (Some(when), Some(then)) = (cx.take(when), cx.take(then)) {
+            rules.push(Rule { when, then });
+        }
+    }
+    rules
+}
+
+fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
+    let Some(mut f) = cx.take(node.fields()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(n) = f.get("finish") {
+        if let Some(s) = cx.take(n.as_str()) {
+            out.push(Action::Finish(s.to_string()));
+        }
+    }
+    if let Some(n) = f.get("review") {
+        match n.as_str() {
+            Ok(s @ ("required" | "skip")) => out.push(Action::Review(s.to_string())),
+            _ => cx.errors.push(n.error("review must be `required` or `skip`")),
+        }
+    }
+    if let Some(n) = f.get("fail") {
+        if let Some(s) = cx.take(n.as_str()) {
+            out.push(Action::Fail(s.to_string()));
+        }
+    }
+    if out.is_empty() {
+        cx.errors.push(node.error("`then` needs at least one of: finish, review, fail"));
+    }
+    f.finish(&mut cx.errors);
+    out
+}
+
+/// What evaluating a rule list decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RulesResult {
+    /// Indices of the rules whose `when` held, in order.
+    pub matched: Vec<usize>,
+    pub finish: Option<String>,
+    pub review: Option<String>,
+    pub fail: Option<String>,
+}
+
+impl RulesResult {
+    pub fn to_json(&self) -> Json {
+        json!({
+            "matched": self.matched,
+            "finish": self.finish,
+            "review": self.review,
+            "fail": self.fail,
+        })
+    }
+}
+
+/// Evaluates rules in order. The first `finish` or `fail` stops evaluation;
+/// a later `review` overrides an earlier one.
+pub fn evaluate(rules: &[Rule], vars: &Vars) -> Result<RulesResult, String> {
+    let mut r = RulesResult {
+        matched: Vec::new(),
+        finish: None,
+        review: None,
+        fail: None,
+    };
+    for (i, rule) in rules.iter().enumerate() {
+        if !rule.when.eval(vars)? {
+            continue;
+        }
+        r.matched.push(i);
+        for a in &rule.then {
+            match a {
+                Action::Finish(o) => r.finish = Some(o.clone()),
+                Action::Review(v) => r.review = Some(v.clone()),
+                Action::Fail(m) => r.fail = Some(m.clone()),
+            }
+        }
+        if r.finish.is_some() || r.fail.is_some() {
+            break;
+        }
+    }
+    Ok(r)
+}
+
+// ---------------------------------------------------------------- wait
+
+#[derive(Debug)]
+pub enum WaitSpec {
+    For(u64),
+    /// A template rendering an RFC 3339 instant or milliseconds since the epoch.
+    Until(Template),
+}
+
+pub fn parse_wait(body: &Node, scope: &Scope, cx: &mut Cx) -> Option<WaitSpec> {
+    match &body.value {
+        Value::Str(_) | Value::Int(_) => cx.take(body.as_duration_ms()).map(WaitSpec::For),
+        _ => {
+            let mut f = cx.take(body.fields())?;
+            let dur = f.get("for");
+            let until = f.get("until");
+            f.finish(&mut cx.errors);
+            match (dur, until) {
+                (Some(d), None) => cx.take(d.as_duration_ms()).map(WaitSpec::For),
+                (None, Some(u)) => cx.take(Template::compile(u, scope)).map(WaitSpec::Until),
+                _ => {
+                    cx.errors.push(body.error("wait needs exactly one of `for` or `until`"));
+                    None
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- http
+
+pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 30_000;
+
+/// A generic outbound call (e.g. a Make.com or n8n webhook).
+#[derive(Debug)]
+pub struct HttpSpec {
+    pub method: String,
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<JsonTemplate>,
+    pub timeout_ms: u64,
+    /// Output fields computed from `response` (`status`, `headers`, `body`);
+    /// without it the step's output is `{status, body}`.
+    pub output: Option<Vec<(String, Template)>>,
+}
+
+pub fn parse_http(body: &Node, scope: &Scope, timeout_ms: Option<u64>, cx: &mut Cx) -> Option<HttpSpec> {
+    let mut f = cx.take(body.fields())?;
+    let url_node = cx.take(f.require("url"));
+    let url = url_node.and_then(|n| {
+        cx.secret_if_env(n);
+        let t = cx.take(Template::compile(n, scope))?;
+        let s = t.source();
+        if !(s.starts_with("http://") || s.starts_with("https://") || s.starts_with("{{")) {
+            cx.errors.push(n.error("url must start with http:// or https://"));
+        }
+        Some(t)
+    });
+    let body_t = f.get("body").map(|n| JsonTemplate::compile(n, scope, &mut cx.errors));
+    let method = match f.get("method") {
+        Some(n) => cx.take(n.as_str()).and_then(|m| {
+            let m = m.to_ascii_uppercase();
+            if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str()) {
+                Some(m)
+            } else {
+                cx.errors.push(n.error("method must be GET, POST, PUT, PATCH or DELETE"));
+                None
+            }
+        }),
+        None => Some(if body_t.is_some() { "POST" } else { "GET" }.to_string()),
+    };
+    let mut headers = Vec::new();
+    if let Some(n) = f.get("headers") {
+        if let Some(entries) = cx.take(n.as_map()) {
+            for (name, v) in entries {
+                if name.eq_ignore_ascii_case("idempotency-key") {
+                    cx.errors.push(v.error("Idempotency-Key is set by the engine (run_id:step_id)"));
+                    continue;
+                }
+                if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                    cx.errors.push(v.error(format!("invalid header name {name:?}")));
+                    continue;
+                }
+                cx.secret_if_env(v);
+                if let Some(t) = cx.take(Template::compile(v, scope)) {
+                    headers.push((name.clone(), t));
+                }
+            }
+        }
+    }
+    let timeout_ms = match f.get("timeout") {
+        Some(n) => cx.take(n.as_duration_ms()),
+        None => Some(timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS)),
+    };
+    let output = f.get("output").and_then(|n| {
+        let entries = cx.take(n.as_map())?;
+        let scope = scope.with("response");
+        let mut out = Vec::new();
+        for (k, v) in entries {
+            if let Some(t) = cx.take(Template::compile(v, &scope)) {
+                out.push((k.clone(), t));
+            }
+        }
+        Some(out)
+    });
+    f.finish(&mut cx.errors);
+    Some(HttpSpec {
+        method: method?,
+        url: url?,
+        headers,
+        body: body_t,
+        timeout_ms: timeout_ms?,
+        output,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::value_from_json;
+    use crate::yaml;
+
+    fn body(src: &str) -> Node {
+        let root = yaml::parse(src, &|n| (n == "TOKEN").then(|| "tok-123456".to_string())).unwrap();
+        root.as_map().unwrap()[0].1.clone()
+    }
+
+    #[test]
+    fn rules_stop_at_finish() {
+        let mut cx = Cx::default();
+        let scope = Scope::new(["triage"]);
+        let rules = parse_rules(
+            &body("rules:\n  - when: triage.intent == 'spam'\n    then: { finish: discarded }\n  - when: 'true'\n    then: { review: required }\n"),
+            &scope,
+            &mut cx,
+        );
+        assert!(cx.errors.is_empty(), "{:?}", cx.errors);
+        let mut vars = Vars::new();
+        vars.insert("triage".into(), value_from_json(&json!({"intent": "spam"})));
+        let r = evaluate(&rules, &vars).unwrap();
+        assert_eq!((r.matched, r.finish.as_deref(), r.review), (vec![0], Some("discarded"), None));
+        vars.insert("triage".into(), value_from_json(&json!({"intent": "sales"})));
+        let r = evaluate(&rules, &vars).unwrap();
+        assert_eq!((r.matched, r.review.as_deref()), (vec![1], Some("required")));
+    }
+
+    #[test]
+    fn http_spec_marks_env_headers_secret() {
+        let mut cx = Cx::default();
+        let spec = parse_http(
+            &body("http:\n  url: 'https://example.test/hook'\n  headers: { Authorization: 'Bearer ${env:TOKEN}' }\n  body: { name: '{{ input.name }}', n: 3 }\n"),
+            &Scope::new(["input"]),
+            None,
+            &mut cx,
+        )
+        .unwrap();
+        assert!(cx.errors.is_empty(), "{:?}", cx.errors);
+        assert_eq!(spec.method, "POST");
+        assert_eq!(cx.secrets, ["Bearer tok-123456"]);
+        let mut vars = Vars::new();
+        vars.insert("input".into(), value_from_json(&json!({"name": "Ada"})));
+        assert_eq!(spec.body.unwrap().render(&vars).unwrap(), json!({"name": "Ada", "n": 3}));
+    }
+
+    #[test]
+    fn http_spec_errors() {
+        let mut cx = Cx::default();
+        parse_http(&body("http:\n  url: ftp://x\n  method: BREW\n  headers: { Idempotency-Key: x }\n"), &Scope::default(), None, &mut cx);
+        let text: Vec<String> = cx.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+    }
+}

@@ -1,0 +1,581 @@
+//! The workflow model and its loader: YAML text in, validated `Workflow`
+//! (or every problem, located) out.
+//!
+//! The loader knows the *envelope* of a step (`id`, `when`, `control`,
+//! `retry`, `timeout`, and which kind it is). What goes inside a kind's
+//! body is checked by that kind's compiler in the engine, so new kinds plug
+//! in without touching this file.
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::diag::Diagnostic;
+use crate::expr::{Condition, Scope};
+use crate::retry::RetryPolicy;
+use crate::yaml::{self, EnvLookup, Node, Value};
+
+/// Names a step id may not take: they are variables of the language.
+const RESERVED: &[&str] = &["input", "run", "approved", "env", "response", "item", "loop"];
+
+/// Accumulates problems and secrets while compiling a workflow.
+#[derive(Debug, Default)]
+pub struct Cx {
+    pub errors: Vec<Diagnostic>,
+    /// Values taken from the environment in secret positions: redacted
+    /// from every error, event and log line.
+    pub secrets: Vec<String>,
+}
+
+impl Cx {
+    pub fn take<T>(&mut self, r: Result<T, Diagnostic>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(d) => {
+                self.errors.push(d);
+                None
+            }
+        }
+    }
+
+    /// Records `node`'s value as a secret if it came from the environment.
+    pub fn secret_if_env(&mut self, node: &Node) {
+        if node.from_env {
+            if let Value::Str(s) = &node.value {
+                if !s.is_empty() {
+                    self.secrets.push(s.clone());
+                }
+            }
+        }
+    }
+}
+
+/// A loaded, validated workflow definition (one version of it).
+#[derive(Debug)]
+pub struct Workflow {
+    pub name: String,
+    /// The author's `version:` label, informational; the store numbers versions.
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub trigger: Trigger,
+    pub input: InputSpec,
+    pub steps: Vec<StepDef>,
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Trigger {
+    pub webhook: Option<Webhook>,
+    pub form: Option<Form>,
+}
+
+#[derive(Debug)]
+pub struct Webhook {
+    /// HMAC-SHA256 key; `None` means unsigned requests are accepted.
+    pub secret: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Form {
+    pub title: String,
+}
+
+/// Control level of a side-effecting step (DESIGN §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Control {
+    #[default]
+    Auto,
+    Review,
+    Draft,
+    Suggest,
+}
+
+impl Control {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Control::Auto => "auto",
+            Control::Review => "review",
+            Control::Draft => "draft",
+            Control::Suggest => "suggest",
+        }
+    }
+}
+
+/// One step as the envelope sees it; `body` is the kind's own configuration.
+#[derive(Debug)]
+pub struct StepDef {
+    pub id: String,
+    pub index: usize,
+    pub kind: String,
+    pub when: Option<Condition>,
+    pub control: Control,
+    pub retry: RetryPolicy,
+    pub timeout_ms: Option<u64>,
+    /// The kind's configuration with envelope keys removed.
+    pub body: Node,
+}
+
+/// A field that failed input validation: JSON pointer and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub pointer: String,
+    pub message: String,
+}
+
+/// String clean-ups applied to input fields before validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalize {
+    Trim,
+    Lowercase,
+    Uppercase,
+    /// Runs of whitespace become one space.
+    CollapseSpaces,
+}
+
+impl Normalize {
+    fn parse(s: &str) -> Option<Normalize> {
+        Some(match s {
+            "trim" => Normalize::Trim,
+            "lowercase" => Normalize::Lowercase,
+            "uppercase" => Normalize::Uppercase,
+            "collapse_spaces" => Normalize::CollapseSpaces,
+            _ => return None,
+        })
+    }
+
+    fn apply(self, s: &str) -> String {
+        match self {
+            Normalize::Trim => s.trim().to_string(),
+            Normalize::Lowercase => s.to_lowercase(),
+            Normalize::Uppercase => s.to_uppercase(),
+            Normalize::CollapseSpaces => s.split_whitespace().collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+/// Input contract: JSON Schema 2020-12 plus normalisation.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub schema: Json,
+    validator: Option<Arc<jsonschema::Validator>>,
+    pub normalize: Vec<(String, Vec<Normalize>)>,
+    /// Input field whose value de-duplicates submissions like `Idempotency-Key`.
+    pub idempotency_field: Option<String>,
+}
+
+impl InputSpec {
+    /// Normalises, then validates. Returns the clean input and the names of
+    /// fields normalisation changed, or every failing field.
+    pub fn check(&self, mut input: Json) -> Result<(Json, Vec<String>), Vec<FieldError>> {
+        let mut changed = Vec::new();
+        if let Json::Object(map) = &mut input {
+            for (field, ops) in &self.normalize {
+                if let Some(Json::String(s)) = map.get_mut(field) {
+                    let new = ops.iter().fold(s.clone(), |acc, op| op.apply(&acc));
+                    if new != *s {
+                        *s = new;
+                        changed.push(field.clone());
+                    }
+                }
+            }
+        }
+        if let Some(v) = &self.validator {
+            let mut errors: Vec<FieldError> = v
+                .iter_errors(&input)
+                .map(|e| {
+                    let mut pointer = e.instance_path().to_string();
+                    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
+                        if let Some(p) = property.as_str() {
+                            pointer = format!("{pointer}/{}", p.replace('~', "~0").replace('/', "~1"));
+                        }
+                    }
+                    FieldError {
+                        pointer,
+                        message: e.to_string(),
+                    }
+                })
+                .collect();
+            if !errors.is_empty() {
+                errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+                return Err(errors);
+            }
+        }
+        Ok((input, changed))
+    }
+}
+
+impl Workflow {
+    /// Names visible to step `index`: `input`, `run` and earlier step ids.
+    pub fn scope_for(&self, index: usize) -> Scope {
+        scope_for(&self.steps[..index.min(self.steps.len())])
+    }
+
+    pub fn step(&self, id: &str) -> Option<&StepDef> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// Replaces every secret in `text` with `[redacted]`.
+    pub fn redact(&self, text: &str) -> String {
+        redact(&self.secrets, text)
+    }
+}
+
+/// Replaces every occurrence of any secret with `[redacted]`.
+pub fn redact(secrets: &[String], text: &str) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if s.len() >= 4 && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "[redacted]");
+        }
+    }
+    out
+}
+
+fn scope_for(earlier: &[StepDef]) -> Scope {
+    let mut names = vec!["input".to_string(), "run".to_string()];
+    for s in earlier {
+        names.push(s.id.clone());
+        if s.kind == "review" && !names.iter().any(|n| n == "approved") {
+            names.push("approved".into());
+        }
+    }
+    Scope::new(names)
+}
+
+/// Parses and validates a workflow file. `kinds` lists the step kinds the
+/// engine knows; bodies are left for their compilers.
+pub fn parse(src: &str, env: EnvLookup<'_>, kinds: &[&str]) -> Result<Workflow, Vec<Diagnostic>> {
+    let root = yaml::parse(src, env)?;
+    let mut cx = Cx::default();
+    let wf = parse_root(&root, kinds, &mut cx);
+    match wf {
+        Some(mut wf) if cx.errors.is_empty() => {
+            wf.secrets = cx.secrets;
+            Ok(wf)
+        }
+        _ => {
+            cx.errors.sort_by_key(|d| (d.pos.line, d.pos.col));
+            Err(cx.errors)
+        }
+    }
+}
+
+fn parse_root(root: &Node, kinds: &[&str], cx: &mut Cx) -> Option<Workflow> {
+    let mut f = cx.take(root.fields())?;
+    let name = f.require("name").and_then(|n| {
+        let s = n.as_str()?;
+        if valid_name(s) {
+            Ok(s.to_string())
+        } else {
+            Err(n.error("name must be 1–64 characters of a-z, 0-9, `-` and `_`, starting with a letter"))
+        }
+    });
+    let name = cx.take(name);
+    let label = f.get("version").and_then(|n| cx.take(n.as_scalar_string()));
+    let description = f.get("description").and_then(|n| cx.take(n.as_str().map(str::to_string)));
+    let trigger = f.get("trigger").map(|n| parse_trigger(n, cx)).unwrap_or_default();
+    let input = match f.get("input") {
+        Some(n) => parse_input(n, cx),
+        None => Some(InputSpec {
+            schema: Json::Bool(true),
+            validator: None,
+            normalize: Vec::new(),
+            idempotency_field: None,
+        }),
+    };
+    let steps_node = cx.take(f.require("steps"));
+    f.finish(&mut cx.errors);
+    let mut steps: Vec<StepDef> = Vec::new();
+    if let Some(items) = steps_node.and_then(|n| cx.take(n.as_seq())) {
+        if items.is_empty() {
+            cx.errors.push(steps_node?.error("a workflow needs at least one step"));
+        }
+        for item in items {
+            if let Some(step) = parse_step(item, steps.len(), &steps, kinds, cx) {
+                steps.push(step);
+            }
+        }
+    }
+    Some(Workflow {
+        name: name?,
+        label,
+        description,
+        trigger,
+        input: input?,
+        steps,
+        secrets: Vec::new(),
+    })
+}
+
+fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && s.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn parse_trigger(node: &Node, cx: &mut Cx) -> Trigger {
+    let mut t = Trigger::default();
+    let Some(mut f) = cx.take(node.fields()) else {
+        return t;
+    };
+    if let Some(w) = f.get("webhook") {
+        let secret = match &w.value {
+            Value::Null => None,
+            _ => match cx.take(w.fields()) {
+                Some(mut wf) => {
+                    let secret = wf.get("secret").and_then(|s| {
+                        if !s.from_env {
+                            cx.errors.push(s.error(
+                                "secrets come from the environment only: write `${env:NAME}`",
+                            ));
+                            return None;
+                        }
+                        cx.secret_if_env(s);
+                        cx.take(s.as_str().map(str::to_string))
+                    });
+                    wf.finish(&mut cx.errors);
+                    secret
+                }
+                None => None,
+            },
+        };
+        t.webhook = Some(Webhook { secret });
+    }
+    if let Some(fm) = f.get("form") {
+        let title = match &fm.value {
+            Value::Null => "Submit a request".to_string(),
+            _ => cx
+                .take(fm.fields())
+                .and_then(|mut ff| {
+                    let title = ff.get("title").and_then(|n| cx.take(n.as_str().map(str::to_string)));
+                    ff.finish(&mut cx.errors);
+                    title
+                })
+                .unwrap_or_else(|| "Submit a request".to_string()),
+        };
+        t.form = Some(Form { title });
+    }
+    f.finish(&mut cx.errors);
+    t
+}
+
+fn parse_input(node: &Node, cx: &mut Cx) -> Option<InputSpec> {
+    let mut f = cx.take(node.fields())?;
+    let schema_node = f.get("schema");
+    let schema = schema_node.map_or(Json::Bool(true), Node::to_json);
+    let validator = match schema_node {
+        Some(n) => match jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&schema)
+        {
+            Ok(v) => Some(Arc::new(v)),
+            Err(e) => {
+                cx.errors.push(n.error(format!(
+                    "invalid JSON Schema at {}: {e}",
+                    if e.schema_path().as_str().is_empty() { "/" } else { e.schema_path().as_str() }
+                )));
+                None
+            }
+        },
+        None => None,
+    };
+    let mut normalize = Vec::new();
+    if let Some(n) = f.get("normalize") {
+        if let Some(entries) = cx.take(n.as_map()) {
+            for (field, ops_node) in entries {
+                let ops_list: Vec<&Node> = match &ops_node.value {
+                    Value::Seq(items) => items.iter().collect(),
+                    _ => vec![ops_node],
+                };
+                let mut ops = Vec::new();
+                for op in ops_list {
+                    if let Some(s) = cx.take(op.as_str()) {
+                        match Normalize::parse(s) {
+                            Some(o) => ops.push(o),
+                            None => cx.errors.push(op.error(format!(
+                                "unknown normalisation {s:?}; expected trim, lowercase, uppercase or collapse_spaces"
+                            ))),
+                        }
+                    }
+                }
+                normalize.push((field.clone(), ops));
+            }
+        }
+    }
+    let idempotency_field = f
+        .get("idempotency_field")
+        .and_then(|n| cx.take(n.as_str().map(str::to_string)));
+    f.finish(&mut cx.errors);
+    Some(InputSpec {
+        schema,
+        validator,
+        normalize,
+        idempotency_field,
+    })
+}
+
+fn parse_step(
+    node: &Node,
+    index: usize,
+    earlier: &[StepDef],
+    kinds: &[&str],
+    cx: &mut Cx,
+) -> Option<StepDef> {
+    let entries = cx.take(node.as_map())?;
+    let envelope = ["id", "when", "control", "retry", "timeout", "description"];
+    let id_node = entries.iter().find(|(k, _)| k == "id").map(|(_, v)| v);
+    let Some(id_node) = id_node else {
+        cx.errors.push(node.error("missing required field `id`"));
+        return None;
+    };
+    let id = cx.take(id_node.as_str())?.to_string();
+    let valid = id.len() <= 64
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        cx.errors.push(id_node.error("step id must be 1–64 characters of a-z, 0-9 and `_`, starting with a letter"));
+    } else if RESERVED.contains(&id.as_str()) {
+        cx.errors.push(id_node.error(format!("`{id}` is a reserved name; pick another step id")));
+    } else if earlier.iter().any(|s| s.id == id) {
+        cx.errors.push(id_node.error(format!("duplicate step id `{id}`")));
+    }
+
+    let mut kind_entries = entries.iter().filter(|(k, _)| !envelope.contains(&k.as_str()));
+    let Some((kind, raw_body)) = kind_entries.next() else {
+        cx.errors.push(node.error(format!(
+            "step `{id}` has no kind; add one of: {}",
+            kinds.join(", ")
+        )));
+        return None;
+    };
+    if !kinds.contains(&kind.as_str()) {
+        let mut msg = format!("unknown step kind `{kind}`");
+        match yaml::suggest(kind, kinds.iter().copied()) {
+            Some(s) => msg.push_str(&format!(" (did you mean `{s}`?)")),
+            None => msg.push_str(&format!("; known kinds: {}", kinds.join(", "))),
+        }
+        cx.errors.push(raw_body.error(msg));
+        return None;
+    }
+    if let Some((other, n)) = kind_entries.next() {
+        cx.errors.push(n.error(format!(
+            "a step has exactly one kind; `{kind}` and `{other}` both given (unknown field?)"
+        )));
+    }
+
+    // Envelope keys may also sit inside the body (`email: { control: review, … }`).
+    let mut body = raw_body.clone();
+    let mut lifted: Vec<(String, Node)> = Vec::new();
+    if let Value::Map(items) = &mut body.value {
+        items.retain(|(k, v)| {
+            if ["when", "control", "retry", "timeout"].contains(&k.as_str()) {
+                lifted.push((k.clone(), v.clone()));
+                false
+            } else {
+                true
+            }
+        });
+    }
+    let get = |key: &str, cx: &mut Cx| -> Option<Node> {
+        let outer = entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let inner = lifted.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        match (outer, inner) {
+            (Some(_), Some(i)) => {
+                cx.errors.push(i.error(format!("`{key}` is given twice, on the step and inside `{kind}`")));
+                None
+            }
+            (o, i) => o.or(i),
+        }
+    };
+    let scope = scope_for(earlier);
+    let when = get("when", cx).and_then(|n| cx.take(Condition::compile(&n, &scope)));
+    let control = get("control", cx)
+        .and_then(|n| {
+            let s = cx.take(n.as_str())?;
+            let c = match s {
+                "auto" => Control::Auto,
+                "review" => Control::Review,
+                "draft" => Control::Draft,
+                "suggest" => Control::Suggest,
+                _ => {
+                    cx.errors.push(n.error("control must be auto, review, draft or suggest"));
+                    return None;
+                }
+            };
+            Some(c)
+        })
+        .unwrap_or_default();
+    let retry = get("retry", cx)
+        .map(|n| RetryPolicy::parse(&n, &mut cx.errors))
+        .unwrap_or_default();
+    let timeout_ms = get("timeout", cx).and_then(|n| cx.take(n.as_duration_ms()));
+    Some(StepDef {
+        id,
+        index,
+        kind: kind.clone(),
+        when,
+        control,
+        retry,
+        timeout_ms,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KINDS: &[&str] = &["validate", "rules", "wait", "http"];
+
+    fn load(src: &str) -> Result<Workflow, Vec<String>> {
+        let env = |n: &str| (n == "HOOK_SECRET").then(|| "s3cr3t-value".to_string());
+        parse(src, &env, KINDS).map_err(|es| es.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn loads_a_small_workflow() {
+        let wf = load(
+            "name: demo\ntrigger:\n  webhook: { secret: \"${env:HOOK_SECRET}\" }\ninput:\n  schema: { type: object, required: [email] }\n  normalize: { email: [trim, lowercase] }\nsteps:\n  - id: a\n    validate: {}\n  - id: b\n    when: a.ok\n    wait: 1s\n",
+        )
+        .unwrap();
+        assert_eq!(wf.steps.len(), 2);
+        assert_eq!(wf.steps[1].kind, "wait");
+        assert_eq!(wf.secrets, ["s3cr3t-value"]);
+        assert_eq!(wf.redact("sig s3cr3t-value!"), "sig [redacted]!");
+        let (clean, changed) = wf.input.check(serde_json::json!({"email": "  A@B.CO "})).unwrap();
+        assert_eq!(clean["email"], "a@b.co");
+        assert_eq!(changed, ["email"]);
+        let errs = wf.input.check(serde_json::json!({})).unwrap_err();
+        assert_eq!(errs[0].pointer, "/email");
+    }
+
+    #[test]
+    fn reports_every_problem_with_location() {
+        let errs = load(
+            "name: Bad Name\nsteps:\n  - id: triage\n    validate: {}\n  - id: check\n    rules: []\n    when: triag.intent == 1\n  - id: x\n    htp: {}\n  - id: triage\n    wait: 1s\n    colour: red\n",
+        )
+        .unwrap_err();
+        let joined = errs.join("\n");
+        assert!(joined.contains("1:7: name: name must be"), "{joined}");
+        assert!(joined.contains("7:11: steps[1].when: unknown variable \"triag\" (did you mean \"triage\"?)"), "{joined}");
+        assert!(joined.contains("steps[2].htp: unknown step kind `htp` (did you mean `http`?)"), "{joined}");
+        assert!(joined.contains("steps[3].id: duplicate step id `triage`"), "{joined}");
+        assert!(joined.contains("a step has exactly one kind"), "{joined}");
+    }
+
+    #[test]
+    fn literal_secrets_are_refused() {
+        let errs = load("name: x\ntrigger:\n  webhook: { secret: plain }\nsteps:\n  - id: a\n    validate: {}\n").unwrap_err();
+        assert!(errs[0].contains("trigger.webhook.secret: secrets come from the environment only"), "{errs:?}");
+    }
+
+    #[test]
+    fn envelope_keys_inside_the_body_are_lifted() {
+        let wf = load("name: x\nsteps:\n  - id: a\n    http: { control: review, url: 'http://x', retry: { max_attempts: 2 } }\n").unwrap();
+        assert_eq!(wf.steps[0].control, Control::Review);
+        assert_eq!(wf.steps[0].retry.max_attempts, 2);
+        assert_eq!(wf.steps[0].body.as_map().unwrap().len(), 1);
+    }
+}
