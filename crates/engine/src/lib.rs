@@ -1,1 +1,27 @@
-//! placeholder
+//! The durable workflow engine.
+//!
+//! Bird's-eye view: `Engine::submit` validates input and creates a run
+//! (row + first events + a work item leased to this node) in one commit,
+//! then drives it at once on this node. A driver executes steps one by
+//! one; after each, the pure `domain::run::decide` says what comes next and
+//! the result, the next work item and the audit events are committed
+//! together. Runs that wait (timers, retries) or whose node died are found
+//! again by the poller through their work items. Steps are known only
+//! through the [`Step`] trait, so new kinds plug in without engine changes.
+
+mod catalog;
+mod driver;
+mod engine;
+pub mod step;
+pub mod steps;
+
+pub use catalog::{Catalog, Compiled, LoadError};
+pub use engine::{Config, Engine, SubmitError, Submitted};
+pub use step::{Reconciled, Step, StepCx, StepKind, StepKinds};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

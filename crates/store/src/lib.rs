@@ -1,1 +1,290 @@
-//! placeholder
+//! The storage boundary.
+//!
+//! API boundary: the engine and the HTTP layer talk to databases only through
+//! [`Store`]. Rows are this crate's own types (serialise at the edges): the
+//! domain can change without breaking the schema. Stored JSON is passed as
+//! text so a backend never parses what it only stores.
+//!
+//! Architecture invariant: only `store-*` crates know SQL.
+
+pub mod suite;
+
+use async_trait::async_trait;
+pub use domain::run::{Position, RunStatus, StepStatus, WaitReason};
+
+/// Store failures callers can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The run changed under us (cancelled, or claimed by another worker):
+    /// the caller's view is stale and it must stop working on the run.
+    #[error("run {0} changed concurrently")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint held (e.g. a token name already used).
+    #[error("already exists: {0}")]
+    Duplicate(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An audit event to append; the store assigns `seq` and chains the hash.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: String,
+    pub actor: String,
+    /// JSON text.
+    pub data: String,
+    pub at_ms: i64,
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub run_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub actor: String,
+    pub data: String,
+    pub at_ms: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Who holds a run's work item and until when.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub node: String,
+    pub until_ms: i64,
+}
+
+/// A run to create, with its first events and work item.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub workflow: String,
+    pub version: i64,
+    /// JSON text of the validated, normalised input.
+    pub input: String,
+    pub idempotency_key: Option<String>,
+    pub created_at_ms: i64,
+    /// When set, the work item starts leased to this node, which executes
+    /// the run at once without a round trip through the queue.
+    pub lease: Option<Lease>,
+    pub events: Vec<NewEvent>,
+}
+
+/// Result of `create_run`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// Inserted; the run's revision is 1.
+    New,
+    /// The idempotency key was seen before: here is that run.
+    Existing { id: String, status: RunStatus },
+}
+
+/// One execution attempt of a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub index: usize,
+    pub step_id: String,
+    pub attempt: u32,
+    pub status: StepStatus,
+    /// JSON text.
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectStatus {
+    Started,
+    Completed,
+    Failed,
+}
+
+impl EffectStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectStatus::Started => "started",
+            EffectStatus::Completed => "completed",
+            EffectStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> EffectStatus {
+        match s {
+            "completed" => EffectStatus::Completed,
+            "failed" => EffectStatus::Failed,
+            _ => EffectStatus::Started,
+        }
+    }
+}
+
+/// A write to the effect journal (keyed by idempotency key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    pub key: String,
+    pub run_id: String,
+    pub step_id: String,
+    pub status: EffectStatus,
+    pub request_digest: Option<String>,
+    pub external_id: Option<String>,
+    pub at_ms: i64,
+}
+
+/// What happens to the run's work item in a commit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Work {
+    /// Keep it leased to the committing node until this time.
+    Keep { lease_until_ms: i64 },
+    /// Release it, due at this time (timer, retry back-off, deadline).
+    At { run_at_ms: i64 },
+    /// No work left (finished, failed, or waiting for a person with no deadline).
+    Remove,
+}
+
+/// One state change of a run: step result + next work item + audit events,
+/// committed together or not at all (DESIGN §4).
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub run_id: String,
+    /// Fencing: the commit applies only if the run is still at this revision.
+    pub expect_rev: i64,
+    pub status: RunStatus,
+    pub wait: Option<WaitReason>,
+    pub position: Position,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub step: Option<StepRecord>,
+    pub effect: Option<Effect>,
+    pub events: Vec<NewEvent>,
+    pub work: Work,
+    pub at_ms: i64,
+}
+
+/// A run's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: String,
+    pub workflow: String,
+    pub version: i64,
+    pub status: RunStatus,
+    pub wait: Option<WaitReason>,
+    pub position: Position,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub input: String,
+    pub idempotency_key: Option<String>,
+    pub rev: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Everything a worker needs to carry on with a run it claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub run: Run,
+    /// `(step index, output JSON)` of the latest completed attempt of each
+    /// step before the current position.
+    pub outputs: Vec<(usize, Option<String>)>,
+    /// Journal entries of this run that started but never completed.
+    pub open_effects: Vec<Effect>,
+}
+
+/// Full view for the API and UI.
+#[derive(Debug, Clone)]
+pub struct RunDetail {
+    pub run: Run,
+    pub steps: Vec<StepRecord>,
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Return runs with ids strictly below this (ids sort by creation time).
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// Outcome of an operator command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpResult {
+    Done(Run),
+    NotFound,
+    /// Not allowed from the run's current state.
+    Refused(RunStatus),
+}
+
+/// A stored workflow version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowVersion {
+    pub name: String,
+    pub version: i64,
+    pub hash: String,
+    pub source: String,
+    pub path: String,
+    pub created_at_ms: i64,
+}
+
+/// An API token; only the SHA-256 of the secret is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub id: String,
+    pub name: String,
+    pub hash: String,
+    pub scopes: Vec<String>,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// What the engine and the API need from a database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short backend name for logs (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    // ---- workflows
+    /// Stores a workflow's source if its hash is new for that name and
+    /// returns the version number (existing or new).
+    async fn save_workflow(&self, name: &str, hash: &str, source: &str, path: &str, now_ms: i64) -> Result<i64>;
+    async fn workflow_version(&self, name: &str, version: i64) -> Result<Option<WorkflowVersion>>;
+
+    // ---- execution (the hot path)
+    async fn create_run(&self, run: NewRun) -> Result<Created>;
+    /// Applies a commit; returns the run's new revision, or `Conflict`.
+    async fn commit(&self, commit: Commit) -> Result<i64>;
+    /// Claims due, unleased (or lease-expired) work items for `node`.
+    async fn claim(&self, node: &str, now_ms: i64, lease_until_ms: i64, limit: usize) -> Result<Vec<Claimed>>;
+    /// Extends every lease `node` holds.
+    async fn renew_leases(&self, node: &str, lease_until_ms: i64) -> Result<u64>;
+    /// Releases `node`'s leases so others may claim at once (graceful stop).
+    async fn release_leases(&self, node: &str) -> Result<u64>;
+    /// Earliest `run_at` of an unleased work item, if any.
+    async fn next_due(&self) -> Result<Option<i64>>;
+
+    // ---- operator commands
+    /// Failed → queued, from the failed step, with a fresh attempt budget.
+    async fn retry_run(&self, id: &str, actor: &str, now_ms: i64) -> Result<OpResult>;
+    async fn cancel_run(&self, id: &str, actor: &str, now_ms: i64) -> Result<OpResult>;
+
+    // ---- queries
+    async fn run(&self, id: &str) -> Result<Option<Run>>;
+    async fn run_detail(&self, id: &str) -> Result<Option<RunDetail>>;
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    async fn events(&self, run_id: &str, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
+    /// Ids of every run, for `audit verify` (oldest first).
+    async fn run_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+
+    // ---- tokens
+    async fn create_token(&self, token: Token) -> Result<()>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<Token>>;
+    async fn list_tokens(&self) -> Result<Vec<Token>>;
+    /// Revokes by id or name; false if nothing matched.
+    async fn revoke_token(&self, id_or_name: &str, now_ms: i64) -> Result<bool>;
+}

@@ -1,0 +1,363 @@
+//! Drives one run on this node: execute a step, decide, commit, repeat.
+//!
+//! The driver owns the run while its lease holds. Every commit is fenced
+//! by the run's revision, so if an operator cancels the run or another
+//! node took it over after our lease expired, our next commit fails with
+//! `Conflict` and we stop without writing anything.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::event::{SYSTEM, kind};
+use domain::expr::{Vars, value_from_json};
+use domain::run::{Decision, Next, Position, RunStatus, StepOutcome, decide};
+use serde_json::{Value as Json, json};
+use store::{Claimed, Commit, Effect, EffectStatus, NewEvent, StepRecord, Work};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::catalog::Compiled;
+use crate::engine::{Inner, START};
+use crate::now_ms;
+use crate::step::{EffectLog, Journal, Reconciled, StepCx};
+
+/// Longest a single step attempt may take when the step sets no timeout.
+const DEFAULT_STEP_GUARD_MS: u64 = 300_000;
+
+pub(crate) struct RunState {
+    id: String,
+    wf: Arc<Compiled>,
+    vars: Vars,
+    pos: Position,
+    rev: i64,
+    /// An effect of the current step that started but never completed.
+    open_effect: Option<Effect>,
+    /// Events to prepend to the next commit (e.g. `run.resumed`).
+    pending: Vec<NewEvent>,
+}
+
+impl RunState {
+    pub(crate) fn fresh(id: String, wf: Arc<Compiled>, input: Json) -> RunState {
+        let vars = base_vars(&id, &wf, &input);
+        RunState {
+            id,
+            wf,
+            vars,
+            pos: START,
+            rev: 1,
+            open_effect: None,
+            pending: Vec::new(),
+        }
+    }
+}
+
+fn base_vars(id: &str, wf: &Compiled, input: &Json) -> Vars {
+    let mut vars = Vars::new();
+    vars.insert("input".into(), value_from_json(input));
+    vars.insert(
+        "run".into(),
+        value_from_json(&json!({ "id": id, "workflow": wf.def.name, "version": wf.version })),
+    );
+    vars
+}
+
+/// Picks a claimed run back up: rebuild its variables, then drive it.
+pub(crate) async fn resume(inner: Arc<Inner>, c: Claimed, permit: OwnedSemaphorePermit) {
+    let run = &c.run;
+    let wf = match inner.catalog.version(&run.workflow, run.version).await {
+        Ok(Some(wf)) => wf,
+        Ok(None) | Err(_) => {
+            tracing::error!(run = %run.id, workflow = %run.workflow, version = run.version, "workflow version unavailable; leaving the run for a node that has it");
+            return;
+        }
+    };
+    let input: Json = serde_json::from_str(&run.input).unwrap_or(Json::Null);
+    let mut vars = base_vars(&run.id, &wf, &input);
+    for (index, output) in &c.outputs {
+        if let Some(def) = wf.def.steps.get(*index) {
+            let v = output
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<Json>(s).ok())
+                .map_or(domain::expr::Value::UNDEFINED, |j| value_from_json(&j));
+            vars.insert(def.id.clone(), v);
+        }
+    }
+    let current = wf.def.steps.get(run.position.index).map(|s| s.id.as_str());
+    let open_effect = c
+        .open_effects
+        .iter()
+        .find(|e| Some(e.step_id.as_str()) == current)
+        .cloned();
+    let state = RunState {
+        id: run.id.clone(),
+        pending: vec![NewEvent {
+            kind: kind::RUN_RESUMED.into(),
+            actor: SYSTEM.into(),
+            data: json!({ "step": current, "from_status": run.status.as_str(), "wait": run.wait.map(|w| w.as_str()) }).to_string(),
+            at_ms: now_ms(),
+        }],
+        wf,
+        vars,
+        pos: run.position,
+        rev: run.rev,
+        open_effect,
+    };
+    drive(inner, state, permit).await;
+}
+
+struct DbJournal<'a> {
+    inner: &'a Inner,
+    run_id: &'a str,
+    pos: Position,
+    rev: i64,
+}
+
+#[async_trait]
+impl Journal for DbJournal<'_> {
+    async fn effect_started(&mut self, key: &str, step_id: &str, digest: &str) -> Result<(), String> {
+        let now = now_ms();
+        let commit = Commit {
+            run_id: self.run_id.to_string(),
+            expect_rev: self.rev,
+            status: RunStatus::Running,
+            wait: None,
+            position: self.pos,
+            outcome: None,
+            error: None,
+            step: None,
+            effect: Some(Effect {
+                key: key.to_string(),
+                run_id: self.run_id.to_string(),
+                step_id: step_id.to_string(),
+                status: EffectStatus::Started,
+                request_digest: Some(digest.to_string()),
+                external_id: None,
+                at_ms: now,
+            }),
+            events: vec![NewEvent {
+                kind: kind::EFFECT_STARTED.into(),
+                actor: SYSTEM.into(),
+                data: json!({ "key": key, "step": step_id, "request_digest": digest }).to_string(),
+                at_ms: now,
+            }],
+            work: Work::Keep {
+                lease_until_ms: now + self.inner.config.lease_ms,
+            },
+            at_ms: now,
+        };
+        self.rev = self.inner.store.commit(commit).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Executes steps until the run completes, fails or waits.
+pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSemaphorePermit) {
+    let wf = st.wf.clone();
+    loop {
+        if inner.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            // Leave the work item leased; shutdown releases it.
+            return;
+        }
+        let i = st.pos.index;
+        let (Some(def), Some(step)) = (wf.def.steps.get(i), wf.steps.get(i)) else {
+            tracing::error!(run = %st.id, index = i, "position beyond the workflow's steps");
+            return;
+        };
+        let started = now_ms();
+        let mut journal = DbJournal {
+            inner: &inner,
+            run_id: &st.id,
+            pos: st.pos,
+            rev: st.rev,
+        };
+        let mut cx = StepCx {
+            run_id: &st.id,
+            step: def,
+            vars: &st.vars,
+            attempt: st.pos.failed_attempts + 1,
+            journal: &mut journal,
+            effects: EffectLog::default(),
+        };
+        let mut events = std::mem::take(&mut st.pending);
+        let outcome = match def.when.as_ref().map(|c| c.eval(&st.vars)) {
+            Some(Ok(false)) => StepOutcome::Skipped {
+                reason: format!("`when: {}` is false", def.when.as_ref().map_or("", |c| c.source())),
+            },
+            Some(Err(e)) => StepOutcome::Permanent { error: e },
+            Some(Ok(true)) | None => {
+                let mut reconciled = None;
+                if let Some(open) = st.open_effect.take() {
+                    let r = step.reconcile(&mut cx).await;
+                    let (label, out) = match r {
+                        Reconciled::Done { output, external_id } => {
+                            cx.effects.completed = Some(external_id);
+                            ("found", Some(output))
+                        }
+                        Reconciled::NotDone => ("not_done", None),
+                        Reconciled::Unknown => ("unknown", None),
+                    };
+                    events.push(NewEvent {
+                        kind: kind::EFFECT_RECONCILED.into(),
+                        actor: SYSTEM.into(),
+                        data: json!({ "key": open.key, "step": def.id, "result": label,
+                            "action": if out.is_some() { "use the effect found" } else { "perform again under the same idempotency key" } })
+                        .to_string(),
+                        at_ms: now_ms(),
+                    });
+                    reconciled = out;
+                }
+                match reconciled {
+                    Some(output) => StepOutcome::Done { output },
+                    None => {
+                        let guard = std::time::Duration::from_millis(
+                            def.timeout_ms.map_or(DEFAULT_STEP_GUARD_MS, |t| t + 5_000),
+                        );
+                        match tokio::time::timeout(guard, step.run(&mut cx)).await {
+                            Ok(o) => o,
+                            Err(_) => StepOutcome::Transient {
+                                error: format!("step did not finish within {} ms", guard.as_millis()),
+                                retry_after_ms: None,
+                            },
+                        }
+                    }
+                }
+            }
+        };
+        let effects = std::mem::take(&mut cx.effects);
+        st.rev = journal.rev;
+        let now = now_ms();
+        let d = decide(
+            wf.def.steps.len(),
+            st.pos,
+            &def.id,
+            &outcome,
+            &def.retry,
+            now,
+            rand::random::<f64>(),
+        );
+        let output = match &outcome {
+            StepOutcome::Done { output }
+            | StepOutcome::Finish { output, .. }
+            | StepOutcome::Sleep { output, .. }
+            | StepOutcome::Suspend { output, .. } => Some(output),
+            _ => None,
+        };
+        let output_text = output.map(|o| wf.def.redact(&o.to_string()));
+        let commit = build_commit(&inner, &st, def, &d, output_text.clone(), effects, events, started, now);
+        match inner.store.commit(commit).await {
+            Ok(rev) => st.rev = rev,
+            Err(store::Error::Conflict(_)) => {
+                tracing::debug!(run = %st.id, "run changed under us (cancelled or taken over); stopping");
+                inner.settled(&st.id);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(run = %st.id, error = %e, "commit failed; the lease will expire and the step will be retried");
+                return;
+            }
+        }
+        match d.next {
+            Next::Run(p) => {
+                let value = match &outcome {
+                    StepOutcome::Skipped { .. } => domain::expr::Value::UNDEFINED,
+                    _ => output.map_or(domain::expr::Value::UNDEFINED, value_from_json),
+                };
+                st.vars.insert(def.id.clone(), value);
+                st.pos = p;
+            }
+            _ => {
+                inner.settled(&st.id);
+                return;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_commit(
+    inner: &Inner,
+    st: &RunState,
+    def: &domain::workflow::StepDef,
+    d: &Decision,
+    output: Option<String>,
+    effects: EffectLog,
+    mut events: Vec<NewEvent>,
+    started: i64,
+    now: i64,
+) -> Commit {
+    let wf = &st.wf.def;
+    let key = format!("{}:{}", st.id, def.id);
+    let effect = match (effects.completed, effects.failed) {
+        (Some(external_id), _) => Some((EffectStatus::Completed, external_id)),
+        (None, true) => Some((EffectStatus::Failed, None)),
+        _ => None,
+    }
+    .map(|(status, external_id)| {
+        events.push(NewEvent {
+            kind: if status == EffectStatus::Completed { kind::EFFECT_COMPLETED } else { kind::EFFECT_FAILED }.into(),
+            actor: SYSTEM.into(),
+            data: json!({ "key": key, "step": def.id, "external_id": external_id }).to_string(),
+            at_ms: now,
+        });
+        Effect {
+            key: key.clone(),
+            run_id: st.id.clone(),
+            step_id: def.id.clone(),
+            status,
+            request_digest: None,
+            external_id,
+            at_ms: now,
+        }
+    });
+    for (k, data) in &d.events {
+        let mut data = data.clone();
+        if *k == kind::STEP_COMPLETED {
+            if let (Some(o), Json::Object(m)) = (&output, &mut data) {
+                m.insert("output".into(), serde_json::from_str(o).unwrap_or(Json::Null));
+            }
+        }
+        events.push(NewEvent {
+            kind: (*k).to_string(),
+            actor: SYSTEM.into(),
+            data: wf.redact(&data.to_string()),
+            at_ms: now,
+        });
+    }
+    let work = match d.next {
+        Next::Run(_) => Work::Keep {
+            lease_until_ms: now + inner.config.lease_ms,
+        },
+        Next::At { at_ms, .. } => Work::At { run_at_ms: at_ms },
+        Next::Suspend { deadline_ms, .. } => match deadline_ms {
+            Some(at) => Work::At { run_at_ms: at },
+            None => Work::Remove,
+        },
+        Next::End => Work::Remove,
+    };
+    let position = match d.next {
+        Next::Run(p) | Next::At { pos: p, .. } | Next::Suspend { pos: p, .. } => p,
+        Next::End => st.pos,
+    };
+    Commit {
+        run_id: st.id.clone(),
+        expect_rev: st.rev,
+        status: d.run_status,
+        wait: d.wait,
+        position,
+        outcome: d.outcome.clone(),
+        error: d.error.as_deref().map(|e| wf.redact(e)),
+        step: Some(StepRecord {
+            index: def.index,
+            step_id: def.id.clone(),
+            attempt: st.pos.failed_attempts + 1,
+            status: d.step_status,
+            output,
+            error: d.error.as_deref().map(|e| wf.redact(e)),
+            started_at_ms: started,
+            finished_at_ms: now,
+        }),
+        effect,
+        events,
+        work,
+        at_ms: now,
+    }
+}

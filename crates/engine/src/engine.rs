@@ -1,0 +1,375 @@
+//! The engine handle: intake, operator commands, and the background loops
+//! (poller, lease renewal) that keep runs moving.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use domain::event::kind;
+use domain::run::{Position, RunStatus};
+use domain::workflow::FieldError;
+use serde_json::{Value as Json, json};
+use store::{Created, Lease, NewEvent, NewRun, OpResult, Store};
+use tokio::sync::{Notify, Semaphore, oneshot};
+
+use crate::catalog::Catalog;
+use crate::now_ms;
+
+/// Engine tuning. Defaults suit one node on SQLite.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Runs driven at once by this node.
+    pub max_in_flight: usize,
+    /// How long a claim holds without renewal.
+    pub lease_ms: i64,
+    /// Longest sleep of the poller between looks at the queue.
+    pub poll_ms: u64,
+    /// Execute work on this node (false for an API-only node).
+    pub workers: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_in_flight: 512,
+            lease_ms: 30_000,
+            poll_ms: 1_000,
+            workers: true,
+        }
+    }
+}
+
+/// Why a submission was refused. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("unknown workflow {0:?}")]
+    UnknownWorkflow(String),
+    #[error("input is invalid")]
+    InvalidInput(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// A run created (or found by idempotency key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// False when the idempotency key returned an existing run.
+    pub created: bool,
+}
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<Catalog>,
+    pub config: Config,
+    pub node: String,
+    pub permits: Arc<Semaphore>,
+    pub wake: Notify,
+    pub stopping: AtomicBool,
+    waiters: std::sync::Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    waiting: AtomicUsize,
+}
+
+impl Inner {
+    /// Tells `?wait=` callers that a run settled. Costs one atomic load
+    /// when nobody waits.
+    pub(crate) fn settled(&self, run_id: &str) {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let senders = self.waiters.lock().expect("waiters lock").remove(run_id);
+        for s in senders.into_iter().flatten() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A cheap, cloneable handle on a running engine.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("node", &self.inner.node).finish()
+    }
+}
+
+impl Engine {
+    /// Starts the engine: with `config.workers`, the poller and lease
+    /// renewal run in the background until [`Engine::shutdown`].
+    pub fn start(store: Arc<dyn Store>, catalog: Arc<Catalog>, config: Config) -> Engine {
+        let permits = Arc::new(Semaphore::new(config.max_in_flight));
+        let inner = Arc::new(Inner {
+            store,
+            catalog,
+            node: format!("node-{}", uuid::Uuid::now_v7()),
+            permits,
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            waiters: Default::default(),
+            waiting: AtomicUsize::new(0),
+            config,
+        });
+        let engine = Engine { inner };
+        if engine.inner.config.workers {
+            tokio::spawn(poll_loop(engine.inner.clone()));
+            tokio::spawn(renew_loop(engine.inner.clone()));
+        }
+        engine
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.inner.catalog
+    }
+
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Validates and normalises `input`, creates the run and starts it.
+    /// A re-sent idempotency key returns the existing run.
+    pub async fn submit(
+        &self,
+        workflow: &str,
+        input: Json,
+        idempotency_key: Option<String>,
+        actor: &str,
+    ) -> Result<Submitted, SubmitError> {
+        let wf = self
+            .inner
+            .catalog
+            .get(workflow)
+            .ok_or_else(|| SubmitError::UnknownWorkflow(workflow.to_string()))?;
+        let (input, changed) = wf.def.input.check(input).map_err(SubmitError::InvalidInput)?;
+        let idempotency_key = idempotency_key.or_else(|| {
+            let field = wf.def.input.idempotency_field.as_ref()?;
+            match input.get(field)? {
+                Json::String(s) => Some(s.clone()),
+                Json::Null => None,
+                other => Some(other.to_string()),
+            }
+        });
+        let now = now_ms();
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut events = vec![NewEvent {
+            kind: kind::RUN_RECEIVED.into(),
+            actor: actor.to_string(),
+            data: json!({
+                "workflow": wf.def.name,
+                "version": wf.version,
+                "input": input,
+                "idempotency_key": idempotency_key,
+            })
+            .to_string(),
+            at_ms: now,
+        }];
+        if !changed.is_empty() {
+            events.push(NewEvent {
+                kind: kind::INPUT_NORMALIZED.into(),
+                actor: domain::event::SYSTEM.into(),
+                data: json!({ "fields": changed }).to_string(),
+                at_ms: now,
+            });
+        }
+        // Drive the run here at once when there is room; otherwise leave it
+        // to the poller.
+        let permit = if self.inner.config.workers && !self.inner.stopping.load(Ordering::Relaxed) {
+            self.inner.permits.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
+        let lease = permit.as_ref().map(|_| Lease {
+            node: self.inner.node.clone(),
+            until_ms: now + self.inner.config.lease_ms,
+        });
+        let input_text = input.to_string();
+        let created = self
+            .inner
+            .store
+            .create_run(NewRun {
+                id: id.clone(),
+                workflow: wf.def.name.clone(),
+                version: wf.version,
+                input: input_text,
+                idempotency_key,
+                created_at_ms: now,
+                lease,
+                events,
+            })
+            .await?;
+        match created {
+            Created::Existing { id, status } => Ok(Submitted {
+                run_id: id,
+                status,
+                created: false,
+            }),
+            Created::New => {
+                match permit {
+                    Some(permit) => {
+                        let state = crate::driver::RunState::fresh(id.clone(), wf, input);
+                        tokio::spawn(crate::driver::drive(self.inner.clone(), state, permit));
+                    }
+                    None => self.inner.wake.notify_one(),
+                }
+                Ok(Submitted {
+                    run_id: id,
+                    status: RunStatus::Queued,
+                    created: true,
+                })
+            }
+        }
+    }
+
+    /// Waits until the run settles (completes, fails, or waits for a
+    /// person) or `timeout` passes; returns its row either way.
+    pub async fn wait_settled(&self, run_id: &str, timeout: Duration) -> store::Result<Option<store::Run>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            self.inner.waiting.fetch_add(1, Ordering::AcqRel);
+            self.inner
+                .waiters
+                .lock()
+                .expect("waiters lock")
+                .entry(run_id.to_string())
+                .or_default()
+                .push(tx);
+            let run = self.inner.store.run(run_id).await;
+            let done = match &run {
+                Ok(Some(r)) => r.status.is_settled(r.wait),
+                _ => true,
+            };
+            if done || tokio::time::Instant::now() >= deadline {
+                self.forget_waiter(run_id);
+                return run;
+            }
+            // Another node may drive the run: look again now and then.
+            let nap = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(250)));
+            tokio::select! {
+                _ = rx => {}
+                _ = nap => {}
+            }
+            self.forget_waiter(run_id);
+        }
+    }
+
+    fn forget_waiter(&self, run_id: &str) {
+        let mut w = self.inner.waiters.lock().expect("waiters lock");
+        if let Some(list) = w.get_mut(run_id) {
+            list.retain(|s| !s.is_closed());
+            if list.is_empty() {
+                w.remove(run_id);
+            }
+        }
+        self.inner.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Operator retry of a failed run, from the failed step.
+    pub async fn retry(&self, run_id: &str, actor: &str) -> store::Result<OpResult> {
+        let r = self.inner.store.retry_run(run_id, actor, now_ms()).await?;
+        if matches!(r, OpResult::Done(_)) {
+            self.inner.wake.notify_one();
+        }
+        Ok(r)
+    }
+
+    /// Operator cancel. A worker driving the run stops at its next commit.
+    pub async fn cancel(&self, run_id: &str, actor: &str) -> store::Result<OpResult> {
+        let r = self.inner.store.cancel_run(run_id, actor, now_ms()).await?;
+        if matches!(r, OpResult::Done(_)) {
+            self.inner.settled(run_id);
+        }
+        Ok(r)
+    }
+
+    /// Stops taking new work, waits up to `grace` for in-flight steps, then
+    /// releases this node's leases so other nodes can take over at once.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_waiters();
+        let all = self.inner.config.max_in_flight as u32;
+        let _ = tokio::time::timeout(grace, self.inner.permits.acquire_many(all)).await;
+        if let Err(e) = self.inner.store.release_leases(&self.inner.node).await {
+            tracing::warn!(error = %e, "releasing leases at shutdown failed");
+        }
+    }
+}
+
+/// Claims due work (timers, retries, orphaned runs) whenever there is room.
+async fn poll_loop(inner: Arc<Inner>) {
+    loop {
+        if inner.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let free = inner.permits.available_permits().min(256);
+        let mut claimed_full = false;
+        if free > 0 {
+            let now = now_ms();
+            match inner
+                .store
+                .claim(&inner.node, now, now + inner.config.lease_ms, free)
+                .await
+            {
+                Ok(batch) => {
+                    claimed_full = batch.len() == free;
+                    for c in batch {
+                        let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        tokio::spawn(crate::driver::resume(inner.clone(), c, permit));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "claiming work failed"),
+            }
+        }
+        if claimed_full {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let sleep_ms = match inner.store.next_due().await {
+            Ok(Some(at)) => (at - now_ms()).clamp(0, inner.config.poll_ms as i64) as u64,
+            _ => inner.config.poll_ms,
+        };
+        if free == 0 {
+            // Wait for a driver to finish before looking again.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms.max(1))) => {}
+        }
+    }
+}
+
+/// Keeps this node's leases alive while it works.
+async fn renew_loop(inner: Arc<Inner>) {
+    let every = Duration::from_millis((inner.config.lease_ms / 3).max(100) as u64);
+    loop {
+        tokio::time::sleep(every).await;
+        if inner.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = inner
+            .store
+            .renew_leases(&inner.node, now_ms() + inner.config.lease_ms)
+            .await
+        {
+            tracing::warn!(error = %e, "renewing leases failed");
+        }
+    }
+}
+
+/// The initial position of a run.
+pub(crate) const START: Position = Position {
+    index: 0,
+    failed_attempts: 0,
+};

@@ -1,0 +1,134 @@
+//! The plug-in boundary for step kinds.
+//!
+//! A [`StepKind`] compiles a step's YAML body into a [`Step`] at load time
+//! (every error located); a `Step` executes one attempt at run time. Kinds
+//! that touch the outside world journal their effect through
+//! [`StepCx::effect_started`] before the call and report the result with
+//! [`StepCx::effect_completed`], which is committed with the step result.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::expr::{Scope, Vars};
+use domain::run::StepOutcome;
+use domain::workflow::{Cx, StepDef};
+use serde_json::Value as Json;
+
+/// Compiles step bodies of one kind (`http`, `rules`, …).
+pub trait StepKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Checks `def.body` and returns the executable step, or pushes located
+    /// errors into `cx` and returns `None`.
+    fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>>;
+}
+
+/// Result of reconciling a journalled effect that started but never completed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reconciled {
+    /// The target shows the effect happened: use this as the step's output.
+    Done { output: Json, external_id: Option<String> },
+    /// The target shows it did not happen: safe to perform it now.
+    NotDone,
+    /// The target cannot tell: perform it again under the same idempotency
+    /// key (at-least-once with a dedupe key).
+    Unknown,
+}
+
+/// One executable step.
+#[async_trait]
+pub trait Step: Send + Sync {
+    /// Runs one attempt.
+    async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome;
+
+    /// Called on resume when this step's effect was journalled as started
+    /// but not completed, before a new attempt.
+    async fn reconcile(&self, _cx: &mut StepCx<'_>) -> Reconciled {
+        Reconciled::Unknown
+    }
+}
+
+/// Journal writes a step asks for; the driver persists them.
+#[derive(Debug, Default)]
+pub(crate) struct EffectLog {
+    pub started: Option<String>,
+    pub completed: Option<Option<String>>,
+    pub failed: bool,
+}
+
+/// What a step attempt sees: the run's variables and the effect journal.
+pub struct StepCx<'a> {
+    pub run_id: &'a str,
+    pub step: &'a StepDef,
+    pub vars: &'a Vars,
+    /// 1-based attempt number of this step.
+    pub attempt: u32,
+    pub(crate) journal: &'a mut dyn Journal,
+    pub(crate) effects: EffectLog,
+}
+
+/// Commits an `effect.started` entry before a call goes out.
+#[async_trait]
+pub(crate) trait Journal: Send {
+    async fn effect_started(&mut self, key: &str, step_id: &str, digest: &str) -> Result<(), String>;
+}
+
+impl StepCx<'_> {
+    /// The effect's idempotency key: `run_id:step_id`.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.run_id, self.step.id)
+    }
+
+    /// Journals `effect.started` (committed before this returns). Do not
+    /// perform the effect if this fails: the run has been taken away.
+    pub async fn effect_started(&mut self, request_digest: &str) -> Result<(), String> {
+        let key = self.idempotency_key();
+        self.journal
+            .effect_started(&key, &self.step.id, request_digest)
+            .await?;
+        self.effects.started = Some(request_digest.to_string());
+        Ok(())
+    }
+
+    /// Marks the effect done; recorded with the step's result.
+    pub fn effect_completed(&mut self, external_id: Option<String>) {
+        self.effects.completed = Some(external_id);
+    }
+
+    /// Marks the effect as definitely not performed (a permanent refusal).
+    pub fn effect_failed(&mut self) {
+        self.effects.failed = true;
+    }
+}
+
+/// The kinds an engine knows, by name.
+#[derive(Clone, Default)]
+pub struct StepKinds {
+    kinds: HashMap<&'static str, Arc<dyn StepKind>>,
+}
+
+impl StepKinds {
+    /// The built-in kinds: `validate`, `rules`, `wait`, `http`.
+    pub fn builtin(http: reqwest::Client) -> StepKinds {
+        let mut k = StepKinds::default();
+        k.register(Arc::new(crate::steps::validate::Kind));
+        k.register(Arc::new(crate::steps::rules::Kind));
+        k.register(Arc::new(crate::steps::wait::Kind));
+        k.register(Arc::new(crate::steps::http::Kind::new(http)));
+        k
+    }
+
+    pub fn register(&mut self, kind: Arc<dyn StepKind>) {
+        self.kinds.insert(kind.name(), kind);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn StepKind>> {
+        self.kinds.get(name)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.kinds.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}

@@ -1,0 +1,1 @@
+//! Behaviour suite (filled in below).
