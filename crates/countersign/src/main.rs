@@ -1,1 +1,248 @@
-fn main() {}
+//! The `countersign` binary: parses the command line once, wires adapters,
+//! and decides exit codes in one place: 0 ok, 2 bad input or
+//! configuration, 1 anything else.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod bench;
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Countersign: AI drafts, people countersign, systems update — and every step is on the record.
+#[derive(Parser, Debug)]
+#[command(name = "countersign", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// Database URL: sqlite://PATH (postgres:// arrives with the PostgreSQL backend).
+    #[arg(
+        long,
+        env = "COUNTERSIGN_DATABASE_URL",
+        default_value = "sqlite://./countersign-data/countersign.db"
+    )]
+    database: String,
+    /// Push every commit to stable storage (SQLite synchronous=FULL): survives power loss, slower.
+    #[arg(long)]
+    power_loss_safe: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "COUNTERSIGN_LISTEN")]
+    listen: String,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Folder of workflow files (*.yaml, *.yml); changes are picked up while serving.
+    #[arg(long, default_value = "./workflows", env = "COUNTERSIGN_WORKFLOWS")]
+    workflows: PathBuf,
+    /// Runs executed at once by this node.
+    #[arg(long, default_value_t = 512)]
+    workers: usize,
+    /// Serve the API only; execute no runs (for nodes beside separate workers).
+    #[arg(long)]
+    no_workers: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the HTTP API and execute runs.
+    Serve(ServeArgs),
+    /// Execute runs without serving HTTP.
+    Worker {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, default_value = "./workflows", env = "COUNTERSIGN_WORKFLOWS")]
+        workflows: PathBuf,
+        #[arg(long, default_value_t = 512)]
+        workers: usize,
+    },
+    /// Serve the reference workflow on 127.0.0.1:8080 with embedded SQLite; no keys needed.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Data folder (database and the demo's workflow files).
+        #[arg(long, default_value = "./countersign-data")]
+        data: PathBuf,
+    },
+    /// Check workflow files; exit 2 with file:line:col: field: reason on problems.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a workflow once locally (temporary database) and print the outcome.
+    Run {
+        file: PathBuf,
+        /// Input as JSON text, or @path to a JSON file.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Create or upgrade the database schema.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Measure engine throughput, per-step overhead, latency and HTTP intake on this machine.
+    Bench {
+        /// Runs for the throughput test.
+        #[arg(long, default_value_t = 20_000)]
+        runs: usize,
+        /// Sequential runs for the latency test.
+        #[arg(long, default_value_t = 2_000)]
+        latency_runs: usize,
+        /// HTTP requests for the intake test.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token; the secret is printed once and stored hashed.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: runs:write, runs:read, reviews:decide, admin.
+        #[arg(long, default_value = "runs:write")]
+        scopes: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token by id or name.
+    Revoke {
+        id_or_name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain of every run's events (or one run's).
+    Verify {
+        #[arg(long)]
+        run: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad input or configuration: exit 2.
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure {
+            code: 1,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve(args, false).await,
+            Command::Worker {
+                db,
+                workflows,
+                workers,
+            } => commands::worker(db, workflows, workers).await,
+            Command::Demo { listen, data } => commands::demo(listen, data).await,
+            Command::Validate { files } => commands::validate(&files),
+            Command::Run {
+                file,
+                input,
+                timeout,
+            } => commands::run_once(&file, &input, timeout).await,
+            Command::Migrate { db } => commands::migrate(&db),
+            Command::Token { command } => match command {
+                TokenCommand::Create { name, scopes, db } => {
+                    commands::token_create(&db, &name, &scopes).await
+                }
+                TokenCommand::List { db } => commands::token_list(&db).await,
+                TokenCommand::Revoke { id_or_name, db } => {
+                    commands::token_revoke(&db, &id_or_name).await
+                }
+            },
+            Command::Audit { command } => match command {
+                AuditCommand::Verify { run, db } => {
+                    commands::audit_verify(&db, run.as_deref()).await
+                }
+            },
+            Command::Bench {
+                runs,
+                latency_runs,
+                requests,
+                clients,
+            } => bench::run(runs, latency_runs, requests, clients).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("{}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -64,7 +64,9 @@ pub fn chain_hash(prev: &str, e: Hashed<'_>) -> String {
 }
 
 /// Checks a run's chain; returns the sequence number of the first bad event.
-pub fn verify_chain<'a>(events: impl IntoIterator<Item = (Hashed<'a>, &'a str, &'a str)>) -> Result<usize, i64> {
+pub fn verify_chain<'a>(
+    events: impl IntoIterator<Item = (Hashed<'a>, &'a str, &'a str)>,
+) -> Result<usize, i64> {
     let mut prev = GENESIS.to_string();
     let mut n = 0;
     for (e, stored_prev, stored_hash) in events {
@@ -83,12 +85,38 @@ mod tests {
 
     #[test]
     fn chain_detects_tampering() {
-        let e1 = Hashed { run_id: "r", seq: 1, kind: "run.received", actor: "system", data: "{}", at_ms: 1 };
+        let e1 = Hashed {
+            run_id: "r",
+            seq: 1,
+            kind: "run.received",
+            actor: "system",
+            data: "{}",
+            at_ms: 1,
+        };
         let h1 = chain_hash(GENESIS, e1);
-        let e2 = Hashed { run_id: "r", seq: 2, kind: "run.completed", actor: "system", data: "{}", at_ms: 2 };
+        let e2 = Hashed {
+            run_id: "r",
+            seq: 2,
+            kind: "run.completed",
+            actor: "system",
+            data: "{}",
+            at_ms: 2,
+        };
         let h2 = chain_hash(&h1, e2);
-        assert_eq!(verify_chain([(e1, GENESIS, h1.as_str()), (e2, h1.as_str(), h2.as_str())]), Ok(2));
-        let forged = Hashed { data: "{\"x\":1}", ..e2 };
-        assert_eq!(verify_chain([(e1, GENESIS, h1.as_str()), (forged, h1.as_str(), h2.as_str())]), Err(2));
+        assert_eq!(
+            verify_chain([(e1, GENESIS, h1.as_str()), (e2, h1.as_str(), h2.as_str())]),
+            Ok(2)
+        );
+        let forged = Hashed {
+            data: "{\"x\":1}",
+            ..e2
+        };
+        assert_eq!(
+            verify_chain([
+                (e1, GENESIS, h1.as_str()),
+                (forged, h1.as_str(), h2.as_str())
+            ]),
+            Err(2)
+        );
     }
 }

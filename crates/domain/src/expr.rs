@@ -309,10 +309,20 @@ mod tests {
         let scope = Scope::new(["input", "triage"]);
         let c = Condition::compile(&node("'triage.intent == \"spam\"'"), &scope).unwrap();
         assert!(c.eval(&vars()).unwrap());
-        let c = Condition::compile(&node("'triage.confidence < 0.8 and triage.nope.deeper'"), &scope).unwrap();
-        assert!(!c.eval(&vars()).unwrap(), "missing attributes are undefined, not errors");
+        let c = Condition::compile(
+            &node("'triage.confidence < 0.8 and triage.nope.deeper'"),
+            &scope,
+        )
+        .unwrap();
+        assert!(
+            !c.eval(&vars()).unwrap(),
+            "missing attributes are undefined, not errors"
+        );
         let err = Condition::compile(&node("'triag.intent == 1'"), &scope).unwrap_err();
-        assert_eq!(err.to_string(), "1:4: x: unknown variable \"triag\" (did you mean \"triage\"?)");
+        assert_eq!(
+            err.to_string(),
+            "1:4: x: unknown variable \"triag\" (did you mean \"triage\"?)"
+        );
         let err = Condition::compile(&node("'triage.intent =='"), &scope).unwrap_err();
         assert!(err.message.starts_with("invalid expression"), "{err}");
     }

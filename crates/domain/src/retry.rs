@@ -46,7 +46,9 @@ impl RetryPolicy {
         if failed >= self.max_attempts {
             return None;
         }
-        let exp = self.multiplier.powi(failed.saturating_sub(1).min(63) as i32);
+        let exp = self
+            .multiplier
+            .powi(failed.saturating_sub(1).min(63) as i32);
         let base = (self.initial_ms as f64 * exp).min(self.max_ms as f64);
         let sample = sample.clamp(0.0, 1.0);
         let jittered = match self.jitter {
@@ -161,7 +163,11 @@ mod tests {
         let p = RetryPolicy::default();
         assert_eq!(p.delay_ms(1, 0.0, Some(7_000)), Some(7_000));
         assert_eq!(p.delay_ms(1, 1.0, Some(1)), Some(500));
-        assert_eq!(p.delay_ms(5, 0.0, Some(1)), None, "retry-after never adds attempts");
+        assert_eq!(
+            p.delay_ms(5, 0.0, Some(1)),
+            None,
+            "retry-after never adds attempts"
+        );
     }
 
     proptest! {

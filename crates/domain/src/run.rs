@@ -149,12 +149,22 @@ impl StepStatus {
 /// not errors: a finish rule or a wait is as normal as success.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepOutcome {
-    Done { output: Value },
-    Skipped { reason: String },
+    Done {
+        output: Value,
+    },
+    Skipped {
+        reason: String,
+    },
     /// End the run now, successfully, with a named outcome (e.g. `discarded`).
-    Finish { output: Value, outcome: String },
+    Finish {
+        output: Value,
+        outcome: String,
+    },
     /// Done; the next step may start only at `until_ms`.
-    Sleep { output: Value, until_ms: i64 },
+    Sleep {
+        output: Value,
+        until_ms: i64,
+    },
     /// Paused until an outside signal; `deadline_ms` wakes the step again.
     Suspend {
         output: Value,
@@ -167,7 +177,9 @@ pub enum StepOutcome {
         retry_after_ms: Option<u64>,
     },
     /// Retrying will not help; an operator must act.
-    Permanent { error: String },
+    Permanent {
+        error: String,
+    },
 }
 
 /// Where a run stands: the step it is on and how many attempts of it failed.
@@ -249,11 +261,17 @@ pub fn decide(
     };
     match outcome {
         StepOutcome::Done { .. } => advance(
-            vec![(kind::STEP_COMPLETED, json!({ "step": step_id, "attempt": attempt }))],
+            vec![(
+                kind::STEP_COMPLETED,
+                json!({ "step": step_id, "attempt": attempt }),
+            )],
             StepStatus::Completed,
         ),
         StepOutcome::Skipped { reason } => advance(
-            vec![(kind::STEP_SKIPPED, json!({ "step": step_id, "reason": reason }))],
+            vec![(
+                kind::STEP_SKIPPED,
+                json!({ "step": step_id, "reason": reason }),
+            )],
             StepStatus::Skipped,
         ),
         StepOutcome::Finish { outcome, .. } => Decision {
@@ -264,15 +282,27 @@ pub fn decide(
             error: None,
             next: Next::End,
             events: vec![
-                (kind::STEP_COMPLETED, json!({ "step": step_id, "attempt": attempt })),
-                (kind::RUN_COMPLETED, json!({ "outcome": outcome, "finished_by": step_id })),
+                (
+                    kind::STEP_COMPLETED,
+                    json!({ "step": step_id, "attempt": attempt }),
+                ),
+                (
+                    kind::RUN_COMPLETED,
+                    json!({ "outcome": outcome, "finished_by": step_id }),
+                ),
             ],
         },
         StepOutcome::Sleep { until_ms, .. } => {
             let mut d = advance(
                 vec![
-                    (kind::STEP_COMPLETED, json!({ "step": step_id, "attempt": attempt })),
-                    (kind::WAIT_STARTED, json!({ "step": step_id, "until_ms": until_ms })),
+                    (
+                        kind::STEP_COMPLETED,
+                        json!({ "step": step_id, "attempt": attempt }),
+                    ),
+                    (
+                        kind::WAIT_STARTED,
+                        json!({ "step": step_id, "until_ms": until_ms }),
+                    ),
                 ],
                 StepStatus::Completed,
             );
@@ -289,7 +319,9 @@ pub fn decide(
             d
         }
         StepOutcome::Suspend {
-            reason, deadline_ms, ..
+            reason,
+            deadline_ms,
+            ..
         } => Decision {
             step_status: StepStatus::Waiting,
             run_status: RunStatus::Waiting,
@@ -413,7 +445,13 @@ mod tests {
         let d = decide(3, at(1, 0), "b", &e, &p, NOW, 0.5);
         assert_eq!(d.run_status, RunStatus::Waiting);
         assert_eq!(d.wait, Some(WaitReason::Retry));
-        assert_eq!(d.next, Next::At { pos: at(1, 1), at_ms: NOW + 2_000 });
+        assert_eq!(
+            d.next,
+            Next::At {
+                pos: at(1, 1),
+                at_ms: NOW + 2_000
+            }
+        );
         let d = decide(3, at(1, 1), "b", &e, &p, NOW, 0.5);
         assert_eq!(d.run_status, RunStatus::Failed);
         assert!(d.error.unwrap().contains("gave up after 2 attempts"));
@@ -426,27 +464,65 @@ mod tests {
             outcome: "discarded".into(),
         };
         let d = decide(5, at(1, 0), "check", &o, &RetryPolicy::default(), NOW, 0.0);
-        assert_eq!((d.run_status, d.outcome.as_deref(), d.next), (RunStatus::Completed, Some("discarded"), Next::End));
+        assert_eq!(
+            (d.run_status, d.outcome.as_deref(), d.next),
+            (RunStatus::Completed, Some("discarded"), Next::End)
+        );
     }
 
     #[test]
     fn sleep_schedules_next_step() {
-        let o = StepOutcome::Sleep { output: json!({}), until_ms: NOW + 10 };
+        let o = StepOutcome::Sleep {
+            output: json!({}),
+            until_ms: NOW + 10,
+        };
         let d = decide(2, at(0, 0), "pause", &o, &RetryPolicy::default(), NOW, 0.0);
-        assert_eq!(d.next, Next::At { pos: at(1, 0), at_ms: NOW + 10 });
+        assert_eq!(
+            d.next,
+            Next::At {
+                pos: at(1, 0),
+                at_ms: NOW + 10
+            }
+        );
         assert_eq!(d.wait, Some(WaitReason::Timer));
-        let past = StepOutcome::Sleep { output: json!({}), until_ms: NOW - 10 };
-        let d = decide(2, at(0, 0), "pause", &past, &RetryPolicy::default(), NOW, 0.0);
-        assert_eq!(d.next, Next::Run(at(1, 0)), "an elapsed timer does not wait");
+        let past = StepOutcome::Sleep {
+            output: json!({}),
+            until_ms: NOW - 10,
+        };
+        let d = decide(
+            2,
+            at(0, 0),
+            "pause",
+            &past,
+            &RetryPolicy::default(),
+            NOW,
+            0.0,
+        );
+        assert_eq!(
+            d.next,
+            Next::Run(at(1, 0)),
+            "an elapsed timer does not wait"
+        );
     }
 
     fn outcome() -> impl Strategy<Value = StepOutcome> {
         prop_oneof![
             Just(done()),
-            Just(StepOutcome::Skipped { reason: "when".into() }),
-            Just(StepOutcome::Finish { output: json!(null), outcome: "x".into() }),
-            (0i64..100).prop_map(|d| StepOutcome::Sleep { output: json!(null), until_ms: NOW + d }),
-            proptest::option::of(0u64..10_000).prop_map(|ra| StepOutcome::Transient { error: "e".into(), retry_after_ms: ra }),
+            Just(StepOutcome::Skipped {
+                reason: "when".into()
+            }),
+            Just(StepOutcome::Finish {
+                output: json!(null),
+                outcome: "x".into()
+            }),
+            (0i64..100).prop_map(|d| StepOutcome::Sleep {
+                output: json!(null),
+                until_ms: NOW + d
+            }),
+            proptest::option::of(0u64..10_000).prop_map(|ra| StepOutcome::Transient {
+                error: "e".into(),
+                retry_after_ms: ra
+            }),
             Just(StepOutcome::Permanent { error: "p".into() }),
         ]
     }

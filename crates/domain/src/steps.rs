@@ -32,10 +32,10 @@ pub fn parse_rules(body: &Node, scope: &Scope, cx: &mut Cx) -> Vec<Rule> {
     };
     let mut rules = Vec::new();
     for item in items {
-        let Some(mut f) = cx.take(item.fields()) else { continue };
-        let when = f
-            .require("when")
-            .and_then(|n| Condition::compile(n, scope));
+        let Some(mut f) = cx.take(item.fields()) else {
+            continue;
+        };
+        let when = f.require("when").and_then(|n| Condition::compile(n, scope));
         let then = f.require("then").map(|n| parse_actions(n, cx));
         f.finish(&mut cx.errors);
         if let (Some(when), Some(then)) = (cx.take(when), cx.take(then)) {
@@ -58,7 +58,9 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
     if let Some(n) = f.get("review") {
         match n.as_str() {
             Ok(s @ ("required" | "skip")) => out.push(Action::Review(s.to_string())),
-            _ => cx.errors.push(n.error("review must be `required` or `skip`")),
+            _ => cx
+                .errors
+                .push(n.error("review must be `required` or `skip`")),
         }
     }
     if let Some(n) = f.get("fail") {
@@ -67,7 +69,8 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
         }
     }
     if out.is_empty() {
-        cx.errors.push(node.error("`then` needs at least one of: finish, review, fail"));
+        cx.errors
+            .push(node.error("`then` needs at least one of: finish, review, fail"));
     }
     f.finish(&mut cx.errors);
     out
@@ -143,7 +146,8 @@ pub fn parse_wait(body: &Node, scope: &Scope, cx: &mut Cx) -> Option<WaitSpec> {
                 (Some(d), None) => cx.take(d.as_duration_ms()).map(WaitSpec::For),
                 (None, Some(u)) => cx.take(Template::compile(u, scope)).map(WaitSpec::Until),
                 _ => {
-                    cx.errors.push(body.error("wait needs exactly one of `for` or `until`"));
+                    cx.errors
+                        .push(body.error("wait needs exactly one of `for` or `until`"));
                     None
                 }
             }
@@ -168,7 +172,12 @@ pub struct HttpSpec {
     pub output: Option<Vec<(String, Template)>>,
 }
 
-pub fn parse_http(body: &Node, scope: &Scope, timeout_ms: Option<u64>, cx: &mut Cx) -> Option<HttpSpec> {
+pub fn parse_http(
+    body: &Node,
+    scope: &Scope,
+    timeout_ms: Option<u64>,
+    cx: &mut Cx,
+) -> Option<HttpSpec> {
     let mut f = cx.take(body.fields())?;
     let url_node = cx.take(f.require("url"));
     let url = url_node.and_then(|n| {
@@ -176,18 +185,22 @@ pub fn parse_http(body: &Node, scope: &Scope, timeout_ms: Option<u64>, cx: &mut 
         let t = cx.take(Template::compile(n, scope))?;
         let s = t.source();
         if !(s.starts_with("http://") || s.starts_with("https://") || s.starts_with("{{")) {
-            cx.errors.push(n.error("url must start with http:// or https://"));
+            cx.errors
+                .push(n.error("url must start with http:// or https://"));
         }
         Some(t)
     });
-    let body_t = f.get("body").map(|n| JsonTemplate::compile(n, scope, &mut cx.errors));
+    let body_t = f
+        .get("body")
+        .map(|n| JsonTemplate::compile(n, scope, &mut cx.errors));
     let method = match f.get("method") {
         Some(n) => cx.take(n.as_str()).and_then(|m| {
             let m = m.to_ascii_uppercase();
             if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str()) {
                 Some(m)
             } else {
-                cx.errors.push(n.error("method must be GET, POST, PUT, PATCH or DELETE"));
+                cx.errors
+                    .push(n.error("method must be GET, POST, PUT, PATCH or DELETE"));
                 None
             }
         }),
@@ -198,11 +211,16 @@ pub fn parse_http(body: &Node, scope: &Scope, timeout_ms: Option<u64>, cx: &mut 
         if let Some(entries) = cx.take(n.as_map()) {
             for (name, v) in entries {
                 if name.eq_ignore_ascii_case("idempotency-key") {
-                    cx.errors.push(v.error("Idempotency-Key is set by the engine (run_id:step_id)"));
+                    cx.errors
+                        .push(v.error("Idempotency-Key is set by the engine (run_id:step_id)"));
                     continue;
                 }
-                if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                    cx.errors.push(v.error(format!("invalid header name {name:?}")));
+                if !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    cx.errors
+                        .push(v.error(format!("invalid header name {name:?}")));
                     continue;
                 }
                 cx.secret_if_env(v);
@@ -254,7 +272,9 @@ mod tests {
         let mut cx = Cx::default();
         let scope = Scope::new(["triage"]);
         let rules = parse_rules(
-            &body("rules:\n  - when: triage.intent == 'spam'\n    then: { finish: discarded }\n  - when: 'true'\n    then: { review: required }\n"),
+            &body(
+                "rules:\n  - when: triage.intent == 'spam'\n    then: { finish: discarded }\n  - when: 'true'\n    then: { review: required }\n",
+            ),
             &scope,
             &mut cx,
         );
@@ -262,10 +282,19 @@ mod tests {
         let mut vars = Vars::new();
         vars.insert("triage".into(), value_from_json(&json!({"intent": "spam"})));
         let r = evaluate(&rules, &vars).unwrap();
-        assert_eq!((r.matched, r.finish.as_deref(), r.review), (vec![0], Some("discarded"), None));
-        vars.insert("triage".into(), value_from_json(&json!({"intent": "sales"})));
+        assert_eq!(
+            (r.matched, r.finish.as_deref(), r.review),
+            (vec![0], Some("discarded"), None)
+        );
+        vars.insert(
+            "triage".into(),
+            value_from_json(&json!({"intent": "sales"})),
+        );
         let r = evaluate(&rules, &vars).unwrap();
-        assert_eq!((r.matched, r.review.as_deref()), (vec![1], Some("required")));
+        assert_eq!(
+            (r.matched, r.review.as_deref()),
+            (vec![1], Some("required"))
+        );
     }
 
     #[test]
@@ -283,13 +312,21 @@ mod tests {
         assert_eq!(cx.secrets, ["Bearer tok-123456"]);
         let mut vars = Vars::new();
         vars.insert("input".into(), value_from_json(&json!({"name": "Ada"})));
-        assert_eq!(spec.body.unwrap().render(&vars).unwrap(), json!({"name": "Ada", "n": 3}));
+        assert_eq!(
+            spec.body.unwrap().render(&vars).unwrap(),
+            json!({"name": "Ada", "n": 3})
+        );
     }
 
     #[test]
     fn http_spec_errors() {
         let mut cx = Cx::default();
-        parse_http(&body("http:\n  url: ftp://x\n  method: BREW\n  headers: { Idempotency-Key: x }\n"), &Scope::default(), None, &mut cx);
+        parse_http(
+            &body("http:\n  url: ftp://x\n  method: BREW\n  headers: { Idempotency-Key: x }\n"),
+            &Scope::default(),
+            None,
+            &mut cx,
+        );
         let text: Vec<String> = cx.errors.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 3, "{text:?}");
     }

@@ -16,7 +16,9 @@ use crate::retry::RetryPolicy;
 use crate::yaml::{self, EnvLookup, Node, Value};
 
 /// Names a step id may not take: they are variables of the language.
-const RESERVED: &[&str] = &["input", "run", "approved", "env", "response", "item", "loop"];
+const RESERVED: &[&str] = &[
+    "input", "run", "approved", "env", "response", "item", "loop",
+];
 
 /// Accumulates problems and secrets while compiling a workflow.
 #[derive(Debug, Default)]
@@ -184,9 +186,11 @@ impl InputSpec {
                 .iter_errors(&input)
                 .map(|e| {
                     let mut pointer = e.instance_path().to_string();
-                    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
+                    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind()
+                    {
                         if let Some(p) = property.as_str() {
-                            pointer = format!("{pointer}/{}", p.replace('~', "~0").replace('/', "~1"));
+                            pointer =
+                                format!("{pointer}/{}", p.replace('~', "~0").replace('/', "~1"));
                         }
                     }
                     FieldError {
@@ -267,13 +271,20 @@ fn parse_root(root: &Node, kinds: &[&str], cx: &mut Cx) -> Option<Workflow> {
         if valid_name(s) {
             Ok(s.to_string())
         } else {
-            Err(n.error("name must be 1–64 characters of a-z, 0-9, `-` and `_`, starting with a letter"))
+            Err(n.error(
+                "name must be 1–64 characters of a-z, 0-9, `-` and `_`, starting with a letter",
+            ))
         }
     });
     let name = cx.take(name);
     let label = f.get("version").and_then(|n| cx.take(n.as_scalar_string()));
-    let description = f.get("description").and_then(|n| cx.take(n.as_str().map(str::to_string)));
-    let trigger = f.get("trigger").map(|n| parse_trigger(n, cx)).unwrap_or_default();
+    let description = f
+        .get("description")
+        .and_then(|n| cx.take(n.as_str().map(str::to_string)));
+    let trigger = f
+        .get("trigger")
+        .map(|n| parse_trigger(n, cx))
+        .unwrap_or_default();
     let input = match f.get("input") {
         Some(n) => parse_input(n, cx),
         None => Some(InputSpec {
@@ -288,7 +299,8 @@ fn parse_root(root: &Node, kinds: &[&str], cx: &mut Cx) -> Option<Workflow> {
     let mut steps: Vec<StepDef> = Vec::new();
     if let Some(items) = steps_node.and_then(|n| cx.take(n.as_seq())) {
         if items.is_empty() {
-            cx.errors.push(steps_node?.error("a workflow needs at least one step"));
+            cx.errors
+                .push(steps_node?.error("a workflow needs at least one step"));
         }
         for item in items {
             if let Some(step) = parse_step(item, steps.len(), &steps, kinds, cx) {
@@ -340,7 +352,11 @@ fn parse_trigger(node: &Node, cx: &mut Cx) -> Trigger {
                 None => None,
             },
         };
-        t.webhook = Some(Webhook { secret });
+        // A secret that interpolates to "" (e.g. `${env:X:-}` with X unset)
+        // disables the webhook rather than accepting unsigned requests.
+        if secret.as_deref() != Some("") {
+            t.webhook = Some(Webhook { secret });
+        }
     }
     if let Some(fm) = f.get("form") {
         let title = match &fm.value {
@@ -348,7 +364,9 @@ fn parse_trigger(node: &Node, cx: &mut Cx) -> Trigger {
             _ => cx
                 .take(fm.fields())
                 .and_then(|mut ff| {
-                    let title = ff.get("title").and_then(|n| cx.take(n.as_str().map(str::to_string)));
+                    let title = ff
+                        .get("title")
+                        .and_then(|n| cx.take(n.as_str().map(str::to_string)));
                     ff.finish(&mut cx.errors);
                     title
                 })
@@ -374,7 +392,11 @@ fn parse_input(node: &Node, cx: &mut Cx) -> Option<InputSpec> {
             Err(e) => {
                 cx.errors.push(n.error(format!(
                     "invalid JSON Schema at {}: {e}",
-                    if e.schema_path().as_str().is_empty() { "/" } else { e.schema_path().as_str() }
+                    if e.schema_path().as_str().is_empty() {
+                        "/"
+                    } else {
+                        e.schema_path().as_str()
+                    }
                 )));
                 None
             }
@@ -433,16 +455,26 @@ fn parse_step(
     let id = cx.take(id_node.as_str())?.to_string();
     let valid = id.len() <= 64
         && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !valid {
-        cx.errors.push(id_node.error("step id must be 1–64 characters of a-z, 0-9 and `_`, starting with a letter"));
+        cx.errors.push(
+            id_node.error(
+                "step id must be 1–64 characters of a-z, 0-9 and `_`, starting with a letter",
+            ),
+        );
     } else if RESERVED.contains(&id.as_str()) {
-        cx.errors.push(id_node.error(format!("`{id}` is a reserved name; pick another step id")));
+        cx.errors
+            .push(id_node.error(format!("`{id}` is a reserved name; pick another step id")));
     } else if earlier.iter().any(|s| s.id == id) {
-        cx.errors.push(id_node.error(format!("duplicate step id `{id}`")));
+        cx.errors
+            .push(id_node.error(format!("duplicate step id `{id}`")));
     }
 
-    let mut kind_entries = entries.iter().filter(|(k, _)| !envelope.contains(&k.as_str()));
+    let mut kind_entries = entries
+        .iter()
+        .filter(|(k, _)| !envelope.contains(&k.as_str()));
     let Some((kind, raw_body)) = kind_entries.next() else {
         cx.errors.push(node.error(format!(
             "step `{id}` has no kind; add one of: {}",
@@ -479,11 +511,19 @@ fn parse_step(
         });
     }
     let get = |key: &str, cx: &mut Cx| -> Option<Node> {
-        let outer = entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-        let inner = lifted.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let outer = entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone());
+        let inner = lifted
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone());
         match (outer, inner) {
             (Some(_), Some(i)) => {
-                cx.errors.push(i.error(format!("`{key}` is given twice, on the step and inside `{kind}`")));
+                cx.errors.push(i.error(format!(
+                    "`{key}` is given twice, on the step and inside `{kind}`"
+                )));
                 None
             }
             (o, i) => o.or(i),
@@ -500,7 +540,8 @@ fn parse_step(
                 "draft" => Control::Draft,
                 "suggest" => Control::Suggest,
                 _ => {
-                    cx.errors.push(n.error("control must be auto, review, draft or suggest"));
+                    cx.errors
+                        .push(n.error("control must be auto, review, draft or suggest"));
                     return None;
                 }
             };
@@ -544,7 +585,10 @@ mod tests {
         assert_eq!(wf.steps[1].kind, "wait");
         assert_eq!(wf.secrets, ["s3cr3t-value"]);
         assert_eq!(wf.redact("sig s3cr3t-value!"), "sig [redacted]!");
-        let (clean, changed) = wf.input.check(serde_json::json!({"email": "  A@B.CO "})).unwrap();
+        let (clean, changed) = wf
+            .input
+            .check(serde_json::json!({"email": "  A@B.CO "}))
+            .unwrap();
         assert_eq!(clean["email"], "a@b.co");
         assert_eq!(changed, ["email"]);
         let errs = wf.input.check(serde_json::json!({})).unwrap_err();
@@ -559,16 +603,30 @@ mod tests {
         .unwrap_err();
         let joined = errs.join("\n");
         assert!(joined.contains("1:7: name: name must be"), "{joined}");
-        assert!(joined.contains("7:11: steps[1].when: unknown variable \"triag\" (did you mean \"triage\"?)"), "{joined}");
-        assert!(joined.contains("steps[2].htp: unknown step kind `htp` (did you mean `http`?)"), "{joined}");
-        assert!(joined.contains("steps[3].id: duplicate step id `triage`"), "{joined}");
+        assert!(
+            joined.contains(
+                "7:11: steps[1].when: unknown variable \"triag\" (did you mean \"triage\"?)"
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("steps[2].htp: unknown step kind `htp` (did you mean `http`?)"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("steps[3].id: duplicate step id `triage`"),
+            "{joined}"
+        );
         assert!(joined.contains("a step has exactly one kind"), "{joined}");
     }
 
     #[test]
     fn literal_secrets_are_refused() {
         let errs = load("name: x\ntrigger:\n  webhook: { secret: plain }\nsteps:\n  - id: a\n    validate: {}\n").unwrap_err();
-        assert!(errs[0].contains("trigger.webhook.secret: secrets come from the environment only"), "{errs:?}");
+        assert!(
+            errs[0].contains("trigger.webhook.secret: secrets come from the environment only"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -94,7 +94,11 @@ impl<'s> Builder<'s, '_> {
                     format!("invalid YAML: {}", e.info()),
                 ))
             }
-            None => Err(Diagnostic::new(Pos::default(), "", "unexpected end of YAML")),
+            None => Err(Diagnostic::new(
+                Pos::default(),
+                "",
+                "unexpected end of YAML",
+            )),
         }
     }
 
@@ -311,14 +315,13 @@ pub fn interpolate(s: &str, env: EnvLookup<'_>) -> Result<(String, bool), String
             Some((n, d)) => (n, Some(d)),
             None => (spec, None),
         };
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("invalid environment variable name {name:?}"));
         }
-        match env(name).filter(|v| !v.is_empty()).or(default.map(str::to_string)) {
+        match env(name)
+            .filter(|v| !v.is_empty())
+            .or(default.map(str::to_string))
+        {
             Some(v) => out.push_str(&v),
             None => {
                 return Err(format!(
@@ -391,7 +394,10 @@ impl Node {
     pub fn as_bool(&self) -> Result<bool, Diagnostic> {
         match &self.value {
             Value::Bool(b) => Ok(*b),
-            _ => Err(self.error(format!("expected true or false, found {}", self.kind_name()))),
+            _ => Err(self.error(format!(
+                "expected true or false, found {}",
+                self.kind_name()
+            ))),
         }
     }
 
@@ -489,10 +495,8 @@ impl<'a> Fields<'a> {
     }
 
     pub fn require(&mut self, key: &'static str) -> Result<&'a Node, Diagnostic> {
-        self.get(key).ok_or_else(|| {
-            self.node
-                .error(format!("missing required field `{key}`"))
-        })
+        self.get(key)
+            .ok_or_else(|| self.node.error(format!("missing required field `{key}`")))
     }
 
     /// Errors for every key that was never read, with a suggestion if one is close.
@@ -558,8 +562,20 @@ mod tests {
     fn keeps_positions_and_paths() {
         let doc = "name: x\nsteps:\n  - id: a\n    rules:\n      - when: foo\n";
         let root = parse(doc, &no_env).unwrap();
-        let steps = root.fields().unwrap().get("steps").unwrap().as_seq().unwrap();
-        let rules = steps[0].fields().unwrap().get("rules").unwrap().as_seq().unwrap();
+        let steps = root
+            .fields()
+            .unwrap()
+            .get("steps")
+            .unwrap()
+            .as_seq()
+            .unwrap();
+        let rules = steps[0]
+            .fields()
+            .unwrap()
+            .get("rules")
+            .unwrap()
+            .as_seq()
+            .unwrap();
         let when = rules[0].fields().unwrap().get("when").unwrap();
         assert_eq!(when.path, "steps[0].rules[0].when");
         assert_eq!((when.pos.line, when.pos.col), (5, 15));
@@ -580,11 +596,28 @@ mod tests {
     #[test]
     fn interpolates_env_with_defaults_and_escapes() {
         let env = |n: &str| (n == "A").then(|| "alpha".to_string());
-        assert_eq!(interpolate("x${env:A}y", &env).unwrap(), ("xalphay".into(), true));
-        assert_eq!(interpolate("${env:B:-dflt}", &env).unwrap(), ("dflt".into(), true));
-        assert_eq!(interpolate("$${env:A}", &env).unwrap(), ("${env:A}".into(), false));
-        assert!(interpolate("${env:B}", &env).unwrap_err().contains("B is not set"));
-        assert!(interpolate("${A}", &env).unwrap_err().contains("unknown interpolation"));
+        assert_eq!(
+            interpolate("x${env:A}y", &env).unwrap(),
+            ("xalphay".into(), true)
+        );
+        assert_eq!(
+            interpolate("${env:B:-dflt}", &env).unwrap(),
+            ("dflt".into(), true)
+        );
+        assert_eq!(
+            interpolate("$${env:A}", &env).unwrap(),
+            ("${env:A}".into(), false)
+        );
+        assert!(
+            interpolate("${env:B}", &env)
+                .unwrap_err()
+                .contains("B is not set")
+        );
+        assert!(
+            interpolate("${A}", &env)
+                .unwrap_err()
+                .contains("unknown interpolation")
+        );
     }
 
     #[test]
@@ -593,7 +626,10 @@ mod tests {
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 2, "{text:?}");
         assert!(text[0].starts_with("2:1: a: duplicate key"), "{text:?}");
-        assert!(text[1].contains("b: environment variable NOPE is not set"), "{text:?}");
+        assert!(
+            text[1].contains("b: environment variable NOPE is not set"),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ pub fn compile(src: &str, path: &str, kinds: &StepKinds, env: &Env) -> Result<Co
     let mut steps = Vec::with_capacity(def.steps.len());
     for (i, s) in def.steps.iter().enumerate() {
         let scope = def.scope_for(i);
-        let kind = kinds.get(&s.kind).expect("workflow::parse checked the kind");
+        let kind = kinds
+            .get(&s.kind)
+            .expect("workflow::parse checked the kind");
         if let Some(step) = kind.compile(s, &scope, &mut cx) {
             steps.push(step);
         }
@@ -134,7 +136,11 @@ impl Catalog {
         let label = path.display().to_string();
         let src = std::fs::read_to_string(path).map_err(|e| LoadError {
             path: label.clone(),
-            diagnostics: vec![Diagnostic::new(Default::default(), "", format!("cannot read: {e}"))],
+            diagnostics: vec![Diagnostic::new(
+                Default::default(),
+                "",
+                format!("cannot read: {e}"),
+            )],
         })?;
         self.load_source(&src, &label).await
     }
@@ -152,7 +158,10 @@ impl Catalog {
                         diagnostics: vec![Diagnostic::new(
                             Default::default(),
                             "name",
-                            format!("workflow `{}` is already defined in {}", c.def.name, existing.path),
+                            format!(
+                                "workflow `{}` is already defined in {}",
+                                c.def.name, existing.path
+                            ),
                         )],
                     });
                 }
@@ -167,7 +176,11 @@ impl Catalog {
             .await
             .map_err(|e| LoadError {
                 path: path.to_string(),
-                diagnostics: vec![Diagnostic::new(Default::default(), "", format!("cannot save version: {e}"))],
+                diagnostics: vec![Diagnostic::new(
+                    Default::default(),
+                    "",
+                    format!("cannot save version: {e}"),
+                )],
             })?;
         let c = Arc::new(c);
         self.versions
@@ -183,11 +196,21 @@ impl Catalog {
 
     /// The current version of `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Compiled>> {
-        self.current.read().expect("catalog lock").get(name).cloned()
+        self.current
+            .read()
+            .expect("catalog lock")
+            .get(name)
+            .cloned()
     }
 
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<_> = self.current.read().expect("catalog lock").keys().cloned().collect();
+        let mut v: Vec<_> = self
+            .current
+            .read()
+            .expect("catalog lock")
+            .keys()
+            .cloned()
+            .collect();
         v.sort();
         v
     }
@@ -210,7 +233,8 @@ impl Catalog {
         else {
             return Ok(None);
         };
-        let mut c = compile(&row.source, &row.path, &self.kinds, &self.env).map_err(|e| e.to_string())?;
+        let mut c =
+            compile(&row.source, &row.path, &self.kinds, &self.env).map_err(|e| e.to_string())?;
         c.version = version;
         let c = Arc::new(c);
         self.versions

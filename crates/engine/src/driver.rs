@@ -113,7 +113,12 @@ struct DbJournal<'a> {
 
 #[async_trait]
 impl Journal for DbJournal<'_> {
-    async fn effect_started(&mut self, key: &str, step_id: &str, digest: &str) -> Result<(), String> {
+    async fn effect_started(
+        &mut self,
+        key: &str,
+        step_id: &str,
+        digest: &str,
+    ) -> Result<(), String> {
         let now = now_ms();
         let commit = Commit {
             run_id: self.run_id.to_string(),
@@ -144,7 +149,12 @@ impl Journal for DbJournal<'_> {
             },
             at_ms: now,
         };
-        self.rev = self.inner.store.commit(commit).await.map_err(|e| e.to_string())?;
+        self.rev = self
+            .inner
+            .store
+            .commit(commit)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 }
@@ -180,7 +190,10 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
         let mut events = std::mem::take(&mut st.pending);
         let outcome = match def.when.as_ref().map(|c| c.eval(&st.vars)) {
             Some(Ok(false)) => StepOutcome::Skipped {
-                reason: format!("`when: {}` is false", def.when.as_ref().map_or("", |c| c.source())),
+                reason: format!(
+                    "`when: {}` is false",
+                    def.when.as_ref().map_or("", |c| c.source())
+                ),
             },
             Some(Err(e)) => StepOutcome::Permanent { error: e },
             Some(Ok(true)) | None => {
@@ -188,7 +201,10 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
                 if let Some(open) = st.open_effect.take() {
                     let r = step.reconcile(&mut cx).await;
                     let (label, out) = match r {
-                        Reconciled::Done { output, external_id } => {
+                        Reconciled::Done {
+                            output,
+                            external_id,
+                        } => {
                             cx.effects.completed = Some(external_id);
                             ("found", Some(output))
                         }
@@ -214,7 +230,10 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
                         match tokio::time::timeout(guard, step.run(&mut cx)).await {
                             Ok(o) => o,
                             Err(_) => StepOutcome::Transient {
-                                error: format!("step did not finish within {} ms", guard.as_millis()),
+                                error: format!(
+                                    "step did not finish within {} ms",
+                                    guard.as_millis()
+                                ),
                                 retry_after_ms: None,
                             },
                         }
@@ -242,7 +261,17 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
             _ => None,
         };
         let output_text = output.map(|o| wf.def.redact(&o.to_string()));
-        let commit = build_commit(&inner, &st, def, &d, output_text.clone(), effects, events, started, now);
+        let commit = build_commit(
+            &inner,
+            &st,
+            def,
+            &d,
+            output_text.clone(),
+            effects,
+            events,
+            started,
+            now,
+        );
         match inner.store.commit(commit).await {
             Ok(rev) => st.rev = rev,
             Err(store::Error::Conflict(_)) => {
@@ -293,7 +322,12 @@ fn build_commit(
     }
     .map(|(status, external_id)| {
         events.push(NewEvent {
-            kind: if status == EffectStatus::Completed { kind::EFFECT_COMPLETED } else { kind::EFFECT_FAILED }.into(),
+            kind: if status == EffectStatus::Completed {
+                kind::EFFECT_COMPLETED
+            } else {
+                kind::EFFECT_FAILED
+            }
+            .into(),
             actor: SYSTEM.into(),
             data: json!({ "key": key, "step": def.id, "external_id": external_id }).to_string(),
             at_ms: now,
@@ -312,7 +346,10 @@ fn build_commit(
         let mut data = data.clone();
         if *k == kind::STEP_COMPLETED {
             if let (Some(o), Json::Object(m)) = (&output, &mut data) {
-                m.insert("output".into(), serde_json::from_str(o).unwrap_or(Json::Null));
+                m.insert(
+                    "output".into(),
+                    serde_json::from_str(o).unwrap_or(Json::Null),
+                );
             }
         }
         events.push(NewEvent {

@@ -94,7 +94,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("node", &self.inner.node).finish()
+        f.debug_struct("Engine")
+            .field("node", &self.inner.node)
+            .finish()
     }
 }
 
@@ -148,7 +150,11 @@ impl Engine {
             .catalog
             .get(workflow)
             .ok_or_else(|| SubmitError::UnknownWorkflow(workflow.to_string()))?;
-        let (input, changed) = wf.def.input.check(input).map_err(SubmitError::InvalidInput)?;
+        let (input, changed) = wf
+            .def
+            .input
+            .check(input)
+            .map_err(SubmitError::InvalidInput)?;
         let idempotency_key = idempotency_key.or_else(|| {
             let field = wf.def.input.idempotency_field.as_ref()?;
             match input.get(field)? {
@@ -230,7 +236,11 @@ impl Engine {
 
     /// Waits until the run settles (completes, fails, or waits for a
     /// person) or `timeout` passes; returns its row either way.
-    pub async fn wait_settled(&self, run_id: &str, timeout: Duration) -> store::Result<Option<store::Run>> {
+    pub async fn wait_settled(
+        &self,
+        run_id: &str,
+        timeout: Duration,
+    ) -> store::Result<Option<store::Run>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let (tx, rx) = oneshot::channel();
@@ -252,7 +262,9 @@ impl Engine {
                 return run;
             }
             // Another node may drive the run: look again now and then.
-            let nap = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(250)));
+            let nap = tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(250)),
+            );
             tokio::select! {
                 _ = rx => {}
                 _ = nap => {}

@@ -15,7 +15,7 @@ mod engine;
 pub mod step;
 pub mod steps;
 
-pub use catalog::{Catalog, Compiled, LoadError};
+pub use catalog::{Catalog, Compiled, Env, LoadError, compile};
 pub use engine::{Config, Engine, SubmitError, Submitted};
 pub use step::{Reconciled, Step, StepCx, StepKind, StepKinds};
 

@@ -27,7 +27,10 @@ pub trait StepKind: Send + Sync {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reconciled {
     /// The target shows the effect happened: use this as the step's output.
-    Done { output: Json, external_id: Option<String> },
+    Done {
+        output: Json,
+        external_id: Option<String>,
+    },
     /// The target shows it did not happen: safe to perform it now.
     NotDone,
     /// The target cannot tell: perform it again under the same idempotency
@@ -70,7 +73,12 @@ pub struct StepCx<'a> {
 /// Commits an `effect.started` entry before a call goes out.
 #[async_trait]
 pub(crate) trait Journal: Send {
-    async fn effect_started(&mut self, key: &str, step_id: &str, digest: &str) -> Result<(), String>;
+    async fn effect_started(
+        &mut self,
+        key: &str,
+        step_id: &str,
+        digest: &str,
+    ) -> Result<(), String>;
 }
 
 impl StepCx<'_> {

@@ -1,1 +1,134 @@
-//! placeholder
+//! The HTTP interface: the JSON API, webhook intake, health probes and the
+//! OpenAPI document, as one axum [`Router`] built by [`app`].
+//!
+//! API boundary: handlers only translate between HTTP and the engine; they
+//! hold no business logic and never see SQL. Every error leaves through
+//! [`ApiError`] as RFC 9457 problem+json; internal detail goes to the log.
+//!
+//! Routes:
+//! - `POST /api/v1/workflows/{name}/runs` (`runs:write`; `Idempotency-Key`; `?wait=`)
+//! - `POST /hooks/{name}` (webhook; HMAC-SHA256 in `X-Countersign-Signature`)
+//! - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events` (`runs:read`)
+//! - `POST /api/v1/runs/{id}/retry`, `POST /api/v1/runs/{id}/cancel` (`runs:write`)
+//! - `GET /healthz`, `GET /readyz`, `GET /api/openapi.json`
+
+mod auth;
+mod error;
+mod health;
+mod intake;
+mod openapi;
+mod runs;
+mod views;
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use engine::Engine;
+
+pub use auth::{Caller, Scope, TOKEN_PREFIX, hash_token, new_token_secret, parse_scopes};
+pub use error::{ApiError, FieldProblem, PROBLEM_BASE, PROBLEM_JSON, Problem};
+pub use intake::{SIGNATURE_HEADER, sign_body};
+pub use openapi::{ApiDoc, document as openapi_document};
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest accepted request body in bytes (larger → 413).
+    pub body_limit: usize,
+    /// Cap on `?wait=` at intake.
+    pub max_wait: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            body_limit: 1024 * 1024,
+            max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler can reach: the engine (and through it the store and
+/// the catalog) and the limits.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub config: ServerConfig,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, config: ServerConfig) -> AppState {
+        AppState { engine, config }
+    }
+}
+
+/// The whole HTTP interface as a router, ready for `axum::serve` or, in
+/// tests, `tower::ServiceExt::oneshot`.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    Router::new()
+        .route("/api/v1/workflows/{name}/runs", post(intake::submit_run))
+        .route("/hooks/{name}", post(intake::webhook))
+        .route("/api/v1/runs", get(runs::list_runs))
+        .route("/api/v1/runs/{id}", get(runs::get_run))
+        .route("/api/v1/runs/{id}/events", get(runs::run_events))
+        .route("/api/v1/runs/{id}/retry", post(runs::retry_run))
+        .route("/api/v1/runs/{id}/cancel", post(runs::cancel_run))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/openapi.json", get(openapi_json))
+        .fallback(|| async { ApiError::NotFound("no such resource".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn openapi_json() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let body = DOC.get_or_init(|| {
+        openapi::document()
+            .to_json()
+            .expect("the OpenAPI document serialises")
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.clone(),
+    )
+        .into_response()
+}
+
+/// One log line per request: method, path (never the query, which may
+/// carry data), status and latency.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    tracing::info!(
+        %method,
+        path,
+        status = res.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    res
+}

@@ -252,7 +252,14 @@ pub trait Store: Send + Sync + 'static {
     // ---- workflows
     /// Stores a workflow's source if its hash is new for that name and
     /// returns the version number (existing or new).
-    async fn save_workflow(&self, name: &str, hash: &str, source: &str, path: &str, now_ms: i64) -> Result<i64>;
+    async fn save_workflow(
+        &self,
+        name: &str,
+        hash: &str,
+        source: &str,
+        path: &str,
+        now_ms: i64,
+    ) -> Result<i64>;
     async fn workflow_version(&self, name: &str, version: i64) -> Result<Option<WorkflowVersion>>;
 
     // ---- execution (the hot path)
@@ -260,7 +267,13 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a commit; returns the run's new revision, or `Conflict`.
     async fn commit(&self, commit: Commit) -> Result<i64>;
     /// Claims due, unleased (or lease-expired) work items for `node`.
-    async fn claim(&self, node: &str, now_ms: i64, lease_until_ms: i64, limit: usize) -> Result<Vec<Claimed>>;
+    async fn claim(
+        &self,
+        node: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>>;
     /// Extends every lease `node` holds.
     async fn renew_leases(&self, node: &str, lease_until_ms: i64) -> Result<u64>;
     /// Releases `node`'s leases so others may claim at once (graceful stop).

@@ -91,7 +91,8 @@ impl Step for Http {
                 retry_after_ms: None,
             };
         }
-        let method = reqwest::Method::from_bytes(self.spec.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let method = reqwest::Method::from_bytes(self.spec.method.as_bytes())
+            .unwrap_or(reqwest::Method::POST);
         let mut rb = self
             .client
             .request(method, &req.url)

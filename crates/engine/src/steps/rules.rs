@@ -35,7 +35,9 @@ impl Step for Rules {
             Ok(r) => {
                 let output = r.to_json();
                 if let Some(msg) = r.fail {
-                    StepOutcome::Permanent { error: format!("rule failed the run: {msg}") }
+                    StepOutcome::Permanent {
+                        error: format!("rule failed the run: {msg}"),
+                    }
                 } else if let Some(outcome) = r.finish {
                     StepOutcome::Finish { output, outcome }
                 } else {

@@ -66,7 +66,9 @@ impl Step for Validate {
             None => Vec::new(),
         };
         if errors.is_empty() {
-            StepOutcome::Done { output: json!({ "valid": true }) }
+            StepOutcome::Done {
+                output: json!({ "valid": true }),
+            }
         } else {
             StepOutcome::Permanent {
                 error: format!("validation failed: {}", errors.join("; ")),

@@ -38,7 +38,8 @@ impl Step for Wait {
                 Ok(Some(ms)) => ms,
                 Ok(None) => {
                     return StepOutcome::Permanent {
-                        error: "wait.until did not render an RFC 3339 time or epoch milliseconds".into(),
+                        error: "wait.until did not render an RFC 3339 time or epoch milliseconds"
+                            .into(),
                     };
                 }
                 Err(error) => return StepOutcome::Permanent { error },
@@ -63,7 +64,10 @@ fn parse_instant(s: &str) -> Option<i64> {
     let mut d = date.split('-').map(|p| p.parse::<i64>());
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':');
-    let (hh, mm) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let (hh, mm) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
     let ss: f64 = t.next().unwrap_or("0").parse().ok()?;
     // Days from civil (Howard Hinnant's algorithm).
     let y2 = if m <= 2 { y - 1 } else { y };
@@ -79,8 +83,14 @@ fn parse_instant(s: &str) -> Option<i64> {
 mod tests {
     #[test]
     fn parses_instants() {
-        assert_eq!(super::parse_instant("1700000000000"), Some(1_700_000_000_000));
-        assert_eq!(super::parse_instant("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
+        assert_eq!(
+            super::parse_instant("1700000000000"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            super::parse_instant("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000_000)
+        );
         assert_eq!(super::parse_instant("tomorrow"), None);
     }
 }

@@ -1,0 +1,574 @@
+//! The commands. Each returns `Result<(), Failure>`; `main` maps it to an
+//! exit code. Output meant for people goes to stdout; logs go to stderr.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use engine::{Catalog, Config, Engine, StepKinds, SubmitError};
+use store::Store;
+use store_sqlite::{Durability, Role, SqliteStore};
+
+use crate::{DbArgs, Failure, ServeArgs};
+
+/// The reference workflow, built into the binary for `countersign demo`.
+pub const REFERENCE_WORKFLOW: &str = include_str!("../../../examples/inbound-request.yaml");
+
+/// Reads variables from the process environment for `${env:…}`.
+pub fn process_env() -> engine::Env {
+    Arc::new(|name: &str| std::env::var(name).ok())
+}
+
+/// One HTTP client for every outbound call: built once, with timeouts.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")
+}
+
+/// Opens the store named by a database URL.
+pub fn open_store(db: &DbArgs, role: Role) -> Result<Arc<dyn Store>, Failure> {
+    let durability = if db.power_loss_safe {
+        Durability::PowerLossSafe
+    } else {
+        Durability::CrashSafe
+    };
+    let url = db.database.as_str();
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() {
+            return Err(Failure::usage(
+                "--database: sqlite:// needs a file path, e.g. sqlite://./countersign-data/countersign.db",
+            ));
+        }
+        let store = SqliteStore::open(Path::new(path), durability, role).map_err(|e| Failure {
+            code: 1,
+            message: format!("cannot open {url}: {e}"),
+        })?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(Failure::usage(
+            "--database: the PostgreSQL backend is not built yet in this version; use sqlite://PATH",
+        ));
+    }
+    Err(Failure::usage(format!(
+        "--database: unsupported URL {url:?}; expected sqlite://PATH"
+    )))
+}
+
+fn print_load_errors(errors: &[engine::LoadError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
+/// Loads a workflow folder; refuses to start only if the folder is unreadable.
+async fn load_workflows(catalog: &Catalog, dir: &Path) -> Result<(), Failure> {
+    let errors = catalog
+        .load_dir(dir)
+        .await
+        .map_err(|e| Failure::usage(format!("--workflows {}: {e}", dir.display())))?;
+    if !errors.is_empty() {
+        eprintln!("these workflow files were refused (the others serve):");
+        print_load_errors(&errors);
+    }
+    tracing::info!(workflows = ?catalog.names(), "workflows loaded");
+    Ok(())
+}
+
+/// Re-loads changed workflow files every two seconds. A changed file becomes
+/// a new version; runs in flight finish on the version they started with.
+fn watch_workflows(catalog: Arc<Catalog>, dir: PathBuf) {
+    tokio::spawn(async move {
+        let mut seen: HashMap<PathBuf, SystemTime> = HashMap::new();
+        let mut first = true;
+        loop {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if !matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
+                        continue;
+                    }
+                    let Ok(modified) = e.metadata().and_then(|m| m.modified()) else {
+                        continue;
+                    };
+                    let changed = seen.get(&p) != Some(&modified);
+                    seen.insert(p.clone(), modified);
+                    if changed && !first {
+                        match catalog.load_file(&p).await {
+                            Ok(c) => {
+                                tracing::info!(workflow = %c.def.name, version = c.version, "workflow reloaded")
+                            }
+                            Err(e) => tracing::error!(
+                                "workflow file refused, previous version keeps serving:\n{e}"
+                            ),
+                        }
+                    }
+                }
+            }
+            first = false;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+struct Node {
+    engine: Engine,
+}
+
+async fn start_node(
+    db: &DbArgs,
+    workflows: Option<&Path>,
+    embedded: Option<&str>,
+    workers: usize,
+    execute: bool,
+) -> Result<Node, Failure> {
+    let store = open_store(db, if execute { Role::Worker } else { Role::Admin })?;
+    let kinds = StepKinds::builtin(http_client()?);
+    let catalog = Arc::new(Catalog::new(kinds, process_env(), store.clone()));
+    if let Some(src) = embedded {
+        catalog
+            .load_source(src, "examples/inbound-request.yaml")
+            .await
+            .map_err(|e| Failure {
+                code: 1,
+                message: format!("the built-in reference workflow did not load:\n{e}"),
+            })?;
+    }
+    if let Some(dir) = workflows {
+        load_workflows(&catalog, dir).await?;
+        watch_workflows(catalog.clone(), dir.to_path_buf());
+    }
+    let engine = Engine::start(
+        store,
+        catalog,
+        Config {
+            max_in_flight: workers.max(1),
+            workers: execute,
+            ..Config::default()
+        },
+    );
+    Ok(Node { engine })
+}
+
+async fn serve_http(engine: Engine, listen: &str) -> Result<(), Failure> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure::usage(format!("--listen {listen}: {e}")))?;
+    let app = server::app(server::AppState::new(
+        engine.clone(),
+        server::ServerConfig::default(),
+    ));
+    tracing::info!(%listen, node = engine.node(), "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    engine.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+pub async fn serve(args: ServeArgs, _demo: bool) -> Result<(), Failure> {
+    let node = start_node(
+        &args.db,
+        Some(&args.workflows),
+        None,
+        args.workers,
+        !args.no_workers,
+    )
+    .await?;
+    serve_http(node.engine, &args.listen).await
+}
+
+pub async fn worker(db: DbArgs, workflows: PathBuf, workers: usize) -> Result<(), Failure> {
+    let node = start_node(&db, Some(&workflows), None, workers, true).await?;
+    tracing::info!(node = node.engine.node(), "worker running (no HTTP)");
+    shutdown_signal().await;
+    node.engine.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
+    let db = DbArgs {
+        database: format!("sqlite://{}", data.join("countersign.db").display()),
+        power_loss_safe: false,
+    };
+    let node = start_node(&db, None, Some(REFERENCE_WORKFLOW), 512, true).await?;
+    // A fresh admin token each start, printed once; earlier demo tokens are revoked.
+    let store = node.engine.store().clone();
+    let _ = store.revoke_token("demo", engine::now_ms()).await;
+    let secret = server::new_token_secret();
+    let name = format!("demo-{}", uuid::Uuid::now_v7());
+    store
+        .create_token(store::Token {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.clone(),
+            hash: server::hash_token(&secret),
+            scopes: vec!["admin".into()],
+            created_at_ms: engine::now_ms(),
+            revoked_at_ms: None,
+        })
+        .await
+        .map_err(|e| Failure {
+            code: 1,
+            message: format!("cannot create the demo token: {e}"),
+        })?;
+    println!(
+        "Countersign demo — reference workflow `inbound-request`, data in {}",
+        data.display()
+    );
+    println!();
+    println!("  API token (admin, shown once): {secret}");
+    println!("  Submit a request:");
+    println!(
+        "    curl -s -X POST 'http://{listen}/api/v1/workflows/inbound-request/runs?wait=10' \\\n      -H \"Authorization: Bearer {secret}\" -H 'Content-Type: application/json' \\\n      -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\",\"message\":\"Our invoice is wrong, please call me urgently\"}}'"
+    );
+    println!("  Runs:     http://{listen}/api/v1/runs   (same bearer token)");
+    println!("  OpenAPI:  http://{listen}/api/openapi.json");
+    println!("  Health:   http://{listen}/healthz");
+    println!();
+    serve_http(node.engine, &listen).await
+}
+
+pub fn validate(files: &[PathBuf]) -> Result<(), Failure> {
+    let kinds = StepKinds::builtin(reqwest::Client::new());
+    let env = process_env();
+    let mut bad = 0;
+    for f in files {
+        let label = f.display().to_string();
+        let src = match std::fs::read_to_string(f) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{label}: cannot read: {e}");
+                bad += 1;
+                continue;
+            }
+        };
+        match engine::compile(&src, &label, &kinds, &env) {
+            Ok(c) => println!(
+                "{label}: ok (workflow `{}`, {} steps)",
+                c.def.name,
+                c.def.steps.len()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                bad += 1;
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(Failure::usage(format!(
+            "{bad} of {} files have problems",
+            files.len()
+        )));
+    }
+    Ok(())
+}
+
+fn read_input(input: &str) -> Result<serde_json::Value, Failure> {
+    let (label, text) = match input.strip_prefix('@') {
+        Some(path) => (
+            path.to_string(),
+            std::fs::read_to_string(path)
+                .map_err(|e| Failure::usage(format!("--input @{path}: {e}")))?,
+        ),
+        None => ("--input".to_string(), input.to_string()),
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        Failure::usage(format!(
+            "{label}:{}:{}: invalid JSON: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+pub async fn run_once(file: &Path, input: &str, timeout: u64) -> Result<(), Failure> {
+    let input = read_input(input)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_temp().map_err(|e| Failure {
+        code: 1,
+        message: e.to_string(),
+    })?);
+    let catalog = Arc::new(Catalog::new(
+        StepKinds::builtin(http_client()?),
+        process_env(),
+        store.clone(),
+    ));
+    let wf = catalog
+        .load_file(file)
+        .await
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let engine = Engine::start(
+        store.clone(),
+        catalog,
+        Config {
+            poll_ms: 50,
+            ..Config::default()
+        },
+    );
+    let sub = match engine.submit(&wf.def.name, input, None, "cli").await {
+        Ok(s) => s,
+        Err(SubmitError::InvalidInput(errors)) => {
+            for e in &errors {
+                eprintln!(
+                    "input{}: {}",
+                    if e.pointer.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", e.pointer)
+                    },
+                    e.message
+                );
+            }
+            return Err(Failure::usage(
+                "the input does not match the workflow's schema",
+            ));
+        }
+        Err(e) => {
+            return Err(Failure {
+                code: 1,
+                message: e.to_string(),
+            });
+        }
+    };
+    let run = engine
+        .wait_settled(&sub.run_id, Duration::from_secs(timeout))
+        .await
+        .map_err(|e| Failure {
+            code: 1,
+            message: e.to_string(),
+        })?
+        .ok_or_else(|| Failure {
+            code: 1,
+            message: "the run disappeared".into(),
+        })?;
+    let detail = store.run_detail(&run.id).await.ok().flatten();
+    let mut outputs = serde_json::Map::new();
+    if let Some(d) = &detail {
+        for s in &d.steps {
+            if let Some(o) = &s.output {
+                outputs.insert(
+                    s.step_id.clone(),
+                    serde_json::from_str(o).unwrap_or(serde_json::Value::Null),
+                );
+            }
+        }
+    }
+    let report = serde_json::json!({
+        "run_id": run.id,
+        "workflow": run.workflow,
+        "status": run.status.as_str(),
+        "outcome": run.outcome,
+        "error": run.error,
+        "wait": run.wait.map(|w| w.as_str()),
+        "outputs": outputs,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    engine.shutdown(Duration::from_secs(2)).await;
+    match run.status {
+        store::RunStatus::Completed => Ok(()),
+        s if !s.is_terminal() => Err(Failure {
+            code: 1,
+            message: format!("the run is still {s} after {timeout}s"),
+        }),
+        s => Err(Failure {
+            code: 1,
+            message: format!("the run ended {s}"),
+        }),
+    }
+}
+
+pub fn migrate(db: &DbArgs) -> Result<(), Failure> {
+    open_store(db, Role::Admin)?;
+    println!("database {} is at the current schema", db.database);
+    Ok(())
+}
+
+pub async fn token_create(db: &DbArgs, name: &str, scopes: &str) -> Result<(), Failure> {
+    let scopes: Vec<String> = scopes
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    const KNOWN: [&str; 4] = ["runs:write", "runs:read", "reviews:decide", "admin"];
+    if let Some(bad) = scopes.iter().find(|s| !KNOWN.contains(&s.as_str())) {
+        return Err(Failure::usage(format!(
+            "--scopes: unknown scope {bad:?}; expected {}",
+            KNOWN.join(", ")
+        )));
+    }
+    if scopes.is_empty() {
+        return Err(Failure::usage("--scopes: give at least one scope"));
+    }
+    let store = open_store(db, Role::Admin)?;
+    let secret = server::new_token_secret();
+    let id = uuid::Uuid::now_v7().to_string();
+    store
+        .create_token(store::Token {
+            id: id.clone(),
+            name: name.to_string(),
+            hash: server::hash_token(&secret),
+            scopes: scopes.clone(),
+            created_at_ms: engine::now_ms(),
+            revoked_at_ms: None,
+        })
+        .await
+        .map_err(|e| match e {
+            store::Error::Duplicate(_) => {
+                Failure::usage(format!("--name: a token named {name:?} already exists"))
+            }
+            e => Failure {
+                code: 1,
+                message: e.to_string(),
+            },
+        })?;
+    eprintln!(
+        "token {name} ({id}) with scopes {} — the secret is shown only now:",
+        scopes.join(",")
+    );
+    println!("{secret}");
+    Ok(())
+}
+
+pub async fn token_list(db: &DbArgs) -> Result<(), Failure> {
+    let store = open_store(db, Role::Admin)?;
+    let tokens = store.list_tokens().await.map_err(|e| Failure {
+        code: 1,
+        message: e.to_string(),
+    })?;
+    println!("{:<38} {:<24} {:<32} status", "id", "name", "scopes");
+    for t in tokens {
+        println!(
+            "{:<38} {:<24} {:<32} {}",
+            t.id,
+            t.name,
+            t.scopes.join(","),
+            if t.revoked_at_ms.is_some() {
+                "revoked"
+            } else {
+                "active"
+            }
+        );
+    }
+    Ok(())
+}
+
+pub async fn token_revoke(db: &DbArgs, id_or_name: &str) -> Result<(), Failure> {
+    let store = open_store(db, Role::Admin)?;
+    match store.revoke_token(id_or_name, engine::now_ms()).await {
+        Ok(true) => {
+            println!("revoked {id_or_name}");
+            Ok(())
+        }
+        Ok(false) => Err(Failure::usage(format!(
+            "no active token with id or name {id_or_name:?}"
+        ))),
+        Err(e) => Err(Failure {
+            code: 1,
+            message: e.to_string(),
+        }),
+    }
+}
+
+pub async fn audit_verify(db: &DbArgs, run: Option<&str>) -> Result<(), Failure> {
+    let store = open_store(db, Role::Admin)?;
+    let backend = |e: store::Error| Failure {
+        code: 1,
+        message: e.to_string(),
+    };
+    let mut ids = Vec::new();
+    match run {
+        Some(id) => ids.push(id.to_string()),
+        None => {
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .run_ids(after.as_deref(), 1000)
+                    .await
+                    .map_err(backend)?;
+                if page.is_empty() {
+                    break;
+                }
+                after = page.last().cloned();
+                ids.extend(page);
+            }
+        }
+    }
+    let (mut ok, mut bad) = (0usize, 0usize);
+    for id in &ids {
+        let mut events = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.events(id, after, 1000).await.map_err(backend)?;
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map_or(after, |e| e.seq);
+            events.extend(page);
+        }
+        if events.is_empty() && run.is_some() {
+            return Err(Failure::usage(format!("--run: no events for run {id}")));
+        }
+        let chain = events.iter().map(|e| {
+            (
+                domain::event::Hashed {
+                    run_id: &e.run_id,
+                    seq: e.seq,
+                    kind: &e.kind,
+                    actor: &e.actor,
+                    data: &e.data,
+                    at_ms: e.at_ms,
+                },
+                e.prev_hash.as_str(),
+                e.hash.as_str(),
+            )
+        });
+        match domain::event::verify_chain(chain) {
+            Ok(_) => ok += 1,
+            Err(seq) => {
+                bad += 1;
+                println!("run {id}: chain broken at event {seq}");
+            }
+        }
+    }
+    println!("{ok} runs verified, {bad} broken");
+    if bad > 0 {
+        return Err(Failure {
+            code: 1,
+            message: format!("{bad} runs have a broken audit chain"),
+        });
+    }
+    Ok(())
+}

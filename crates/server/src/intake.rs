@@ -1,0 +1,369 @@
+//! Run intake: `POST /api/v1/workflows/{name}/runs` (bearer token) and
+//! `POST /hooks/{name}` (webhook, optionally HMAC-signed).
+//!
+//! Both check everything they can before the engine sees the input, so a
+//! rejected request creates no run: auth, parameters, workflow, media
+//! type, size, JSON syntax; the engine then checks the schema.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use engine::SubmitError;
+use hmac::{KeyInit, Mac};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::{Caller, Scope};
+use crate::error::{ApiError, FieldProblem};
+use crate::views::{Links, Submission, outputs};
+
+/// Header carrying the webhook body's HMAC: `sha256=<hex>`.
+pub const SIGNATURE_HEADER: &str = "x-countersign-signature";
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_KEY_LEN: usize = 255;
+
+/// Query parameters of intake.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubmitQuery {
+    /// Seconds to wait for the run to settle (finish, fail, or wait for a
+    /// reviewer); capped by the server's maximum. With it the answer is
+    /// 200 with the outcome, or 202 if the run is still going.
+    #[param(value_type = Option<f64>, minimum = 0)]
+    pub wait: Option<String>,
+}
+
+/// Starts a run of a workflow.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflows/{name}/runs",
+    tag = "runs",
+    params(
+        ("name" = String, Path, description = "Workflow name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Re-sending a key returns the run it created"),
+        SubmitQuery,
+    ),
+    request_body(content = Value, content_type = "application/json", description = "The run's input, checked against the workflow's input schema"),
+    responses(
+        (status = 202, description = "Run created (or still running at the end of `?wait=`)", body = Submission),
+        (status = 200, description = "Existing run for this idempotency key, or the settled run with `?wait=`", body = Submission),
+        (status = 400, description = "Malformed JSON or bad parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:write`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown workflow", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Input breaks the schema; `errors` names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["runs:write"]))
+)]
+pub async fn submit_run(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    caller: Caller,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::RunsWrite)?;
+    let wait = wait_param(query, state.config.max_wait)?;
+    if state.engine.catalog().get(&name).is_none() {
+        return Err(unknown_workflow(&name));
+    }
+    let key = idempotency_key(&headers)?;
+    let input = json_body(&headers, body, state.config.body_limit)?;
+    intake(&state, &name, input, key, &caller.actor(), wait).await
+}
+
+/// Starts a run from a webhook.
+#[utoipa::path(
+    post,
+    path = "/hooks/{name}",
+    tag = "runs",
+    params(
+        ("name" = String, Path, description = "Workflow name; the workflow must declare `trigger.webhook`"),
+        ("X-Countersign-Signature" = Option<String>, Header, description = "`sha256=<hex>`: HMAC-SHA256 of the raw body with the workflow's secret; required when it has one"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Re-sending a key returns the run it created"),
+        SubmitQuery,
+    ),
+    request_body(content = Value, content_type = "application/json", description = "The run's input"),
+    responses(
+        (status = 202, description = "Run created", body = Submission),
+        (status = 200, description = "Existing run for this idempotency key, or the settled run with `?wait=`", body = Submission),
+        (status = 400, description = "Malformed JSON or bad parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Signature missing or wrong", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No webhook for this workflow", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Input breaks the schema", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+pub async fn webhook(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Some(hook_secret) = state
+        .engine
+        .catalog()
+        .get(&name)
+        .and_then(|wf| wf.def.trigger.webhook.as_ref().map(|w| w.secret.clone()))
+    else {
+        return Err(ApiError::NotFound(format!(
+            "no webhook for workflow `{name}`"
+        )));
+    };
+    let wait = wait_param(query, state.config.max_wait)?;
+    let bytes = body.map_err(|r| body_rejection(r, state.config.body_limit))?;
+    if let Some(secret) = hook_secret {
+        verify_signature(secret.as_bytes(), &headers, &bytes)?;
+    }
+    let key = idempotency_key(&headers)?;
+    let input = json_body(&headers, Ok(bytes), state.config.body_limit)?;
+    intake(&state, &name, input, key, "webhook", wait).await
+}
+
+/// Submits and shapes the answer; waits first when asked.
+async fn intake(
+    state: &AppState,
+    name: &str,
+    input: Value,
+    key: Option<String>,
+    actor: &str,
+    wait: Option<Duration>,
+) -> Result<Response, ApiError> {
+    let submitted = match state.engine.submit(name, input, key, actor).await {
+        Ok(s) => s,
+        Err(SubmitError::UnknownWorkflow(n)) => return Err(unknown_workflow(&n)),
+        Err(SubmitError::InvalidInput(errors)) => {
+            return Err(ApiError::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldProblem::pointer(e.pointer, e.message))
+                    .collect(),
+            ));
+        }
+        Err(SubmitError::Store(e)) => return Err(e.into()),
+    };
+    let mut answer = Submission {
+        links: Links::for_run(&submitted.run_id),
+        run_id: submitted.run_id,
+        status: submitted.status.as_str().into(),
+        created: submitted.created,
+        wait: None,
+        outcome: None,
+        error: None,
+        outputs: None,
+    };
+    let mut code = if submitted.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    if let Some(timeout) = wait {
+        let run = state
+            .engine
+            .wait_settled(&answer.run_id, timeout)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal(format!("run {} vanished after intake", answer.run_id))
+            })?;
+        answer.status = run.status.as_str().into();
+        answer.wait = run.wait.map(|w| w.as_str().into());
+        if run.status.is_settled(run.wait) {
+            code = StatusCode::OK;
+            answer.outcome = run.outcome;
+            answer.error = run.error;
+            let steps = match state.engine.store().run_detail(&answer.run_id).await? {
+                Some(d) => d.steps,
+                None => Vec::new(),
+            };
+            answer.outputs = Some(outputs(&steps));
+        } else {
+            code = StatusCode::ACCEPTED;
+        }
+    }
+    let location = HeaderValue::from_str(&answer.links.run).ok();
+    let mut res = (code, Json(answer)).into_response();
+    if let Some(l) = location {
+        res.headers_mut().insert(header::LOCATION, l);
+    }
+    Ok(res)
+}
+
+fn unknown_workflow(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no workflow named `{name}`"))
+}
+
+/// `?wait=SECONDS`: a non-negative number, capped at `max`.
+fn wait_param(
+    query: Result<Query<SubmitQuery>, QueryRejection>,
+    max: Duration,
+) -> Result<Option<Duration>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::BadRequest(FieldProblem::parameter("query", e.body_text())))?;
+    let Some(raw) = q.wait else { return Ok(None) };
+    match raw.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Ok(Some(Duration::from_secs_f64(secs).min(max)))
+        }
+        _ => Err(ApiError::BadRequest(FieldProblem::parameter(
+            "wait",
+            format!("must be a number of seconds ≥ 0, got {raw:?}"),
+        ))),
+    }
+}
+
+/// The `Idempotency-Key` header, if any: 1–255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = |why: &str| ApiError::BadRequest(FieldProblem::header("Idempotency-Key", why));
+    let s = v.to_str().map_err(|_| bad("must be visible ASCII"))?.trim();
+    if s.is_empty() || s.len() > MAX_KEY_LEN {
+        return Err(bad("must be 1 to 255 characters"));
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(bad("must be visible ASCII"));
+    }
+    Ok(Some(s.to_string()))
+}
+
+/// Checks the media type, the size and the JSON syntax of a body.
+fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes = body.map_err(|r| body_rejection(r, limit))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+/// `application/json` or any `application/*+json`, parameters allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit }
+    } else {
+        // The client went away or sent a broken body: nothing to answer well.
+        ApiError::MalformedJson(r.body_text())
+    }
+}
+
+/// Checks `X-Countersign-Signature: sha256=<hex>` against HMAC-SHA256 of
+/// the raw body, in constant time.
+fn verify_signature(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let value = headers.get(SIGNATURE_HEADER).ok_or(ApiError::BadSignature(
+        "the X-Countersign-Signature header is missing",
+    ))?;
+    let malformed = ApiError::BadSignature("X-Countersign-Signature must be `sha256=<hex>`");
+    let hex_sig = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().strip_prefix("sha256="))
+        .ok_or(malformed)?;
+    let sig = hex::decode(hex_sig)
+        .map_err(|_| ApiError::BadSignature("X-Countersign-Signature must be `sha256=<hex>`"))?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+        .map_err(|e| ApiError::internal("hmac key", e))?;
+    mac.update(body);
+    mac.verify_slice(&sig)
+        .map_err(|_| ApiError::BadSignature("the signature does not match the body"))
+}
+
+/// `sha256=<hex>` for a body: what a sender puts in `X-Countersign-Signature`.
+pub fn sign_body(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+        .expect("HMAC accepts keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn signatures_check_the_exact_body() {
+        let sig = sign_body(b"k3y!", b"{\"a\":1}");
+        let h = headers(&[(SIGNATURE_HEADER, &sig)]);
+        assert!(verify_signature(b"k3y!", &h, b"{\"a\":1}").is_ok());
+        assert!(verify_signature(b"k3y!", &h, b"{\"a\":2}").is_err());
+        assert!(verify_signature(b"other", &h, b"{\"a\":1}").is_err());
+        let bad = headers(&[(SIGNATURE_HEADER, "sha256=zz")]);
+        assert!(verify_signature(b"k3y!", &bad, b"{}").is_err());
+        assert!(verify_signature(b"k3y!", &HeaderMap::new(), b"{}").is_err());
+    }
+
+    #[test]
+    fn json_media_types() {
+        assert!(is_json(&headers(&[(
+            "content-type",
+            "application/json; charset=utf-8"
+        )])));
+        assert!(is_json(&headers(&[("content-type", "Application/JSON")])));
+        assert!(is_json(&headers(&[(
+            "content-type",
+            "application/merge-patch+json"
+        )])));
+        assert!(!is_json(&headers(&[("content-type", "text/plain")])));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn wait_is_capped_and_checked() {
+        let q = |s: &str| {
+            Ok(Query(SubmitQuery {
+                wait: Some(s.into()),
+            }))
+        };
+        let max = Duration::from_secs(30);
+        assert_eq!(
+            wait_param(q("2.5"), max).unwrap(),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(wait_param(q("900"), max).unwrap(), Some(max));
+        assert!(wait_param(q("soon"), max).is_err());
+        assert!(wait_param(q("-1"), max).is_err());
+        assert!(wait_param(q("NaN"), max).is_err());
+    }
+}

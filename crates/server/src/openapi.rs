@@ -1,0 +1,66 @@
+//! The OpenAPI 3.1 document, generated from the handlers and wire types.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{error, health, intake, runs, views};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Countersign API",
+        description = "Durable human-in-the-loop workflows. Errors are RFC 9457 problem+json with stable `type` URIs under https://countersign.dev/problems/."
+    ),
+    paths(
+        intake::submit_run,
+        intake::webhook,
+        runs::list_runs,
+        runs::get_run,
+        runs::run_events,
+        runs::retry_run,
+        runs::cancel_run,
+        health::healthz,
+        health::readyz,
+    ),
+    components(schemas(
+        error::Problem,
+        error::FieldProblem,
+        views::Submission,
+        views::Links,
+        views::RunSummary,
+        views::RunPage,
+        views::RunView,
+        views::PositionView,
+        views::StepAttempt,
+        views::EffectView,
+        views::EventView,
+        views::EventPage,
+        views::Health,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "runs", description = "Start, read, retry and cancel runs"),
+        (name = "health", description = "Probes for orchestrators"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` scheme the paths refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.description = Some(
+            "API token from `countersign token create`; scopes: runs:read, runs:write (implies runs:read), reviews:decide, admin (implies all)."
+                .into(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// The document as served at `/api/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,288 @@
+//! Reading runs and operator commands: list, detail, audit events, retry,
+//! cancel.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use store::{OpResult, RunFilter, RunStatus};
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::{Caller, Scope};
+use crate::error::{ApiError, FieldProblem, Problem};
+use crate::views::{EventPage, EventView, RunPage, RunSummary, RunView};
+
+const DEFAULT_RUNS: usize = 50;
+const MAX_RUNS: usize = 200;
+const DEFAULT_EVENTS: usize = 100;
+const MAX_EVENTS: usize = 1000;
+
+/// Filters and paging of `GET /api/v1/runs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs in this status: queued, running, waiting, completed, failed, cancelled, rejected.
+    pub status: Option<String>,
+    /// Page size, 1–200 (default 50; larger values are capped).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Paging of `GET /api/v1/runs/{id}/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events with `seq` greater than this (default 0).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub after: Option<String>,
+    /// Page size, 1–1000 (default 100; larger values are capped).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+}
+
+/// Lists runs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    tag = "runs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = RunPage),
+        (status = 400, description = "Bad parameter; `errors` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:read`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["runs:read"]))
+)]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<RunPage>, ApiError> {
+    caller.require(Scope::RunsRead)?;
+    let Query(q) = query.map_err(query_rejection)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| s.parse::<RunStatus>())
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(FieldProblem::parameter("status", e)))?;
+    let limit = count_param("limit", q.limit.as_deref(), DEFAULT_RUNS, MAX_RUNS)?;
+    if let Some(c) = &q.cursor
+        && (c.is_empty() || c.len() > 128)
+    {
+        return Err(ApiError::BadRequest(FieldProblem::parameter(
+            "cursor",
+            "is not a cursor this server issued",
+        )));
+    }
+    let mut runs = state
+        .engine
+        .store()
+        .list_runs(&RunFilter {
+            workflow: q.workflow.filter(|w| !w.is_empty()),
+            status,
+            before: q.cursor,
+            limit: limit + 1,
+        })
+        .await?;
+    let next_cursor = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(RunPage {
+        items: runs.iter().map(RunSummary::from_run).collect(),
+        next_cursor,
+    }))
+}
+
+/// One run with its step attempts, outputs and effects.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown run", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["runs:read"]))
+)]
+pub async fn get_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    caller.require(Scope::RunsRead)?;
+    let detail = state
+        .engine
+        .store()
+        .run_detail(&id)
+        .await?
+        .ok_or_else(|| unknown_run(&id))?;
+    Ok(Json(RunView::from_detail(&detail)))
+}
+
+/// A run's audit log, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/events",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id"), EventsQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown run", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["runs:read"]))
+)]
+pub async fn run_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<EventPage>, ApiError> {
+    caller.require(Scope::RunsRead)?;
+    let Query(q) = query.map_err(query_rejection)?;
+    let after = match q.after.as_deref() {
+        None => 0,
+        Some(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                ApiError::BadRequest(FieldProblem::parameter(
+                    "after",
+                    "must be a whole number ≥ 0",
+                ))
+            })?,
+    };
+    let limit = count_param("limit", q.limit.as_deref(), DEFAULT_EVENTS, MAX_EVENTS)?;
+    let store = state.engine.store();
+    let mut events = store.events(&id, after, limit + 1).await?;
+    // Every run has at least `run.received`; no events may mean no run.
+    if events.is_empty() && store.run(&id).await?.is_none() {
+        return Err(unknown_run(&id));
+    }
+    let next_after = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Json(EventPage {
+        items: events.iter().map(EventView::from_event).collect(),
+        next_after,
+    }))
+}
+
+/// Retries a failed run from the step that failed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/retry",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run, queued again", body = RunSummary),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Only failed runs can be retried; `run_status` says where it stands", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["runs:write"]))
+)]
+pub async fn retry_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunSummary>, ApiError> {
+    caller.require(Scope::RunsWrite)?;
+    let r = state.engine.retry(&id, &caller.actor()).await;
+    op_answer(r, &id, "retried")
+}
+
+/// Cancels a run that has not finished (or a failed one).
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/cancel",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run, cancelled", body = RunSummary),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run already finished; `run_status` says how", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["runs:write"]))
+)]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunSummary>, ApiError> {
+    caller.require(Scope::RunsWrite)?;
+    let r = state.engine.cancel(&id, &caller.actor()).await;
+    op_answer(r, &id, "cancelled")
+}
+
+fn op_answer(
+    r: store::Result<OpResult>,
+    id: &str,
+    verb: &str,
+) -> Result<Json<RunSummary>, ApiError> {
+    match r {
+        Ok(OpResult::Done(run)) => Ok(Json(RunSummary::from_run(&run))),
+        Ok(OpResult::NotFound) | Err(store::Error::NotFound) => Err(unknown_run(id)),
+        Ok(OpResult::Refused(status)) => Err(ApiError::Conflict {
+            detail: format!("a {status} run cannot be {verb}"),
+            run_status: Some(status.as_str().into()),
+        }),
+        Err(store::Error::Conflict(_)) => Err(ApiError::Conflict {
+            detail: "the run changed concurrently; read it and try again".into(),
+            run_status: None,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn unknown_run(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no run with id `{id}`"))
+}
+
+fn query_rejection(e: QueryRejection) -> ApiError {
+    ApiError::BadRequest(FieldProblem::parameter("query", e.body_text()))
+}
+
+/// A page size: a whole number ≥ 1, clamped to `max`; `default` when absent.
+fn count_param(
+    name: &str,
+    raw: Option<&str>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    raw.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .map(|n| n.min(max))
+        .ok_or_else(|| {
+            ApiError::BadRequest(FieldProblem::parameter(
+                name,
+                format!("must be a whole number from 1 to {max}"),
+            ))
+        })
+}
