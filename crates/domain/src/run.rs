@@ -293,30 +293,30 @@ pub fn decide(
             ],
         },
         StepOutcome::Sleep { until_ms, .. } => {
-            let mut d = advance(
-                vec![
-                    (
-                        kind::STEP_COMPLETED,
-                        json!({ "step": step_id, "attempt": attempt }),
-                    ),
-                    (
-                        kind::WAIT_STARTED,
-                        json!({ "step": step_id, "until_ms": until_ms }),
-                    ),
-                ],
-                StepStatus::Completed,
-            );
-            if let Next::Run(next) = d.next {
-                if *until_ms > now_ms {
-                    d.run_status = RunStatus::Waiting;
-                    d.wait = Some(WaitReason::Timer);
-                    d.next = Next::At {
-                        pos: next,
-                        at_ms: *until_ms,
-                    };
-                }
+            let events = vec![
+                (kind::STEP_COMPLETED, json!({ "step": step_id, "attempt": attempt })),
+                (kind::WAIT_STARTED, json!({ "step": step_id, "until_ms": until_ms })),
+            ];
+            if *until_ms <= now_ms {
+                return advance(events, StepStatus::Completed);
             }
-            d
+            // Wake at `until_ms` on the next step, or, after the last step,
+            // at a position past the end, where the run completes.
+            Decision {
+                step_status: StepStatus::Completed,
+                run_status: RunStatus::Waiting,
+                wait: Some(WaitReason::Timer),
+                outcome: None,
+                error: None,
+                next: Next::At {
+                    pos: Position {
+                        index: pos.index + 1,
+                        failed_attempts: 0,
+                    },
+                    at_ms: *until_ms,
+                },
+                events,
+            }
         }
         StepOutcome::Suspend {
             reason,
@@ -377,6 +377,19 @@ pub fn decide(
             ),
         },
         StepOutcome::Permanent { error } => fail(pos, step_id, attempt, error.clone(), "permanent"),
+    }
+}
+
+/// The decision for a run woken past its last step (a final `wait`).
+pub fn complete_after_last_step() -> Decision {
+    Decision {
+        step_status: StepStatus::Completed,
+        run_status: RunStatus::Completed,
+        wait: None,
+        outcome: Some("completed".into()),
+        error: None,
+        next: Next::End,
+        events: vec![(kind::RUN_COMPLETED, json!({ "outcome": "completed" }))],
     }
 }
 
@@ -471,6 +484,18 @@ mod tests {
     }
 
     #[test]
+    fn a_final_wait_still_waits() {
+        let o = StepOutcome::Sleep {
+            output: json!({}),
+            until_ms: NOW + 10,
+        };
+        let d = decide(1, at(0, 0), "pause", &o, &RetryPolicy::default(), NOW, 0.0);
+        assert_eq!(d.run_status, RunStatus::Waiting);
+        assert_eq!(d.next, Next::At { pos: at(1, 0), at_ms: NOW + 10 });
+        assert_eq!(complete_after_last_step().run_status, RunStatus::Completed);
+    }
+
+    #[test]
     fn sleep_schedules_next_step() {
         let o = StepOutcome::Sleep {
             output: json!({}),
@@ -536,6 +561,12 @@ mod tests {
             let mut pos = at(0, 0);
             let mut ended = false;
             for o in &outcomes {
+                if pos.index == steps {
+                    // Woken past a final wait: the engine completes the run.
+                    prop_assert!(complete_after_last_step().run_status.is_terminal());
+                    ended = true;
+                    break;
+                }
                 let d = decide(steps, pos, "s", o, &policy, NOW, 0.3);
                 prop_assert!(!d.events.is_empty());
                 match d.next {

@@ -50,11 +50,10 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if let Some(n) = f.get("finish") {
-        if let Some(s) = cx.take(n.as_str()) {
+    if let Some(n) = f.get("finish")
+        && let Some(s) = cx.take(n.as_str()) {
             out.push(Action::Finish(s.to_string()));
         }
-    }
     if let Some(n) = f.get("review") {
         match n.as_str() {
             Ok(s @ ("required" | "skip")) => out.push(Action::Review(s.to_string())),
@@ -63,11 +62,10 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
                 .push(n.error("review must be `required` or `skip`")),
         }
     }
-    if let Some(n) = f.get("fail") {
-        if let Some(s) = cx.take(n.as_str()) {
+    if let Some(n) = f.get("fail")
+        && let Some(s) = cx.take(n.as_str()) {
             out.push(Action::Fail(s.to_string()));
         }
-    }
     if out.is_empty() {
         cx.errors
             .push(node.error("`then` needs at least one of: finish, review, fail"));
@@ -207,8 +205,8 @@ pub fn parse_http(
         None => Some(if body_t.is_some() { "POST" } else { "GET" }.to_string()),
     };
     let mut headers = Vec::new();
-    if let Some(n) = f.get("headers") {
-        if let Some(entries) = cx.take(n.as_map()) {
+    if let Some(n) = f.get("headers")
+        && let Some(entries) = cx.take(n.as_map()) {
             for (name, v) in entries {
                 if name.eq_ignore_ascii_case("idempotency-key") {
                     cx.errors
@@ -229,7 +227,6 @@ pub fn parse_http(
                 }
             }
         }
-    }
     let timeout_ms = match f.get("timeout") {
         Some(n) => cx.take(n.as_duration_ms()),
         None => Some(timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS)),

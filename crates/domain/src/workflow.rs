@@ -42,13 +42,11 @@ impl Cx {
 
     /// Records `node`'s value as a secret if it came from the environment.
     pub fn secret_if_env(&mut self, node: &Node) {
-        if node.from_env {
-            if let Value::Str(s) = &node.value {
-                if !s.is_empty() {
+        if node.from_env
+            && let Value::Str(s) = &node.value
+                && !s.is_empty() {
                     self.secrets.push(s.clone());
                 }
-            }
-        }
     }
 }
 
@@ -187,12 +185,10 @@ impl InputSpec {
                 .map(|e| {
                     let mut pointer = e.instance_path().to_string();
                     if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind()
-                    {
-                        if let Some(p) = property.as_str() {
+                        && let Some(p) = property.as_str() {
                             pointer =
                                 format!("{pointer}/{}", p.replace('~', "~0").replace('/', "~1"));
                         }
-                    }
                     FieldError {
                         pointer,
                         message: e.to_string(),
@@ -404,8 +400,8 @@ fn parse_input(node: &Node, cx: &mut Cx) -> Option<InputSpec> {
         None => None,
     };
     let mut normalize = Vec::new();
-    if let Some(n) = f.get("normalize") {
-        if let Some(entries) = cx.take(n.as_map()) {
+    if let Some(n) = f.get("normalize")
+        && let Some(entries) = cx.take(n.as_map()) {
             for (field, ops_node) in entries {
                 let ops_list: Vec<&Node> = match &ops_node.value {
                     Value::Seq(items) => items.iter().collect(),
@@ -425,7 +421,6 @@ fn parse_input(node: &Node, cx: &mut Cx) -> Option<InputSpec> {
                 normalize.push((field.clone(), ops));
             }
         }
-    }
     let idempotency_field = f
         .get("idempotency_field")
         .and_then(|n| cx.take(n.as_str().map(str::to_string)));

@@ -236,11 +236,10 @@ impl<'s> Builder<'s, '_> {
         p: Pos,
         path: &str,
     ) -> (Value, bool) {
-        if style == ScalarStyle::Plain && !forced_str {
-            if let Some(v) = resolve_plain(text) {
+        if style == ScalarStyle::Plain && !forced_str
+            && let Some(v) = resolve_plain(text) {
                 return (v, false);
             }
-        }
         match interpolate(text, self.env) {
             Ok((s, from_env)) => (Value::Str(s), from_env),
             Err(msg) => {

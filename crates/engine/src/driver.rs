@@ -169,7 +169,8 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
         }
         let i = st.pos.index;
         let (Some(def), Some(step)) = (wf.def.steps.get(i), wf.steps.get(i)) else {
-            tracing::error!(run = %st.id, index = i, "position beyond the workflow's steps");
+            // Woken after a final `wait`: nothing left but to complete.
+            complete_past_end(&inner, &mut st).await;
             return;
         };
         let started = now_ms();
@@ -343,19 +344,18 @@ fn build_commit(
         }
     });
     for (k, data) in &d.events {
-        let mut data = data.clone();
+        let mut text = wf.redact(&data.to_string());
+        // Splice the already serialised (and redacted) output into the
+        // event rather than parsing it back into a value.
         if *k == kind::STEP_COMPLETED {
-            if let (Some(o), Json::Object(m)) = (&output, &mut data) {
-                m.insert(
-                    "output".into(),
-                    serde_json::from_str(o).unwrap_or(Json::Null),
-                );
+            if let (Some(o), Some(head)) = (&output, text.strip_suffix('}')) {
+                text = format!("{head},\"output\":{o}}}");
             }
         }
         events.push(NewEvent {
             kind: (*k).to_string(),
             actor: SYSTEM.into(),
-            data: wf.redact(&data.to_string()),
+            data: text,
             at_ms: now,
         });
     }
@@ -397,4 +397,35 @@ fn build_commit(
         work,
         at_ms: now,
     }
+}
+
+/// Completes a run whose position is past its last step (a final `wait`).
+async fn complete_past_end(inner: &Inner, st: &mut RunState) {
+    let now = now_ms();
+    let d = domain::run::complete_after_last_step();
+    let mut events = std::mem::take(&mut st.pending);
+    events.extend(d.events.iter().map(|(k, data)| NewEvent {
+        kind: (*k).to_string(),
+        actor: SYSTEM.into(),
+        data: data.to_string(),
+        at_ms: now,
+    }));
+    let commit = Commit {
+        run_id: st.id.clone(),
+        expect_rev: st.rev,
+        status: d.run_status,
+        wait: None,
+        position: st.pos,
+        outcome: d.outcome,
+        error: None,
+        step: None,
+        effect: None,
+        events,
+        work: Work::Remove,
+        at_ms: now,
+    };
+    if let Err(e) = inner.store.commit(commit).await {
+        tracing::warn!(run = %st.id, error = %e, "completing the run failed");
+    }
+    inner.settled(&st.id);
 }

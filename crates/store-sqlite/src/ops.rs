@@ -673,8 +673,8 @@ impl Store for SqliteStore {
     async fn create_token(&self, t: Token) -> Result<()> {
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-                params![t.id, t.name, t.hash, t.scopes.join(","), t.created_at_ms],
+                "INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![t.id, t.name, t.hash, t.scopes.join(","), t.created_at_ms, t.revoked_at_ms],
             )
             .map_err(db)?;
             Ok(())

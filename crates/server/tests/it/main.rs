@@ -1,0 +1,9 @@
+//! Integration tests of the HTTP API through `app().oneshot()` against a
+//! real SQLite store and a running engine. One binary, modules by area.
+
+mod auth;
+mod intake;
+mod misc;
+mod runs;
+mod support;
+mod webhook;

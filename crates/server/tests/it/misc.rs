@@ -1,0 +1,185 @@
+//! Probes, the OpenAPI document, unknown routes, and what a client sees
+//! when the store fails (no internal detail).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use countersign_server::{AppState, ServerConfig, app};
+use engine::{Catalog, Engine, StepKinds};
+use store::*;
+
+use crate::support::{Harness, Reply};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_ok() {
+    let h = Harness::new().await;
+    for path in ["/healthz", "/readyz"] {
+        let r = h.get(path, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        assert_eq!(r.json, serde_json::json!({"status": "ok"}));
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_path_and_the_bearer_scheme() {
+    let h = Harness::new().await;
+    let r = h.get("/api/openapi.json", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let doc = &r.json;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        r.text
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/workflows/{name}/runs",
+        "/hooks/{name}",
+        "/api/v1/runs",
+        "/api/v1/runs/{id}",
+        "/api/v1/runs/{id}/events",
+        "/api/v1/runs/{id}/retry",
+        "/api/v1/runs/{id}/cancel",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    let submit = &doc["paths"]["/api/v1/workflows/{name}/runs"]["post"];
+    assert_eq!(submit["security"][0]["bearer"][0], "runs:write");
+    for code in ["202", "400", "401", "403", "404", "413", "415", "422"] {
+        assert!(
+            submit["responses"].get(code).is_some(),
+            "submit lacks {code}"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_problems() {
+    let h = Harness::new().await;
+    let r = h.get("/api/v1/nothing-here", None).await;
+    r.assert_problem(StatusCode::NOT_FOUND, "not-found");
+    let r = h
+        .get("/api/v1/workflows/triage/runs", Some(&h.tokens.admin))
+        .await;
+    r.assert_problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+}
+
+const LEAK: &str = "disk I/O error at /var/secret/countersign.db";
+
+#[tokio::test]
+async fn store_failures_are_a_generic_500_and_a_503_probe() {
+    let store: Arc<dyn Store> = Arc::new(Broken);
+    let catalog = Arc::new(Catalog::new(
+        StepKinds::builtin(reqwest::Client::new()),
+        Arc::new(|_: &str| None),
+        store.clone(),
+    ));
+    let engine = Engine::start(
+        store,
+        catalog,
+        engine::Config {
+            workers: false,
+            ..engine::Config::default()
+        },
+    );
+    let h = Harness {
+        app: app(AppState::new(engine, ServerConfig::default())),
+        store: Arc::new(Broken),
+        tokens: Harness::new().await.tokens,
+    };
+    let r: Reply = h.get("/api/v1/runs", Some("cs_anything")).await;
+    r.assert_problem(StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    assert!(
+        !r.text.contains("secret") && !r.text.contains("disk"),
+        "internal detail leaks: {}",
+        r.text
+    );
+
+    let r = h.get("/readyz", None).await;
+    r.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(!r.text.contains("secret"), "{}", r.text);
+    let r = h.get("/healthz", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+/// A store whose every call fails.
+struct Broken;
+
+fn fail<T>() -> Result<T> {
+    Err(Error::Backend(LEAK.into()))
+}
+
+#[async_trait]
+impl Store for Broken {
+    fn backend(&self) -> &'static str {
+        "broken"
+    }
+    async fn save_workflow(&self, _: &str, _: &str, _: &str, _: &str, _: i64) -> Result<i64> {
+        fail()
+    }
+    async fn workflow_version(&self, _: &str, _: i64) -> Result<Option<WorkflowVersion>> {
+        fail()
+    }
+    async fn create_run(&self, _: NewRun) -> Result<Created> {
+        fail()
+    }
+    async fn commit(&self, _: Commit) -> Result<i64> {
+        fail()
+    }
+    async fn claim(&self, _: &str, _: i64, _: i64, _: usize) -> Result<Vec<Claimed>> {
+        fail()
+    }
+    async fn renew_leases(&self, _: &str, _: i64) -> Result<u64> {
+        fail()
+    }
+    async fn release_leases(&self, _: &str) -> Result<u64> {
+        fail()
+    }
+    async fn next_due(&self) -> Result<Option<i64>> {
+        fail()
+    }
+    async fn retry_run(&self, _: &str, _: &str, _: i64) -> Result<OpResult> {
+        fail()
+    }
+    async fn cancel_run(&self, _: &str, _: &str, _: i64) -> Result<OpResult> {
+        fail()
+    }
+    async fn run(&self, _: &str) -> Result<Option<Run>> {
+        fail()
+    }
+    async fn run_detail(&self, _: &str) -> Result<Option<RunDetail>> {
+        fail()
+    }
+    async fn list_runs(&self, _: &RunFilter) -> Result<Vec<Run>> {
+        fail()
+    }
+    async fn events(&self, _: &str, _: i64, _: usize) -> Result<Vec<Event>> {
+        fail()
+    }
+    async fn run_ids(&self, _: Option<&str>, _: usize) -> Result<Vec<String>> {
+        fail()
+    }
+    async fn create_token(&self, _: Token) -> Result<()> {
+        fail()
+    }
+    async fn token_by_hash(&self, _: &str) -> Result<Option<Token>> {
+        fail()
+    }
+    async fn list_tokens(&self) -> Result<Vec<Token>> {
+        fail()
+    }
+    async fn revoke_token(&self, _: &str, _: i64) -> Result<bool> {
+        fail()
+    }
+}
