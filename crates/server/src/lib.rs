@@ -117,18 +117,20 @@ async fn openapi_json() -> Response {
 }
 
 /// One log line per request: method, path (never the query, which may
-/// carry data), status and latency.
+/// carry data), status and latency. Successes log at `debug` so the intake
+/// hot path does not pay for a line per request; refusals at `info`, server
+/// errors at `warn`.
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
     let res = next.run(req).await;
-    tracing::info!(
-        %method,
-        path,
-        status = res.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    let status = res.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    match status {
+        500.. => tracing::warn!(%method, path, status, ms, "request"),
+        400..=499 => tracing::info!(%method, path, status, ms, "request"),
+        _ => tracing::debug!(%method, path, status, ms, "request"),
+    }
     res
 }
