@@ -59,10 +59,13 @@ impl RunStatus {
         )
     }
 
-    /// A run settles when it is terminal or waits for something slow;
-    /// `?wait=` returns at that point.
+    /// A run settles when it is terminal or starts waiting for a person or
+    /// a timer; `?wait=` returns at that point. A retry back-off is not a
+    /// settled state: the run is still trying.
     pub fn is_settled(self, wait: Option<WaitReason>) -> bool {
-        self.is_terminal() || (self == RunStatus::Waiting && wait == Some(WaitReason::Review))
+        self.is_terminal()
+            || (self == RunStatus::Waiting
+                && matches!(wait, Some(WaitReason::Review | WaitReason::Timer)))
     }
 
     /// Operator commands allowed from this state.
@@ -294,8 +297,14 @@ pub fn decide(
         },
         StepOutcome::Sleep { until_ms, .. } => {
             let events = vec![
-                (kind::STEP_COMPLETED, json!({ "step": step_id, "attempt": attempt })),
-                (kind::WAIT_STARTED, json!({ "step": step_id, "until_ms": until_ms })),
+                (
+                    kind::STEP_COMPLETED,
+                    json!({ "step": step_id, "attempt": attempt }),
+                ),
+                (
+                    kind::WAIT_STARTED,
+                    json!({ "step": step_id, "until_ms": until_ms }),
+                ),
             ];
             if *until_ms <= now_ms {
                 return advance(events, StepStatus::Completed);
@@ -491,7 +500,13 @@ mod tests {
         };
         let d = decide(1, at(0, 0), "pause", &o, &RetryPolicy::default(), NOW, 0.0);
         assert_eq!(d.run_status, RunStatus::Waiting);
-        assert_eq!(d.next, Next::At { pos: at(1, 0), at_ms: NOW + 10 });
+        assert_eq!(
+            d.next,
+            Next::At {
+                pos: at(1, 0),
+                at_ms: NOW + 10
+            }
+        );
         assert_eq!(complete_after_last_step().run_status, RunStatus::Completed);
     }
 

@@ -51,9 +51,10 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
     };
     let mut out = Vec::new();
     if let Some(n) = f.get("finish")
-        && let Some(s) = cx.take(n.as_str()) {
-            out.push(Action::Finish(s.to_string()));
-        }
+        && let Some(s) = cx.take(n.as_str())
+    {
+        out.push(Action::Finish(s.to_string()));
+    }
     if let Some(n) = f.get("review") {
         match n.as_str() {
             Ok(s @ ("required" | "skip")) => out.push(Action::Review(s.to_string())),
@@ -63,9 +64,10 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
         }
     }
     if let Some(n) = f.get("fail")
-        && let Some(s) = cx.take(n.as_str()) {
-            out.push(Action::Fail(s.to_string()));
-        }
+        && let Some(s) = cx.take(n.as_str())
+    {
+        out.push(Action::Fail(s.to_string()));
+    }
     if out.is_empty() {
         cx.errors
             .push(node.error("`then` needs at least one of: finish, review, fail"));
@@ -206,27 +208,28 @@ pub fn parse_http(
     };
     let mut headers = Vec::new();
     if let Some(n) = f.get("headers")
-        && let Some(entries) = cx.take(n.as_map()) {
-            for (name, v) in entries {
-                if name.eq_ignore_ascii_case("idempotency-key") {
-                    cx.errors
-                        .push(v.error("Idempotency-Key is set by the engine (run_id:step_id)"));
-                    continue;
-                }
-                if !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    cx.errors
-                        .push(v.error(format!("invalid header name {name:?}")));
-                    continue;
-                }
-                cx.secret_if_env(v);
-                if let Some(t) = cx.take(Template::compile(v, scope)) {
-                    headers.push((name.clone(), t));
-                }
+        && let Some(entries) = cx.take(n.as_map())
+    {
+        for (name, v) in entries {
+            if name.eq_ignore_ascii_case("idempotency-key") {
+                cx.errors
+                    .push(v.error("Idempotency-Key is set by the engine (run_id:step_id)"));
+                continue;
+            }
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                cx.errors
+                    .push(v.error(format!("invalid header name {name:?}")));
+                continue;
+            }
+            cx.secret_if_env(v);
+            if let Some(t) = cx.take(Template::compile(v, scope)) {
+                headers.push((name.clone(), t));
             }
         }
+    }
     let timeout_ms = match f.get("timeout") {
         Some(n) => cx.take(n.as_duration_ms()),
         None => Some(timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS)),

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use jsonschema::error::ValidationErrorKind;
 use serde_json::Value as Json;
 
 use crate::diag::Diagnostic;
@@ -44,9 +45,10 @@ impl Cx {
     pub fn secret_if_env(&mut self, node: &Node) {
         if node.from_env
             && let Value::Str(s) = &node.value
-                && !s.is_empty() {
-                    self.secrets.push(s.clone());
-                }
+            && !s.is_empty()
+        {
+            self.secrets.push(s.clone());
+        }
     }
 }
 
@@ -180,21 +182,32 @@ impl InputSpec {
             }
         }
         if let Some(v) = &self.validator {
-            let mut errors: Vec<FieldError> = v
-                .iter_errors(&input)
-                .map(|e| {
-                    let mut pointer = e.instance_path().to_string();
-                    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind()
-                        && let Some(p) = property.as_str() {
-                            pointer =
-                                format!("{pointer}/{}", p.replace('~', "~0").replace('/', "~1"));
-                        }
-                    FieldError {
-                        pointer,
+            let mut errors: Vec<FieldError> = Vec::new();
+            for e in v.iter_errors(&input) {
+                let base = e.instance_path().to_string();
+                match e.kind() {
+                    // Name the missing or unexpected field itself, not its parent.
+                    ValidationErrorKind::Required { property } => errors.push(FieldError {
+                        pointer: format!(
+                            "{base}/{}",
+                            escape_pointer(property.as_str().unwrap_or_default())
+                        ),
                         message: e.to_string(),
+                    }),
+                    ValidationErrorKind::AdditionalProperties { unexpected } => {
+                        errors.extend(unexpected.iter().map(|p| FieldError {
+                            pointer: format!("{base}/{}", escape_pointer(p)),
+                            message: format!(
+                                "unexpected field {p:?}: the schema allows no other fields"
+                            ),
+                        }))
                     }
-                })
-                .collect();
+                    _ => errors.push(FieldError {
+                        pointer: base,
+                        message: e.to_string(),
+                    }),
+                }
+            }
             if !errors.is_empty() {
                 errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
                 return Err(errors);
@@ -218,6 +231,11 @@ impl Workflow {
     pub fn redact(&self, text: &str) -> String {
         redact(&self.secrets, text)
     }
+}
+
+/// Escapes a JSON pointer segment (RFC 6901).
+fn escape_pointer(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
 }
 
 /// Replaces every occurrence of any secret with `[redacted]`.
@@ -401,26 +419,27 @@ fn parse_input(node: &Node, cx: &mut Cx) -> Option<InputSpec> {
     };
     let mut normalize = Vec::new();
     if let Some(n) = f.get("normalize")
-        && let Some(entries) = cx.take(n.as_map()) {
-            for (field, ops_node) in entries {
-                let ops_list: Vec<&Node> = match &ops_node.value {
-                    Value::Seq(items) => items.iter().collect(),
-                    _ => vec![ops_node],
-                };
-                let mut ops = Vec::new();
-                for op in ops_list {
-                    if let Some(s) = cx.take(op.as_str()) {
-                        match Normalize::parse(s) {
+        && let Some(entries) = cx.take(n.as_map())
+    {
+        for (field, ops_node) in entries {
+            let ops_list: Vec<&Node> = match &ops_node.value {
+                Value::Seq(items) => items.iter().collect(),
+                _ => vec![ops_node],
+            };
+            let mut ops = Vec::new();
+            for op in ops_list {
+                if let Some(s) = cx.take(op.as_str()) {
+                    match Normalize::parse(s) {
                             Some(o) => ops.push(o),
                             None => cx.errors.push(op.error(format!(
                                 "unknown normalisation {s:?}; expected trim, lowercase, uppercase or collapse_spaces"
                             ))),
                         }
-                    }
                 }
-                normalize.push((field.clone(), ops));
             }
+            normalize.push((field.clone(), ops));
         }
+    }
     let idempotency_field = f
         .get("idempotency_field")
         .and_then(|n| cx.take(n.as_str().map(str::to_string)));
@@ -613,6 +632,25 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("a step has exactly one kind"), "{joined}");
+    }
+
+    #[test]
+    fn input_errors_name_each_field() {
+        let wf = load(
+            "name: x\ninput:\n  schema:\n    type: object\n    required: [email]\n    additionalProperties: false\n    properties: { email: { type: string, format: email }, age: { type: integer } }\nsteps:\n  - id: a\n    validate: {}\n",
+        )
+        .unwrap();
+        let errs = wf
+            .input
+            .check(serde_json::json!({"mail": "x", "age": "3"}))
+            .unwrap_err();
+        let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/age", "/email", "/mail"], "{errs:?}");
+        let errs = wf
+            .input
+            .check(serde_json::json!({"email": "not-an-address"}))
+            .unwrap_err();
+        assert_eq!(errs[0].pointer, "/email");
     }
 
     #[test]

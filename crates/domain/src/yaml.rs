@@ -236,10 +236,12 @@ impl<'s> Builder<'s, '_> {
         p: Pos,
         path: &str,
     ) -> (Value, bool) {
-        if style == ScalarStyle::Plain && !forced_str
-            && let Some(v) = resolve_plain(text) {
-                return (v, false);
-            }
+        if style == ScalarStyle::Plain
+            && !forced_str
+            && let Some(v) = resolve_plain(text)
+        {
+            return (v, false);
+        }
         match interpolate(text, self.env) {
             Ok((s, from_env)) => (Value::Str(s), from_env),
             Err(msg) => {
