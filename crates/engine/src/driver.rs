@@ -10,13 +10,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::event::{SYSTEM, kind};
 use domain::expr::{Vars, value_from_json};
-use domain::run::{Decision, Next, Position, RunStatus, StepOutcome, decide};
+use domain::run::{Decision, Next, Position, RunStatus, StepOutcome, StepStatus, decide};
 use serde_json::{Value as Json, json};
 use store::{Claimed, Commit, Effect, EffectStatus, NewEvent, StepRecord, Work};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::catalog::Compiled;
 use crate::engine::{Inner, START};
+use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::step::{EffectLog, Journal, Reconciled, StepCx};
 
@@ -273,14 +274,28 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
             started,
             now,
         );
+        let m = &inner.metrics;
+        Metrics::inc(match d.step_status {
+            StepStatus::Completed => &m.steps_completed,
+            StepStatus::Skipped => &m.steps_skipped,
+            StepStatus::Failed => &m.steps_failed,
+            StepStatus::Waiting => &m.steps_waiting,
+        });
+        match d.run_status {
+            RunStatus::Completed => Metrics::inc(&m.runs_completed),
+            RunStatus::Failed => Metrics::inc(&m.runs_failed),
+            _ => {}
+        }
         match inner.store.commit(commit).await {
             Ok(rev) => st.rev = rev,
             Err(store::Error::Conflict(_)) => {
+                Metrics::inc(&m.commit_conflicts);
                 tracing::debug!(run = %st.id, "run changed under us (cancelled or taken over); stopping");
                 inner.settled(&st.id);
                 return;
             }
             Err(e) => {
+                Metrics::inc(&m.commit_errors);
                 tracing::error!(run = %st.id, error = %e, "commit failed; the lease will expire and the step will be retried");
                 return;
             }

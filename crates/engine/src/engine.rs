@@ -70,6 +70,7 @@ pub(crate) struct Inner {
     pub stopping: AtomicBool,
     waiters: std::sync::Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     waiting: AtomicUsize,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Inner {
@@ -114,6 +115,7 @@ impl Engine {
             stopping: AtomicBool::new(false),
             waiters: Default::default(),
             waiting: AtomicUsize::new(0),
+            metrics: Default::default(),
             config,
         });
         let engine = Engine { inner };
@@ -212,12 +214,16 @@ impl Engine {
             })
             .await?;
         match created {
-            Created::Existing { id, status } => Ok(Submitted {
-                run_id: id,
-                status,
-                created: false,
-            }),
+            Created::Existing { id, status } => {
+                crate::metrics::Metrics::inc(&self.inner.metrics.runs_deduplicated);
+                Ok(Submitted {
+                    run_id: id,
+                    status,
+                    created: false,
+                })
+            }
             Created::New => {
+                crate::metrics::Metrics::inc(&self.inner.metrics.runs_submitted);
                 match permit {
                     Some(permit) => {
                         let state = crate::driver::RunState::fresh(id.clone(), wf, input);
@@ -284,6 +290,16 @@ impl Engine {
         self.inner.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// Prometheus text for `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        let in_flight = if self.inner.config.workers {
+            self.inner.config.max_in_flight - self.inner.permits.available_permits()
+        } else {
+            0
+        };
+        self.inner.metrics.render(in_flight)
+    }
+
     /// Operator retry of a failed run, from the failed step.
     pub async fn retry(&self, run_id: &str, actor: &str) -> store::Result<OpResult> {
         let r = self.inner.store.retry_run(run_id, actor, now_ms()).await?;
@@ -336,6 +352,7 @@ async fn poll_loop(inner: Arc<Inner>) {
                         let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
                             break;
                         };
+                        crate::metrics::Metrics::inc(&inner.metrics.runs_resumed);
                         tokio::spawn(crate::driver::resume(inner.clone(), c, permit));
                     }
                 }
@@ -355,9 +372,11 @@ async fn poll_loop(inner: Arc<Inner>) {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
+        // The store's wait is a plain sleep on SQLite; on PostgreSQL it also
+        // ends when another node announces new work.
         tokio::select! {
             _ = inner.wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(sleep_ms.max(1))) => {}
+            _ = inner.store.wait_for_work(Duration::from_millis(sleep_ms.max(1))) => {}
         }
     }
 }

@@ -12,11 +12,13 @@
 mod catalog;
 mod driver;
 mod engine;
+mod metrics;
 pub mod step;
 pub mod steps;
 
 pub use catalog::{Catalog, Compiled, Env, LoadError, compile};
 pub use engine::{Config, Engine, SubmitError, Submitted};
+pub use metrics::Metrics;
 pub use step::{Reconciled, Step, StepCx, StepKind, StepKinds};
 
 /// Milliseconds since the Unix epoch.

@@ -48,3 +48,22 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         }
     }
 }
+
+/// Prometheus metrics of this node (text exposition format).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.engine.metrics_text(),
+    )
+        .into_response()
+}

@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel_run))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/api/openapi.json", get(openapi_json))
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

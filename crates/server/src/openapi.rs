@@ -21,6 +21,7 @@ use crate::{error, health, intake, runs, views};
         runs::cancel_run,
         health::healthz,
         health::readyz,
+        health::metrics,
     ),
     components(schemas(
         error::Problem,

@@ -183,3 +183,34 @@ impl Store for Broken {
         fail()
     }
 }
+
+#[tokio::test]
+async fn metrics_count_runs_and_steps_in_prometheus_format() {
+    let h = Harness::new().await;
+    let before = h.get("/metrics", None).await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert!(
+        before.text.contains("countersign_runs_submitted_total 0"),
+        "{}",
+        before.text
+    );
+    h.completed_run().await;
+    let after = h.get("/metrics", None).await;
+    assert!(
+        after.text.contains("countersign_runs_submitted_total 1"),
+        "{}",
+        after.text
+    );
+    assert!(
+        after
+            .text
+            .contains("# TYPE countersign_step_attempts_total counter")
+    );
+    let completed_line = after
+        .text
+        .lines()
+        .find(|l| l.starts_with("countersign_step_attempts_total{result=\"completed\"}"))
+        .unwrap();
+    let n: u64 = completed_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 1, "{completed_line}");
+}
