@@ -280,6 +280,13 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, node: &str) -> Result<u64>;
     /// Earliest `run_at` of an unleased work item, if any.
     async fn next_due(&self) -> Result<Option<i64>>;
+    /// Sleeps until `timeout` passes or, on a backend shared by several
+    /// nodes, until another node reports new due work (PostgreSQL uses
+    /// LISTEN/NOTIFY). The poller calls it between looks at the queue; the
+    /// default is a plain sleep, right for a store only one node uses.
+    async fn wait_for_work(&self, timeout: std::time::Duration) {
+        tokio::time::sleep(timeout).await;
+    }
 
     // ---- operator commands
     /// Failed → queued, from the failed step, with a fresh attempt budget.
