@@ -110,10 +110,16 @@ struct DbJournal<'a> {
     run_id: &'a str,
     pos: Position,
     rev: i64,
+    /// Events of this attempt not yet committed (see [`Journal::defer`]).
+    pending: Vec<NewEvent>,
 }
 
 #[async_trait]
 impl Journal for DbJournal<'_> {
+    fn defer(&mut self, events: Vec<NewEvent>) {
+        self.pending.extend(events);
+    }
+
     async fn effect_started(
         &mut self,
         key: &str,
@@ -121,6 +127,13 @@ impl Journal for DbJournal<'_> {
         digest: &str,
     ) -> Result<(), String> {
         let now = now_ms();
+        let mut events = self.pending.clone();
+        events.push(NewEvent {
+            kind: kind::EFFECT_STARTED.into(),
+            actor: SYSTEM.into(),
+            data: json!({ "key": key, "step": step_id, "request_digest": digest }).to_string(),
+            at_ms: now,
+        });
         let commit = Commit {
             run_id: self.run_id.to_string(),
             expect_rev: self.rev,
@@ -139,12 +152,7 @@ impl Journal for DbJournal<'_> {
                 external_id: None,
                 at_ms: now,
             }),
-            events: vec![NewEvent {
-                kind: kind::EFFECT_STARTED.into(),
-                actor: SYSTEM.into(),
-                data: json!({ "key": key, "step": step_id, "request_digest": digest }).to_string(),
-                at_ms: now,
-            }],
+            events,
             work: Work::Keep {
                 lease_until_ms: now + self.inner.config.lease_ms,
             },
@@ -156,6 +164,7 @@ impl Journal for DbJournal<'_> {
             .commit(commit)
             .await
             .map_err(|e| e.to_string())?;
+        self.pending.clear();
         Ok(())
     }
 }
@@ -180,6 +189,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
             run_id: &st.id,
             pos: st.pos,
             rev: st.rev,
+            pending: Vec::new(),
         };
         let mut cx = StepCx {
             run_id: &st.id,
@@ -226,6 +236,8 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
                 match reconciled {
                     Some(output) => StepOutcome::Done { output },
                     None => {
+                        // Events so far go out with `effect.started` if the step journals one.
+                        cx.journal.defer(std::mem::take(&mut events));
                         let guard = std::time::Duration::from_millis(
                             def.timeout_ms.map_or(DEFAULT_STEP_GUARD_MS, |t| t + 5_000),
                         );
@@ -245,6 +257,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
         };
         let effects = std::mem::take(&mut cx.effects);
         st.rev = journal.rev;
+        events.splice(0..0, std::mem::take(&mut journal.pending));
         let now = now_ms();
         let d = decide(
             wf.def.steps.len(),
@@ -362,10 +375,10 @@ fn build_commit(
         let mut text = wf.redact(&data.to_string());
         // Splice the already serialised (and redacted) output into the
         // event rather than parsing it back into a value.
-        if *k == kind::STEP_COMPLETED {
-            if let (Some(o), Some(head)) = (&output, text.strip_suffix('}')) {
-                text = format!("{head},\"output\":{o}}}");
-            }
+        if *k == kind::STEP_COMPLETED
+            && let (Some(o), Some(head)) = (&output, text.strip_suffix('}'))
+        {
+            text = format!("{head},\"output\":{o}}}");
         }
         events.push(NewEvent {
             kind: (*k).to_string(),

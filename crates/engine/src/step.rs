@@ -79,6 +79,11 @@ pub(crate) trait Journal: Send {
         step_id: &str,
         digest: &str,
     ) -> Result<(), String>;
+
+    /// Events to commit with the next journal entry, so the audit log keeps
+    /// the order things happened in (e.g. `effect.reconciled` before the
+    /// `effect.started` of the new attempt).
+    fn defer(&mut self, events: Vec<store::NewEvent>);
 }
 
 impl StepCx<'_> {

@@ -10,10 +10,12 @@
 //! - `POST /hooks/{name}` (webhook; HMAC-SHA256 in `X-Countersign-Signature`)
 //! - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events` (`runs:read`)
 //! - `POST /api/v1/runs/{id}/retry`, `POST /api/v1/runs/{id}/cancel` (`runs:write`)
-//! - `GET /healthz`, `GET /readyz`, `GET /api/openapi.json`
+//! - `GET|POST /forms/{name}` (HTML form trigger built from the input schema)
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/openapi.json`
 
 mod auth;
 mod error;
+mod forms;
 mod health;
 mod intake;
 mod openapi;
@@ -75,6 +77,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/workflows/{name}/runs", post(intake::submit_run))
         .route("/hooks/{name}", post(intake::webhook))
+        .route("/forms/{name}", get(forms::show).post(forms::submit))
         .route("/api/v1/runs", get(runs::list_runs))
         .route("/api/v1/runs/{id}", get(runs::get_run))
         .route("/api/v1/runs/{id}/events", get(runs::run_events))

@@ -108,7 +108,10 @@ fn append_events(
     Ok((seq, prev))
 }
 
-fn chain_head(conn: &Connection, run_id: &str) -> Result<Option<(i64, i64, String, String, i64)>> {
+/// `(rev, event_seq, last_hash, status, step_seq)` of a run.
+type ChainHead = (i64, i64, String, String, i64);
+
+fn chain_head(conn: &Connection, run_id: &str) -> Result<Option<ChainHead>> {
     conn.prepare_cached(
         "SELECT rev, event_seq, last_hash, status, step_seq FROM runs WHERE id = ?1",
     )
@@ -243,14 +246,25 @@ fn claim(
             .map_err(db)?
             .execute(params![id, node, until])
             .map_err(db)?;
+        // What the run is resumed from (for `run.resumed`): the row itself becomes `running`.
+        let before: Option<(String, Option<String>)> = conn
+            .prepare_cached("SELECT status, wait FROM runs WHERE id = ?1")
+            .map_err(db)?
+            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db)?;
         // Bump the revision: whoever held the run before is now fenced out.
         conn.prepare_cached("UPDATE runs SET rev = rev + 1, status = 'running', wait = NULL, updated_at = ?2 WHERE id = ?1")
             .map_err(db)?
             .execute(params![id, now])
             .map_err(db)?;
-        let Some(run) = load_run(conn, &id)? else {
+        let Some(mut run) = load_run(conn, &id)? else {
             continue;
         };
+        if let Some((status, wait)) = before {
+            run.status = status.parse().unwrap_or(run.status);
+            run.wait = wait.as_deref().and_then(WaitReason::parse);
+        }
         let mut outputs: Vec<(usize, Option<String>)> = Vec::new();
         {
             let mut stmt = conn

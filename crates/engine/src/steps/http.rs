@@ -215,5 +215,5 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 /// `Retry-After` as seconds (HTTP dates are rare from APIs; treated as absent).
 pub fn parse_retry_after(v: &str) -> Option<u64> {
     let secs: f64 = v.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0) as u64)
+    (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64)
 }
