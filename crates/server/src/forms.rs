@@ -284,13 +284,14 @@ fn url_decode_pairs(body: &[u8]) -> Vec<(String, String)> {
         while i < bytes.len() {
             match bytes[i] {
                 b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 => {
-                    match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                        Ok(b) => {
-                            out.push(b);
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |b: u8| (b as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
                             i += 2;
                         }
-                        Err(_) => out.push(b'%'),
+                        _ => out.push(b'%'),
                     }
                 }
                 b => out.push(b),

@@ -214,3 +214,78 @@ async fn metrics_count_runs_and_steps_in_prometheus_format() {
     let n: u64 = completed_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 1, "{completed_line}");
 }
+
+fn form_post(path: &str, body: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_form_trigger_renders_the_schema_and_submits_typed_input() {
+    let h = Harness::new().await;
+    let page = h.get("/forms/contact", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for needle in [
+        "<title>Contact us</title>",
+        "type=\"email\" id=\"email\"",
+        "type=\"number\" id=\"seats\"",
+        "<textarea id=\"message\"",
+        "required",
+    ] {
+        assert!(
+            page.text.contains(needle),
+            "{needle} missing in {}",
+            page.text
+        );
+    }
+    assert_eq!(
+        h.get("/forms/triage", None).await.status,
+        StatusCode::NOT_FOUND,
+        "no form trigger"
+    );
+
+    // Invalid: the page comes back with the values escaped and each field's error; no run.
+    let bad = h
+        .send(form_post(
+            "/forms/contact",
+            "name=%3Cscript%3Ealert(1)%3C%2Fscript%3E&email=nope&message=",
+        ))
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    assert!(
+        bad.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        bad.text
+    );
+    assert!(
+        !bad.text.contains("<script>alert"),
+        "unescaped input echoed"
+    );
+    assert!(bad.text.contains("class=\"err\""), "{}", bad.text);
+    assert_eq!(h.run_count().await, 0);
+
+    let ok = h
+        .send(form_post(
+            "/forms/contact",
+            "name=Ada+Lovelace&email=ada%40example.com&seats=3&message=Hello",
+        ))
+        .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.text);
+    assert_eq!(h.run_count().await, 1);
+    let runs = h
+        .store
+        .list_runs(&RunFilter {
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    let input: serde_json::Value = serde_json::from_str(&runs[0].input).unwrap();
+    assert_eq!(
+        input,
+        serde_json::json!({"name": "Ada Lovelace", "email": "ada@example.com", "seats": 3, "message": "Hello"})
+    );
+    assert!(ok.text.contains(&runs[0].id), "the reference is shown");
+}

@@ -72,6 +72,26 @@ steps:
 "#;
 
 /// Webhook that accepts unsigned requests.
+pub const CONTACT_FORM: &str = r#"
+name: contact
+trigger:
+  form: { title: "Contact us" }
+input:
+  schema:
+    type: object
+    required: [name, email, message]
+    properties:
+      name: { type: string, minLength: 1, maxLength: 100 }
+      email: { type: string, format: email, maxLength: 200 }
+      seats: { type: integer, minimum: 1 }
+      message: { type: string, minLength: 1, maxLength: 5000 }
+steps:
+  - id: note
+    rules:
+      - when: "false"
+        then: { finish: never }
+"#;
+
 pub const OPEN_HOOK: &str = r#"
 name: open-hook
 trigger:
@@ -119,6 +139,7 @@ impl Harness {
             (SLOW, "slow.yaml"),
             (SIGNED_HOOK, "signed-hook.yaml"),
             (OPEN_HOOK, "open-hook.yaml"),
+            (CONTACT_FORM, "contact.yaml"),
         ] {
             catalog
                 .load_source(src, path)
