@@ -9,12 +9,19 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use engine::{Catalog, Config, Engine, StepKinds, SubmitError};
 use store::Store;
+use store_postgres::PgStore;
 use store_sqlite::{Durability, Role, SqliteStore};
 
 use crate::{DbArgs, Failure, ServeArgs};
 
 /// The reference workflow, built into the binary for `countersign demo`.
 pub const REFERENCE_WORKFLOW: &str = include_str!("../../../examples/inbound-request.yaml");
+
+/// The prompt file the reference workflow includes, built in with it.
+pub const REFERENCE_FILES: &[(&str, &str)] = &[(
+    "prompts/triage.md.j2",
+    include_str!("../../../examples/prompts/triage.md.j2"),
+)];
 
 /// Reads variables from the process environment for `${env:…}`.
 pub fn process_env() -> engine::Env {
@@ -31,8 +38,19 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
         .context("building the HTTP client")
 }
 
-/// Opens the store named by a database URL.
-pub fn open_store(db: &DbArgs, role: Role) -> Result<Arc<dyn Store>, Failure> {
+/// Every step kind this binary knows: the engine's built-ins and `llm`
+/// (OpenAI-compatible, with the offline heuristic as the last resort),
+/// configured once from `OPENAI_API_KEY`, `OPENAI_BASE_URL` and
+/// `COUNTERSIGN_LLM_PRICES`.
+pub fn step_kinds(http: reqwest::Client) -> Result<StepKinds, Failure> {
+    let config = llm::Config::from_env(&|k: &str| std::env::var(k).ok()).map_err(Failure::usage)?;
+    let mut kinds = StepKinds::builtin(http.clone());
+    kinds.register(Arc::new(llm::Kind::new(http, config)));
+    Ok(kinds)
+}
+
+/// Opens the store named by a database URL (creating or upgrading its schema).
+pub async fn open_store(db: &DbArgs, role: Role) -> Result<Arc<dyn Store>, Failure> {
     let durability = if db.power_loss_safe {
         Durability::PowerLossSafe
     } else {
@@ -55,13 +73,31 @@ pub fn open_store(db: &DbArgs, role: Role) -> Result<Arc<dyn Store>, Failure> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(Failure::usage(
-            "--database: the PostgreSQL backend is not built yet in this version; use sqlite://PATH",
-        ));
+        // Several nodes share the database: no lock file, leases expire instead.
+        let store = PgStore::connect(url).await.map_err(|e| Failure {
+            code: 1,
+            message: format!("cannot open {}: {e}", redact_url(url)),
+        })?;
+        return Ok(Arc::new(store));
     }
     Err(Failure::usage(format!(
-        "--database: unsupported URL {url:?}; expected sqlite://PATH"
+        "--database: unsupported URL {:?}; expected sqlite://PATH or postgres://USER@HOST/DB",
+        redact_url(url)
     )))
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn print_load_errors(errors: &[engine::LoadError]) {
@@ -151,13 +187,20 @@ async fn start_node(
     embedded: Option<&str>,
     workers: usize,
     execute: bool,
+    lease_ms: u64,
 ) -> Result<Node, Failure> {
-    let store = open_store(db, if execute { Role::Worker } else { Role::Admin })?;
-    let kinds = StepKinds::builtin(http_client()?);
+    let store = open_store(db, if execute { Role::Worker } else { Role::Admin }).await?;
+    let kinds = step_kinds(http_client()?)?;
     let catalog = Arc::new(Catalog::new(kinds, process_env(), store.clone()));
     if let Some(src) = embedded {
+        let files = engine::Files::Given(
+            REFERENCE_FILES
+                .iter()
+                .map(|(p, c)| (p.to_string(), c.to_string()))
+                .collect(),
+        );
         catalog
-            .load_source(src, "examples/inbound-request.yaml")
+            .load_source_with(src, "examples/inbound-request.yaml", &files)
             .await
             .map_err(|e| Failure {
                 code: 1,
@@ -174,6 +217,7 @@ async fn start_node(
         Config {
             max_in_flight: workers.max(1),
             workers: execute,
+            lease_ms: lease_ms as i64,
             ..Config::default()
         },
     );
@@ -204,13 +248,19 @@ pub async fn serve(args: ServeArgs, _demo: bool) -> Result<(), Failure> {
         None,
         args.workers,
         !args.no_workers,
+        args.lease,
     )
     .await?;
     serve_http(node.engine, &args.listen).await
 }
 
-pub async fn worker(db: DbArgs, workflows: PathBuf, workers: usize) -> Result<(), Failure> {
-    let node = start_node(&db, Some(&workflows), None, workers, true).await?;
+pub async fn worker(
+    db: DbArgs,
+    workflows: PathBuf,
+    workers: usize,
+    lease_ms: u64,
+) -> Result<(), Failure> {
+    let node = start_node(&db, Some(&workflows), None, workers, true, lease_ms).await?;
     tracing::info!(node = node.engine.node(), "worker running (no HTTP)");
     shutdown_signal().await;
     node.engine.shutdown(Duration::from_secs(10)).await;
@@ -222,7 +272,7 @@ pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
         database: format!("sqlite://{}", data.join("countersign.db").display()),
         power_loss_safe: false,
     };
-    let node = start_node(&db, None, Some(REFERENCE_WORKFLOW), 512, true).await?;
+    let node = start_node(&db, None, Some(REFERENCE_WORKFLOW), 512, true, 30_000).await?;
     // A fresh admin token each start, printed once; earlier demo tokens are revoked.
     let store = node.engine.store().clone();
     let _ = store.revoke_token("demo", engine::now_ms()).await;
@@ -260,7 +310,7 @@ pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
 }
 
 pub fn validate(files: &[PathBuf]) -> Result<(), Failure> {
-    let kinds = StepKinds::builtin(reqwest::Client::new());
+    let kinds = step_kinds(reqwest::Client::new())?;
     let env = process_env();
     let mut bad = 0;
     for f in files {
@@ -319,7 +369,7 @@ pub async fn run_once(file: &Path, input: &str, timeout: u64) -> Result<(), Fail
         message: e.to_string(),
     })?);
     let catalog = Arc::new(Catalog::new(
-        StepKinds::builtin(http_client()?),
+        step_kinds(http_client()?)?,
         process_env(),
         store.clone(),
     ));
@@ -410,9 +460,12 @@ pub async fn run_once(file: &Path, input: &str, timeout: u64) -> Result<(), Fail
     }
 }
 
-pub fn migrate(db: &DbArgs) -> Result<(), Failure> {
-    open_store(db, Role::Admin)?;
-    println!("database {} is at the current schema", db.database);
+pub async fn migrate(db: &DbArgs) -> Result<(), Failure> {
+    open_store(db, Role::Admin).await?;
+    println!(
+        "database {} is at the current schema",
+        redact_url(&db.database)
+    );
     Ok(())
 }
 
@@ -432,7 +485,7 @@ pub async fn token_create(db: &DbArgs, name: &str, scopes: &str) -> Result<(), F
     if scopes.is_empty() {
         return Err(Failure::usage("--scopes: give at least one scope"));
     }
-    let store = open_store(db, Role::Admin)?;
+    let store = open_store(db, Role::Admin).await?;
     let secret = server::new_token_secret();
     let id = uuid::Uuid::now_v7().to_string();
     store
@@ -463,7 +516,7 @@ pub async fn token_create(db: &DbArgs, name: &str, scopes: &str) -> Result<(), F
 }
 
 pub async fn token_list(db: &DbArgs) -> Result<(), Failure> {
-    let store = open_store(db, Role::Admin)?;
+    let store = open_store(db, Role::Admin).await?;
     let tokens = store.list_tokens().await.map_err(|e| Failure {
         code: 1,
         message: e.to_string(),
@@ -486,7 +539,7 @@ pub async fn token_list(db: &DbArgs) -> Result<(), Failure> {
 }
 
 pub async fn token_revoke(db: &DbArgs, id_or_name: &str) -> Result<(), Failure> {
-    let store = open_store(db, Role::Admin)?;
+    let store = open_store(db, Role::Admin).await?;
     match store.revoke_token(id_or_name, engine::now_ms()).await {
         Ok(true) => {
             println!("revoked {id_or_name}");
@@ -503,7 +556,7 @@ pub async fn token_revoke(db: &DbArgs, id_or_name: &str) -> Result<(), Failure> 
 }
 
 pub async fn audit_verify(db: &DbArgs, run: Option<&str>) -> Result<(), Failure> {
-    let store = open_store(db, Role::Admin)?;
+    let store = open_store(db, Role::Admin).await?;
     let backend = |e: store::Error| Failure {
         code: 1,
         message: e.to_string(),

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_pg;
 mod commands;
 
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
-    /// Database URL: sqlite://PATH (postgres:// arrives with the PostgreSQL backend).
+    /// Database URL: sqlite://PATH (one node) or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (several nodes).
     #[arg(
         long,
         env = "COUNTERSIGN_DATABASE_URL",
@@ -49,6 +50,18 @@ pub struct ServeArgs {
     /// Serve the API only; execute no runs (for nodes beside separate workers).
     #[arg(long)]
     no_workers: bool,
+    /// How long a claimed run stays with this node without renewal (renewed every third of it); a dead node's runs move on after this.
+    #[arg(long, default_value = "30s", env = "COUNTERSIGN_LEASE", value_parser = parse_lease)]
+    lease: u64,
+}
+
+/// Parses a lease such as `3s`, `500ms` or `1m` into milliseconds.
+fn parse_lease(s: &str) -> Result<u64, String> {
+    match domain::yaml::parse_duration_ms(s) {
+        Some(ms) if ms >= 300 => Ok(ms),
+        Some(_) => Err("a lease shorter than 300ms would expire between renewals".into()),
+        None => Err(format!("{s:?} is not a duration such as 3s, 500ms or 1m")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +76,9 @@ enum Command {
         workflows: PathBuf,
         #[arg(long, default_value_t = 512)]
         workers: usize,
+        /// How long a claimed run stays with this node without renewal; a dead node's runs move on after this.
+        #[arg(long, default_value = "30s", env = "COUNTERSIGN_LEASE", value_parser = parse_lease)]
+        lease: u64,
     },
     /// Serve the reference workflow on 127.0.0.1:8080 with embedded SQLite; no keys needed.
     Demo {
@@ -116,6 +132,10 @@ enum Command {
         /// Concurrent HTTP clients.
         #[arg(long, default_value_t = 64)]
         clients: usize,
+        /// Measure PostgreSQL instead (1, 2 and 3 workers sharing one database, idle load):
+        /// a server URL whose user may CREATE DATABASE; scratch databases are dropped after.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
 }
 
@@ -207,7 +227,8 @@ fn main() -> ExitCode {
                 db,
                 workflows,
                 workers,
-            } => commands::worker(db, workflows, workers).await,
+                lease,
+            } => commands::worker(db, workflows, workers, lease).await,
             Command::Demo { listen, data } => commands::demo(listen, data).await,
             Command::Validate { files } => commands::validate(&files),
             Command::Run {
@@ -215,7 +236,7 @@ fn main() -> ExitCode {
                 input,
                 timeout,
             } => commands::run_once(&file, &input, timeout).await,
-            Command::Migrate { db } => commands::migrate(&db),
+            Command::Migrate { db } => commands::migrate(&db).await,
             Command::Token { command } => match command {
                 TokenCommand::Create { name, scopes, db } => {
                     commands::token_create(&db, &name, &scopes).await
@@ -235,7 +256,11 @@ fn main() -> ExitCode {
                 latency_runs,
                 requests,
                 clients,
-            } => bench::run(runs, latency_runs, requests, clients).await,
+                postgres,
+            } => match postgres {
+                Some(url) => bench_pg::run(&url, runs, latency_runs).await,
+                None => bench::run(runs, latency_runs, requests, clients).await,
+            },
         }
     });
     match result {

@@ -21,16 +21,76 @@ const RESERVED: &[&str] = &[
     "input", "run", "approved", "env", "response", "item", "loop",
 ];
 
+/// Reads a file a workflow names (a prompt template), given its normalised
+/// path relative to the workflow file. The engine supplies it, from disk or
+/// from a stored version: the core never touches the file system itself.
+pub type FileReader = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// Largest file a workflow may include.
+pub const MAX_INCLUDE_BYTES: usize = 1 << 20;
+
 /// Accumulates problems and secrets while compiling a workflow.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Cx {
     pub errors: Vec<Diagnostic>,
     /// Values taken from the environment in secret positions: redacted
     /// from every error, event and log line.
     pub secrets: Vec<String>,
+    /// Files read through [`Cx::include`], `(path, content)` in first-read
+    /// order. They belong to the workflow version: the engine hashes and
+    /// stores them with its source.
+    pub included: Vec<(String, String)>,
+    files: Option<FileReader>,
+}
+
+impl std::fmt::Debug for Cx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cx")
+            .field("errors", &self.errors)
+            .field("secrets", &self.secrets.len())
+            .field(
+                "included",
+                &self.included.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .field("files", &self.files.is_some())
+            .finish()
+    }
 }
 
 impl Cx {
+    /// A context whose [`Cx::include`] reads through `files`.
+    pub fn with_files(files: FileReader) -> Cx {
+        Cx {
+            files: Some(files),
+            ..Cx::default()
+        }
+    }
+
+    /// Reads the file `path` (relative to the workflow file, e.g.
+    /// `prompts/triage.md.j2`) and records it as part of the version.
+    /// Absolute paths and `..` are refused: a workflow reaches only files
+    /// in its own folder. Problems are reported at `node`.
+    pub fn include(&mut self, node: &Node, path: &str) -> Result<String, Diagnostic> {
+        let norm = normalize_include(path).map_err(|m| node.error(m))?;
+        if let Some((_, content)) = self.included.iter().find(|(p, _)| *p == norm) {
+            return Ok(content.clone());
+        }
+        let Some(files) = &self.files else {
+            return Err(node.error(format!(
+                "cannot include {norm:?}: this workflow was not loaded from a file"
+            )));
+        };
+        let content = files(&norm).map_err(|e| node.error(format!("cannot read {norm:?}: {e}")))?;
+        if content.len() > MAX_INCLUDE_BYTES {
+            return Err(node.error(format!(
+                "{norm:?} is larger than {} KiB",
+                MAX_INCLUDE_BYTES / 1024
+            )));
+        }
+        self.included.push((norm, content.clone()));
+        Ok(content)
+    }
+
     pub fn take<T>(&mut self, r: Result<T, Diagnostic>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
@@ -247,6 +307,35 @@ pub fn redact(secrets: &[String], text: &str) -> String {
         }
     }
     out
+}
+
+/// `a/./b.md` → `a/b.md`; refuses empty, absolute and `..` paths.
+fn normalize_include(path: &str) -> Result<String, String> {
+    let path = path.trim();
+    if path.is_empty() {
+        return Err("the file name is empty".into());
+    }
+    if path.starts_with('/') || path.starts_with('\\') || path.contains(':') {
+        return Err(format!(
+            "{path:?}: give a path relative to the workflow file (no absolute paths)"
+        ));
+    }
+    let mut parts = Vec::new();
+    for part in path.split(['/', '\\']) {
+        match part {
+            "" | "." => continue,
+            ".." => {
+                return Err(format!(
+                    "{path:?}: `..` is not allowed; a workflow includes files from its own folder only"
+                ));
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("{path:?} names no file"));
+    }
+    Ok(parts.join("/"))
 }
 
 fn scope_for(earlier: &[StepDef]) -> Scope {
@@ -660,6 +749,43 @@ mod tests {
             errs[0].contains("trigger.webhook.secret: secrets come from the environment only"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn includes_read_relative_files_once_and_refuse_escapes() {
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = reads.clone();
+        let mut cx = Cx::with_files(Arc::new(move |p: &str| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match p {
+                "prompts/a.md" => Ok("hello".to_string()),
+                _ => Err("not found".to_string()),
+            }
+        }));
+        let root = yaml::parse("x: 1\n", &|_| None).unwrap();
+        let node = &root.as_map().unwrap()[0].1;
+        assert_eq!(cx.include(node, "prompts/./a.md").unwrap(), "hello");
+        assert_eq!(cx.include(node, "prompts/a.md").unwrap(), "hello");
+        assert_eq!(
+            reads.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "read once per compile"
+        );
+        assert_eq!(
+            cx.included,
+            [("prompts/a.md".to_string(), "hello".to_string())]
+        );
+        let err = cx.include(node, "../secrets.txt").unwrap_err().to_string();
+        assert!(err.contains("`..` is not allowed"), "{err}");
+        let err = cx.include(node, "/etc/passwd").unwrap_err().to_string();
+        assert!(err.contains("no absolute paths"), "{err}");
+        let err = cx.include(node, "prompts/b.md").unwrap_err().to_string();
+        assert!(
+            err.contains("cannot read \"prompts/b.md\": not found"),
+            "{err}"
+        );
+        let err = Cx::default().include(node, "a.md").unwrap_err().to_string();
+        assert!(err.contains("not loaded from a file"), "{err}");
     }
 
     #[test]

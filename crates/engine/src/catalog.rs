@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use domain::Diagnostic;
-use domain::workflow::{self, Cx, Workflow};
+use domain::workflow::{self, Cx, FileReader, Workflow};
 use sha2::{Digest, Sha256};
 use store::Store;
 
@@ -22,9 +22,13 @@ pub struct Compiled {
     pub steps: Vec<Arc<dyn Step>>,
     /// Store-assigned version number (0 before it is saved).
     pub version: i64,
-    /// SHA-256 of the source text.
+    /// SHA-256 of [`Compiled::source`].
     pub hash: String,
     pub path: String,
+    /// The text stored as this version: the workflow file, followed, when
+    /// it includes files (prompt templates), by a bundle of their contents
+    /// (see [`bundle`]), so an old version never reads a newer file.
+    pub source: String,
 }
 
 impl fmt::Debug for Compiled {
@@ -56,8 +60,103 @@ impl fmt::Display for LoadError {
     }
 }
 
-/// Parses and compiles one workflow source (no store involved).
+/// Where the files a workflow includes (prompt templates) come from.
+#[derive(Debug, Clone)]
+pub enum Files {
+    /// The file system, relative to the workflow file's folder.
+    Disk,
+    /// Only these `(relative path, content)` pairs: files embedded in the
+    /// binary, or the bundle stored with a version.
+    Given(Vec<(String, String)>),
+}
+
+impl Files {
+    fn reader(&self, workflow_path: &str) -> FileReader {
+        match self {
+            Files::Disk => {
+                let base = Path::new(workflow_path)
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                Arc::new(move |rel: &str| {
+                    std::fs::read_to_string(base.join(rel)).map_err(|e| e.to_string())
+                })
+            }
+            Files::Given(files) => {
+                let files = files.clone();
+                Arc::new(move |rel: &str| {
+                    files
+                        .iter()
+                        .find(|(p, _)| p == rel)
+                        .map(|(_, c)| c.clone())
+                        .ok_or_else(|| "no such file in this workflow version".to_string())
+                })
+            }
+        }
+    }
+}
+
+/// Marks the start of the included files appended to a stored source.
+const BUNDLE_MARK: &str = "\n# countersign:bundle v1\n";
+const FILE_PREFIX: &str = "# countersign:file ";
+
+/// The text stored for a version: `src`, then one YAML comment line per
+/// included file holding its path, SHA-256 and content as JSON. The result
+/// still parses as the same workflow.
+pub fn bundle(src: &str, files: &[(String, String)]) -> String {
+    if files.is_empty() {
+        return src.to_string();
+    }
+    let mut out =
+        String::with_capacity(src.len() + files.iter().map(|(_, c)| c.len() + 128).sum::<usize>());
+    out.push_str(src);
+    out.push_str(BUNDLE_MARK);
+    for (path, content) in files {
+        let line = serde_json::json!({
+            "path": path,
+            "sha256": hex::encode(Sha256::digest(content.as_bytes())),
+            "content": content,
+        });
+        out.push_str(FILE_PREFIX);
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Splits a stored source into the workflow text and its bundled files.
+pub fn unbundle(stored: &str) -> (&str, Vec<(String, String)>) {
+    let Some(at) = stored.rfind(BUNDLE_MARK) else {
+        return (stored, Vec::new());
+    };
+    let files = stored[at + BUNDLE_MARK.len()..]
+        .lines()
+        .filter_map(|l| l.strip_prefix(FILE_PREFIX))
+        .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .filter_map(|v| {
+            Some((
+                v.get("path")?.as_str()?.to_string(),
+                v.get("content")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    (&stored[..at], files)
+}
+
+/// Parses and compiles one workflow source (no store involved); included
+/// files are read from disk, relative to `path`.
 pub fn compile(src: &str, path: &str, kinds: &StepKinds, env: &Env) -> Result<Compiled, LoadError> {
+    compile_with(src, path, kinds, env, &Files::Disk)
+}
+
+/// [`compile`] with included files taken from `files`.
+pub fn compile_with(
+    src: &str,
+    path: &str,
+    kinds: &StepKinds,
+    env: &Env,
+    files: &Files,
+) -> Result<Compiled, LoadError> {
     let names = kinds.names();
     let lookup = |n: &str| env(n);
     let fail = |diagnostics| LoadError {
@@ -65,7 +164,7 @@ pub fn compile(src: &str, path: &str, kinds: &StepKinds, env: &Env) -> Result<Co
         diagnostics,
     };
     let mut def = workflow::parse(src, &lookup, &names).map_err(fail)?;
-    let mut cx = Cx::default();
+    let mut cx = Cx::with_files(files.reader(path));
     let mut steps = Vec::with_capacity(def.steps.len());
     for (i, s) in def.steps.iter().enumerate() {
         let scope = def.scope_for(i);
@@ -81,12 +180,14 @@ pub fn compile(src: &str, path: &str, kinds: &StepKinds, env: &Env) -> Result<Co
         return Err(fail(cx.errors));
     }
     def.secrets.extend(cx.secrets);
+    let source = bundle(src, &cx.included);
     Ok(Compiled {
         def,
         steps,
         version: 0,
-        hash: hex::encode(Sha256::digest(src.as_bytes())),
+        hash: hex::encode(Sha256::digest(source.as_bytes())),
         path: path.to_string(),
+        source,
     })
 }
 
@@ -146,9 +247,21 @@ impl Catalog {
     }
 
     /// Compiles `src`, stores it as a version (new if its hash is new) and
-    /// makes it the current version of its name.
+    /// makes it the current version of its name. Included files are read
+    /// from disk relative to `path`.
     pub async fn load_source(&self, src: &str, path: &str) -> Result<Arc<Compiled>, LoadError> {
-        let mut c = compile(src, path, &self.kinds, &self.env)?;
+        self.load_source_with(src, path, &Files::Disk).await
+    }
+
+    /// [`Catalog::load_source`] with included files taken from `files`
+    /// (e.g. a prompt embedded in the binary).
+    pub async fn load_source_with(
+        &self,
+        src: &str,
+        path: &str,
+        files: &Files,
+    ) -> Result<Arc<Compiled>, LoadError> {
+        let mut c = compile_with(src, path, &self.kinds, &self.env, files)?;
         {
             let cur = self.current.read().expect("catalog lock");
             if let Some(existing) = cur.get(&c.def.name) {
@@ -172,7 +285,7 @@ impl Catalog {
         }
         c.version = self
             .store
-            .save_workflow(&c.def.name, &c.hash, src, path, crate::now_ms())
+            .save_workflow(&c.def.name, &c.hash, &c.source, path, crate::now_ms())
             .await
             .map_err(|e| LoadError {
                 path: path.to_string(),
@@ -233,8 +346,11 @@ impl Catalog {
         else {
             return Ok(None);
         };
-        let mut c =
-            compile(&row.source, &row.path, &self.kinds, &self.env).map_err(|e| e.to_string())?;
+        // An old version compiles with the files stored with it, never
+        // with whatever the prompt file on disk says today.
+        let (src, files) = unbundle(&row.source);
+        let mut c = compile_with(src, &row.path, &self.kinds, &self.env, &Files::Given(files))
+            .map_err(|e| e.to_string())?;
         c.version = version;
         let c = Arc::new(c);
         self.versions
@@ -242,5 +358,32 @@ impl Catalog {
             .expect("catalog lock")
             .insert((name.to_string(), version), c.clone());
         Ok(Some(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundles_round_trip_and_leave_plain_sources_alone() {
+        let src = "name: x\nsteps: []\n";
+        assert_eq!(bundle(src, &[]), src);
+        assert_eq!(unbundle(src), (src, Vec::new()));
+        let files = vec![
+            (
+                "prompts/a.md.j2".to_string(),
+                "line 1\n# countersign:bundle v1\n\"quoted\"".to_string(),
+            ),
+            ("b.txt".to_string(), String::new()),
+        ];
+        let stored = bundle(src, &files);
+        assert!(stored.starts_with(src));
+        let (back, got) = unbundle(&stored);
+        assert_eq!((back, got), (src, files));
+        // The stored text is still the same YAML document.
+        let plain = domain::yaml::parse(src, &|_| None).unwrap().to_json();
+        let with = domain::yaml::parse(&stored, &|_| None).unwrap().to_json();
+        assert_eq!(plain, with);
     }
 }

@@ -198,6 +198,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
             attempt: st.pos.failed_attempts + 1,
             journal: &mut journal,
             effects: EffectLog::default(),
+            secrets: &wf.def.secrets,
         };
         let mut events = std::mem::take(&mut st.pending);
         let outcome = match def.when.as_ref().map(|c| c.eval(&st.vars)) {

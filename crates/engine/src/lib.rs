@@ -16,7 +16,9 @@ mod metrics;
 pub mod step;
 pub mod steps;
 
-pub use catalog::{Catalog, Compiled, Env, LoadError, compile};
+pub use catalog::{
+    Catalog, Compiled, Env, Files, LoadError, bundle, compile, compile_with, unbundle,
+};
 pub use engine::{Config, Engine, SubmitError, Submitted};
 pub use metrics::Metrics;
 pub use step::{Reconciled, Step, StepCx, StepKind, StepKinds};

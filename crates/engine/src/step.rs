@@ -68,6 +68,8 @@ pub struct StepCx<'a> {
     pub attempt: u32,
     pub(crate) journal: &'a mut dyn Journal,
     pub(crate) effects: EffectLog,
+    /// The workflow's secrets, redacted from events a step records.
+    pub(crate) secrets: &'a [String],
 }
 
 /// Commits an `effect.started` entry before a call goes out.
@@ -111,6 +113,21 @@ impl StepCx<'_> {
     /// Marks the effect as definitely not performed (a permanent refusal).
     pub fn effect_failed(&mut self) {
         self.effects.failed = true;
+    }
+
+    /// Adds an audit event of the step's own (e.g. `llm.requested`) to this
+    /// attempt. It is committed with the attempt's next journal entry or its
+    /// result, whatever the outcome (also when the attempt is cut off by its
+    /// time guard), in the order recorded, after the workflow's secrets are
+    /// redacted from it. Actor: `system`.
+    pub fn record(&mut self, kind: &str, data: &Json) {
+        let text = domain::workflow::redact(self.secrets, &data.to_string());
+        self.journal.defer(vec![store::NewEvent {
+            kind: kind.to_string(),
+            actor: domain::event::SYSTEM.into(),
+            data: text,
+            at_ms: crate::now_ms(),
+        }]);
     }
 }
 

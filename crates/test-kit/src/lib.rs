@@ -13,3 +13,4 @@ pub mod fixture;
 
 pub use check::{check, check_env, transcript};
 pub use fake_http::FakeHttp;
+pub mod fake_openai;

@@ -6,18 +6,34 @@ use crate::{TempDir, bin};
 
 #[test]
 fn help_documents_every_command() {
-    for cmd in ["serve", "worker", "demo", "validate", "run", "migrate", "token", "audit", "bench"] {
+    for cmd in [
+        "serve", "worker", "demo", "validate", "run", "migrate", "token", "audit", "bench",
+    ] {
         let out = Command::new(bin()).args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help failed");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "{cmd}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+            "{cmd}"
+        );
     }
 }
 
 #[test]
 fn validate_accepts_the_reference_workflow() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/inbound-request.yaml");
-    let out = Command::new(bin()).args(["validate", example]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/inbound-request.yaml"
+    );
+    let out = Command::new(bin())
+        .args(["validate", example])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -29,31 +45,88 @@ fn validate_reports_file_line_col_and_exits_2() {
         "name: bad\nsteps:\n  - id: triage\n    rules: []\n  - id: check\n    rules:\n      - when: triag.intent == \"spam\"\n        then: { finish: x }\n",
     )
     .unwrap();
-    let out = Command::new(bin()).arg("validate").arg(&f).output().unwrap();
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    let want = format!("{}:7:15: steps[1].rules[0].when: unknown variable \"triag\" (did you mean \"triage\"?)", f.display());
+    let want = format!(
+        "{}:7:15: steps[1].rules[0].when: unknown variable \"triag\" (did you mean \"triage\"?)",
+        f.display()
+    );
     assert!(err.contains(&want), "{err}");
 }
 
 #[test]
 fn run_prints_the_outcome_and_rejects_bad_input_with_2() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/inbound-request.yaml");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/inbound-request.yaml"
+    );
     let out = Command::new(bin())
-        .args(["run", example, "--input", r#"{"name":"Ada","email":" ADA@EXAMPLE.COM ","message":"unsubscribe"}"#])
+        .args([
+            "run",
+            example,
+            "--input",
+            r#"{"name":"Ada","email":" ADA@EXAMPLE.COM ","message":"unsubscribe"}"#,
+        ])
+        // Offline: without a key the `triage` step goes straight to the
+        // keyword heuristic, which is deterministic.
+        .env_remove("OPENAI_API_KEY")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["status"], "completed");
     assert_eq!(report["outcome"], "discarded");
+    let triage = &report["outputs"]["triage"];
+    assert_eq!(
+        (triage["provider"].as_str(), triage["intent"].as_str()),
+        (Some("heuristic"), Some("spam")),
+        "{triage}"
+    );
 
-    let out = Command::new(bin()).args(["run", example, "--input", r#"{"name":"Ada"}"#]).output().unwrap();
+    // A real request is kept, and the unsure heuristic sends it to a person.
+    let out = Command::new(bin())
+        .args([
+            "run",
+            example,
+            "--input",
+            r#"{"name":"Ada","email":"ada@example.com","message":"Our invoice is wrong, please call me urgently"}"#,
+        ])
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "completed");
+    assert_eq!(report["outputs"]["triage"]["intent"], "billing");
+    assert_eq!(report["outputs"]["screen"]["review"], "required");
+
+    let out = Command::new(bin())
+        .args(["run", example, "--input", r#"{"name":"Ada"}"#])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/email") && err.contains("/message"), "{err}");
 
-    let out = Command::new(bin()).args(["run", example, "--input", "{not json"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["run", example, "--input", "{not json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--input:1:2"));
 }
@@ -63,28 +136,65 @@ fn tokens_are_shown_once_and_stored_hashed() {
     let dir = TempDir::new("tokens");
     let db = format!("sqlite://{}", dir.0.join("cs.db").display());
     let out = Command::new(bin())
-        .args(["token", "create", "--name", "ci", "--scopes", "runs:write,reviews:decide", "--database", &db])
+        .args([
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--scopes",
+            "runs:write,reviews:decide",
+            "--database",
+            &db,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(secret.starts_with("cs_"), "{secret}");
     let raw = std::fs::read(dir.0.join("cs.db")).unwrap();
     let wal = std::fs::read(dir.0.join("cs.db-wal")).unwrap_or_default();
     let needle = secret.as_bytes();
     for bytes in [&raw, &wal] {
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the secret is stored in clear");
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "the secret is stored in clear"
+        );
     }
-    let out = Command::new(bin()).args(["token", "create", "--name", "x", "--scopes", "root", "--database", &db]).output().unwrap();
+    let out = Command::new(bin())
+        .args([
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--scopes",
+            "root",
+            "--database",
+            &db,
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(bin()).args(["token", "revoke", "ci", "--database", &db]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["token", "revoke", "ci", "--database", &db])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = Command::new(bin()).args(["token", "list", "--database", &db]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["token", "list", "--database", &db])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
 }
 
 #[test]
 fn unsupported_database_urls_are_bad_input() {
-    let out = Command::new(bin()).args(["migrate", "--database", "mysql://x"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["migrate", "--database", "mysql://x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -74,7 +74,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn wait_healthy(client: &reqwest::Client, base: &str) {
@@ -104,7 +108,11 @@ fn token(dir: &TempDir) -> String {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -118,7 +126,10 @@ async fn sigkill_loses_no_run_and_duplicates_no_effect() {
     let secret = token(&dir);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
 
     let mut server = Some(Server::start(&dir, port, &fake.url()));
     wait_healthy(&client, &base).await;
@@ -175,7 +186,15 @@ async fn sigkill_loses_no_run_and_duplicates_no_effect() {
             if let Some(c) = &cursor {
                 url.push_str(&format!("&cursor={c}"));
             }
-            let page: Value = client.get(url).bearer_auth(&secret).send().await.unwrap().json().await.unwrap();
+            let page: Value = client
+                .get(url)
+                .bearer_auth(&secret)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             let items = page["items"].as_array().unwrap();
             total += items.len();
             completed += items.iter().filter(|r| r["status"] == "completed").count();
@@ -196,18 +215,31 @@ async fn sigkill_loses_no_run_and_duplicates_no_effect() {
     assert_eq!(completed, RUNS, "every run completes");
 
     // Each effect reached the fake once per idempotency key.
-    assert_eq!(fake.effects(), RUNS, "distinct effects");
+    assert_eq!(fake.effects(), RUNS as u64, "distinct effects");
     for id in &ids {
         let key = format!("{id}:call");
         assert!(fake.keys().contains(&key), "no effect for {key}");
     }
-    eprintln!("crash test: {kills} kills, {} requests for {} effects", fake.hits(), fake.effects());
+    eprintln!(
+        "crash test: {kills} kills, {} requests for {} effects",
+        fake.hits(),
+        fake.effects()
+    );
 
     // The audit log of every run still verifies.
     drop(server);
     let out = Command::new(bin())
-        .args(["audit", "verify", "--database", &format!("sqlite://{}", dir.0.join("cs.db").display())])
+        .args([
+            "audit",
+            "verify",
+            "--database",
+            &format!("sqlite://{}", dir.0.join("cs.db").display()),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod multinode;
 
 use std::path::PathBuf;
 

@@ -46,11 +46,15 @@ steps:
 "#;
 
 /// Waits an hour on a timer before its last step: a run that stays unsettled.
+/// A run that keeps trying: its call is refused (the discard port on
+/// loopback) and the next attempt is an hour away, so it waits in a retry
+/// back-off, which `?wait=` does not treat as settled.
 pub const SLOW: &str = r#"
 name: slow
 steps:
-  - id: pause
-    wait: 1h
+  - id: call
+    http: { url: "http://127.0.0.1:9/unreachable", timeout: 2s }
+    retry: { max_attempts: 10, initial: 1h, max: 1h }
   - id: after
     rules:
       - when: "false"

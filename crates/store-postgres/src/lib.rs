@@ -1,0 +1,373 @@
+//! The PostgreSQL store: several stateless nodes (API nodes and workers)
+//! over one database.
+//!
+//! - **Group commit.** The hot path (`create_run`, `commit`) goes through
+//!   writer tasks, each owning one connection. A writer drains every request
+//!   waiting in its queue and applies the whole batch in one transaction with
+//!   a handful of array (`UNNEST`) statements sent pipelined, then commits
+//!   once and answers the callers. A batch that fails as a whole is replayed
+//!   one request per transaction, so one bad request never spoils its
+//!   neighbours (the role SQLite's savepoints play).
+//! - **Fencing and the hash chain** behave exactly as in SQLite: a commit
+//!   reads the run's revision and chain head under a row lock
+//!   (`SELECT … FOR UPDATE`), so two writers can never fork a chain and a
+//!   stale worker's commit fails with `Conflict`.
+//! - **Claims** are one statement: `FOR UPDATE SKIP LOCKED` picks due or
+//!   lease-expired work items, leases them and bumps the runs' revisions.
+//!   Nothing is released at start-up: a dead node's leases simply expire.
+//! - **Wake-ups.** Writes that make work due for anyone (a new unleased run,
+//!   a timer, a retry, released leases) `NOTIFY countersign_work` with the
+//!   due time; [`store::Store::wait_for_work`] `LISTEN`s on a dedicated
+//!   connection, with the engine's slow poll as the fallback.
+//!
+//! Lock order, everywhere: a run's `work` row before its `runs` row, several
+//! rows in `run_id` order. Claims find runs through their work rows, so any
+//! other order could deadlock against them.
+
+mod batch;
+mod ops;
+pub mod scratch;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use store::{Error, Result};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_postgres::{Client, NoTls, Statement};
+
+/// The NOTIFY channel for "work became due".
+pub(crate) const CHANNEL: &str = "countersign_work";
+const SCHEMA_VERSION: i64 = 1;
+
+/// Tuning; the defaults suit a node on a small machine.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Connections for queries and operator commands, at most.
+    pub pool_size: usize,
+    /// Writer tasks (each with its own connection) for group commit.
+    pub writers: usize,
+    /// Requests applied in one transaction, at most.
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            pool_size: 8,
+            writers: 2,
+            max_batch: 512,
+        }
+    }
+}
+
+/// The PostgreSQL implementation of [`store::Store`].
+pub struct PgStore {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) writer: mpsc::UnboundedSender<batch::Request>,
+    pub(crate) wake: Arc<Wake>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+pub(crate) fn backend(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+/// Converts a driver error once, at the boundary.
+pub(crate) fn db(e: tokio_postgres::Error) -> Error {
+    match e.code() {
+        Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Error::Duplicate(
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+        ),
+        _ => match e.as_db_error() {
+            Some(d) => Error::Backend(format!("postgres: {}", d.message())),
+            None => Error::Backend(format!("postgres: {e}")),
+        },
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/db`),
+    /// creates or upgrades the schema, and starts the writers.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        PgStore::connect_with(url, Options::default()).await
+    }
+
+    pub async fn connect_with(url: &str, options: Options) -> Result<PgStore> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        config.application_name("countersign");
+        config.connect_timeout(Duration::from_secs(10));
+        config.keepalives_idle(Duration::from_secs(30));
+        let pool = Arc::new(Pool {
+            config,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(options.pool_size.max(1))),
+            queries: AtomicU64::new(0),
+        });
+        {
+            let mut conn = pool.get().await?;
+            migrate(&mut conn).await?;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let mut tasks = Vec::new();
+        for _ in 0..options.writers.max(1) {
+            tasks.push(tokio::spawn(batch::writer(
+                pool.clone(),
+                rx.clone(),
+                options.max_batch.max(1),
+            )));
+        }
+        Ok(PgStore {
+            pool,
+            writer: tx,
+            wake: Arc::new(Wake::default()),
+            listener: Mutex::new(None),
+            tasks,
+        })
+    }
+
+    /// Stops the writers and the LISTEN connection now, rather than when
+    /// the last handle drops (engine tasks may hold one a while longer).
+    /// Requests sent afterwards fail with `Backend`.
+    pub fn close(&self) {
+        if let Some(h) = self.listener.lock().expect("listener lock").take() {
+            h.abort();
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
+    /// Statements this store has sent since it was opened (for the idle
+    /// load figure in `countersign bench`).
+    pub fn queries(&self) -> u64 {
+        self.pool.queries.load(Ordering::Relaxed)
+    }
+
+    /// Starts the LISTEN connection on first use: API-only nodes never wait
+    /// for work, so they never hold one.
+    pub(crate) fn ensure_listener(&self) {
+        let mut l = self.listener.lock().expect("listener lock");
+        if l.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        *l = Some(tokio::spawn(listen(self.pool.clone(), self.wake.clone())));
+    }
+}
+
+/// Wake-up state shared by the LISTEN task and the poller.
+#[derive(Default)]
+pub(crate) struct Wake {
+    pub(crate) notify: Notify,
+    /// Earliest due time announced since the poller last looked (ms).
+    pub(crate) earliest: Mutex<Option<i64>>,
+    pub(crate) listening: AtomicBool,
+}
+
+impl Wake {
+    fn announce(&self, at_ms: i64) {
+        let mut e = self.earliest.lock().expect("wake lock");
+        *e = Some(e.map_or(at_ms, |x| x.min(at_ms)));
+        drop(e);
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn take(&self) -> Option<i64> {
+        self.earliest.lock().expect("wake lock").take()
+    }
+}
+
+/// Holds a LISTEN connection open, reconnecting with back-off; every
+/// (re)connect announces "now" because notifications may have been missed.
+async fn listen(pool: Arc<Pool>, wake: Arc<Wake>) {
+    use futures_util::StreamExt;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match pool.config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let sql = format!("LISTEN {CHANNEL}");
+                let ok = {
+                    // The connection must be polled for LISTEN to complete.
+                    let mut listen = std::pin::pin!(client.batch_execute(&sql));
+                    loop {
+                        tokio::select! {
+                            r = &mut listen => break r.is_ok(),
+                            m = messages.next() => if m.is_none() { break false },
+                        }
+                    }
+                };
+                if ok {
+                    pool.queries.fetch_add(1, Ordering::Relaxed);
+                    wake.listening.store(true, Ordering::Release);
+                    backoff = Duration::from_millis(100);
+                    wake.announce(0);
+                    while let Some(m) = messages.next().await {
+                        match m {
+                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                wake.announce(n.payload().parse().unwrap_or(0));
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %db(e), "LISTEN connection failed");
+                                break;
+                            }
+                        }
+                    }
+                    wake.listening.store(false, Ordering::Release);
+                }
+                drop(client);
+            }
+            Err(e) => tracing::warn!(error = %db(e), "cannot open the LISTEN connection"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A connection with its prepared statements.
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    stmts: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// The prepared statement for `sql`, prepared on first use.
+    pub(crate) async fn stmt(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).await.map_err(db)?;
+        self.stmts.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+/// A small connection pool: connections are opened on demand up to
+/// `pool_size` and kept while healthy.
+pub(crate) struct Pool {
+    pub(crate) config: tokio_postgres::Config,
+    idle: Mutex<Vec<Conn>>,
+    permits: Arc<Semaphore>,
+    pub(crate) queries: AtomicU64,
+}
+
+impl Pool {
+    pub(crate) async fn open(&self) -> Result<Conn> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(db)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "postgres connection closed");
+            }
+        });
+        Ok(Conn {
+            client,
+            stmts: HashMap::new(),
+        })
+    }
+
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<Pooled> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(backend)?;
+        let idle = self.idle.lock().expect("pool lock").pop();
+        let conn = match idle {
+            Some(c) if !c.client.is_closed() => c,
+            _ => self.open().await?,
+        };
+        Ok(Pooled {
+            conn: Some(conn),
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Counts statements sent (for the idle-load figure).
+    pub(crate) fn count(&self, n: u64) {
+        self.queries.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A connection borrowed from the pool; returned on drop if still open.
+pub(crate) struct Pooled {
+    conn: Option<Conn>,
+    pool: Arc<Pool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().expect("pooled connection")
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("pooled connection")
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if !c.client.is_closed() {
+                self.pool.idle.lock().expect("pool lock").push(c);
+            }
+        }
+    }
+}
+
+/// Creates or upgrades the schema. An advisory lock serialises nodes that
+/// start at the same moment.
+async fn migrate(conn: &mut Conn) -> Result<()> {
+    let tx = conn.client.transaction().await.map_err(db)?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7340011); CREATE TABLE IF NOT EXISTS countersign_schema (version BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(db)?;
+    let v: i64 = tx
+        .query_opt("SELECT version FROM countersign_schema", &[])
+        .await
+        .map_err(db)?
+        .map_or(0, |r| r.get(0));
+    if v > SCHEMA_VERSION {
+        return Err(Error::Backend(format!(
+            "database schema version {v} is newer than this countersign ({SCHEMA_VERSION}); upgrade countersign"
+        )));
+    }
+    if v < 1 {
+        tx.batch_execute(include_str!("schema.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (1)", &[])
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
