@@ -302,6 +302,7 @@ pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
     println!(
         "    curl -s -X POST 'http://{listen}/api/v1/workflows/inbound-request/runs?wait=10' \\\n      -H \"Authorization: Bearer {secret}\" -H 'Content-Type: application/json' \\\n      -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\",\"message\":\"Our invoice is wrong, please call me urgently\"}}'"
     );
+    println!("  Web form: http://{listen}/forms/inbound-request");
     println!("  Runs:     http://{listen}/api/v1/runs   (same bearer token)");
     println!("  OpenAPI:  http://{listen}/api/openapi.json");
     println!("  Health:   http://{listen}/healthz");
