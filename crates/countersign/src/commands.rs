@@ -45,7 +45,11 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
 pub fn step_kinds(http: reqwest::Client) -> Result<StepKinds, Failure> {
     let config = llm::Config::from_env(&|k: &str| std::env::var(k).ok()).map_err(Failure::usage)?;
     let mut kinds = StepKinds::builtin(http.clone());
-    kinds.register(Arc::new(llm::Kind::new(http, config)));
+    kinds.register(Arc::new(llm::Kind::new(http.clone(), config)));
+    // `crm`, `slack`, `email`: outbox connectors unless credentials are set.
+    let connectors =
+        connectors::Config::from_env(&|k: &str| std::env::var(k).ok()).map_err(Failure::usage)?;
+    connectors::register(&mut kinds, http, connectors);
     Ok(kinds)
 }
 

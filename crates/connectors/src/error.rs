@@ -1,0 +1,118 @@
+//! The one error type every connector returns, with variants the retry
+//! policy can act on (STYLE habit 8), and its mapping to a step outcome.
+
+use domain::run::StepOutcome;
+
+/// What went wrong talking to a target system.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The target asked us to slow down (HTTP 429, Slack `rate_limited`,
+    /// Monday `ComplexityException`): retried after `retry_after_ms`.
+    RateLimited {
+        retry_after_ms: Option<u64>,
+        message: String,
+    },
+    /// A timeout, a refused connection, a 5xx: another attempt may work.
+    Transient(String),
+    /// The credentials were refused. `field` names the setting to fix
+    /// (e.g. `MONDAY_API_TOKEN`).
+    Unauthorized { field: String, message: String },
+    /// The request itself is wrong (a missing board, column, label or
+    /// channel; an invalid body). `field` names what to fix.
+    Permanent { field: String, message: String },
+}
+
+impl Error {
+    pub fn permanent(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Permanent {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// True when the call certainly did not change the target (so the
+    /// journalled effect can be marked failed rather than left open).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Error::Unauthorized { .. } | Error::Permanent { .. })
+    }
+
+    /// The message shown on the run, with every secret in `secrets`
+    /// replaced by `[redacted]`.
+    pub fn describe(&self, secrets: &[String]) -> String {
+        let text = match self {
+            Error::RateLimited { message, .. } => format!("rate limited: {message}"),
+            Error::Transient(m) => m.clone(),
+            Error::Unauthorized { field, message } => {
+                format!("{field}: the credentials were refused: {message}")
+            }
+            Error::Permanent { field, message } => format!("{field}: {message}"),
+        };
+        domain::workflow::redact(secrets, &text)
+    }
+
+    /// The step outcome for this error: transient kinds are retried per
+    /// the step's policy (honouring `Retry-After`), the others fail the run.
+    pub fn into_outcome(self, secrets: &[String]) -> StepOutcome {
+        let error = self.describe(secrets);
+        match self {
+            Error::RateLimited { retry_after_ms, .. } => StepOutcome::Transient {
+                error,
+                retry_after_ms,
+            },
+            Error::Transient(_) => StepOutcome::Transient {
+                error,
+                retry_after_ms: None,
+            },
+            Error::Unauthorized { .. } | Error::Permanent { .. } => {
+                StepOutcome::Permanent { error }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(&[]))
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Classifies a transport failure without quoting the URL (it may carry a
+/// secret, e.g. an incoming-webhook URL).
+pub fn transport(e: &reqwest::Error) -> Error {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "failed reading the response"
+    } else {
+        "failed"
+    };
+    let mut cause = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    Error::Transient(if cause.is_empty() {
+        format!("request {what}")
+    } else {
+        format!("request {what}: {cause}")
+    })
+}
+
+/// `Retry-After` in milliseconds (seconds form; HTTP dates count as absent).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(engine::steps::http::parse_retry_after)
+}
+
+/// The first `max` characters of a response body, for messages.
+pub fn snippet(bytes: &[u8], max: usize) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]);
+    s.trim().to_string()
+}

@@ -1,0 +1,346 @@
+//! The `crm` step (Monday.com) against the schema-checking fake.
+
+use connectors::monday::{self, client};
+use domain::event::kind;
+use serde_json::json;
+use store::RunStatus;
+use test_kit::fake_monday::{FakeMonday, Fault, TOKEN, validate};
+use test_kit::fixture::{TIMEOUT, TempDir, events_of, eventually, wait_settled};
+
+use crate::*;
+
+const BOARD: &str = "4242";
+
+fn fake_board(fake: &FakeMonday) {
+    fake.board(
+        BOARD,
+        &[
+            ("email", "email", &[]),
+            ("notes", "long_text", &[]),
+            ("category", "status", &["Support", "Sales", "Billing"]),
+            ("next_step", "text", &[]),
+            ("cs_key", "text", &[]),
+        ],
+    );
+}
+
+fn config(fake: &FakeMonday, token: &str) -> connectors::Config {
+    connectors::Config {
+        monday: Some(monday::Settings {
+            url: fake.url(),
+            token: token.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+const WF: &str = r#"
+name: crm
+steps:
+  - id: crm
+    retry: { max_attempts: 4, initial: 10ms, max: 50ms, jitter: none }
+    crm:
+      monday:
+        board: "4242"
+        upsert_by: { column: email, value: "{{ input.email }}" }
+        item_name: "{{ input.name }}"
+$EXTRA        columns:
+          email:     { email: "{{ input.email }}" }
+          notes:     { long_text: "{{ input.summary }}" }
+          category:  { status: "{{ input.intent }}", map: { support_request: Support, sales_lead: Sales, billing: Billing, complaint: Complaint } }
+          next_step: { text: "call back" }
+"#;
+
+fn wf(extra: &str) -> String {
+    WF.replace("$EXTRA", extra)
+}
+
+fn input(email: &str, intent: &str) -> serde_json::Value {
+    json!({ "email": email, "name": "Ada", "summary": "Invoice wrong", "intent": intent })
+}
+
+#[test]
+fn every_document_the_client_sends_is_valid_against_the_sdl() {
+    for d in client::DOCUMENTS {
+        assert_eq!(validate(d), Vec::<String>::new(), "{d}");
+    }
+    // The check can fail: a wrong field, a wrong argument, a missing selection.
+    let bad = validate(
+        "query { items_page_by_column_values(board_id: 1, nope: 2) { items { id bogus } } boards { id columns } }",
+    );
+    assert_eq!(bad.len(), 3, "{bad:?}");
+}
+
+#[tokio::test]
+async fn upsert_creates_then_updates_the_same_item() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    let (engine, store) = engine(&wf(""), config(&fake, TOKEN)).await;
+    let r1 = run(&engine, &store, input("ada@example.com", "billing")).await;
+    assert_eq!(r1.status, RunStatus::Completed, "{r1:#?}");
+    let o1 = &outputs(&store, &r1.id).await["crm"];
+    assert_eq!(o1["action"], json!("created"));
+    let r2 = run(&engine, &store, input("ada@example.com", "support_request")).await;
+    assert_eq!(r2.status, RunStatus::Completed, "{r2:#?}");
+    let o2 = &outputs(&store, &r2.id).await["crm"];
+    assert_eq!(
+        (o2["action"].clone(), o2["item_id"].clone()),
+        (json!("updated"), o1["item_id"].clone())
+    );
+    let items = fake.items(BOARD);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].values["category"], json!({ "label": "Support" }));
+    assert_eq!(
+        items[0].values["email"],
+        json!({ "email": "ada@example.com", "text": "ada@example.com" })
+    );
+    assert_eq!(items[0].values["notes"], json!({ "text": "Invoice wrong" }));
+    assert_eq!(fake.problems(), Vec::<String>::new());
+    let done = events_of(&store, &r2.id, kind::EFFECT_COMPLETED).await;
+    assert_eq!(done[0]["external_id"], o1["item_id"]);
+}
+
+#[tokio::test]
+async fn a_label_missing_on_the_board_fails_naming_the_column() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    let (engine, store) = engine(&wf(""), config(&fake, TOKEN)).await;
+    let r = run(&engine, &store, input("ada@example.com", "complaint")).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let err = r.error.unwrap_or_default();
+    assert!(
+        err.contains("steps[0].crm.monday.columns.category")
+            && err.contains("ColumnValueException"),
+        "{err}"
+    );
+    assert!(fake.items(BOARD).is_empty());
+}
+
+#[tokio::test]
+async fn a_value_without_a_label_map_entry_fails_before_any_call() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    let (engine, store) = engine(&wf(""), config(&fake, TOKEN)).await;
+    let r = run(&engine, &store, input("ada@example.com", "spam")).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let err = r.error.unwrap_or_default();
+    assert!(
+        err.contains("columns.category") && err.contains("\"spam\" has no entry in `map`"),
+        "{err}"
+    );
+    assert!(fake.documents().is_empty());
+}
+
+#[tokio::test]
+async fn complexity_and_429_wait_as_told() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    fake.fail_next(&[
+        Fault::Complexity(2),
+        Fault::Status(429, Some(1)),
+        Fault::Status(503, None),
+    ]);
+    let (engine, store) = engine(&wf(""), config(&fake, TOKEN)).await;
+    let r = run(&engine, &store, input("ada@example.com", "billing")).await;
+    assert_eq!(r.status, RunStatus::Completed, "{r:#?}");
+    let waits: Vec<_> = events_of(&store, &r.id, kind::STEP_RETRY_SCHEDULED)
+        .await
+        .iter()
+        .map(|e| e["retry_after_ms"].clone())
+        .collect();
+    assert_eq!(waits, [json!(2000), json!(1000), json!(null)]);
+    assert_eq!(fake.items(BOARD).len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_token_fails_and_never_leaks() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    let wrong = "monday-wrong-token-55555";
+    let (engine, store) = engine(&wf(""), config(&fake, wrong)).await;
+    let r = run(&engine, &store, input("ada@example.com", "billing")).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(
+        r.error
+            .clone()
+            .unwrap_or_default()
+            .contains("MONDAY_API_TOKEN"),
+        "{r:#?}"
+    );
+    assert!(!everything(&store, &r.id).await.contains(wrong));
+}
+
+#[tokio::test]
+async fn a_missing_board_fails_naming_the_board() {
+    let fake = FakeMonday::start().await;
+    let (engine, store) = engine(&wf(""), config(&fake, TOKEN)).await;
+    let r = run(&engine, &store, input("ada@example.com", "billing")).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let err = r.error.unwrap_or_default();
+    assert!(
+        err.contains("steps[0].crm.monday.board") && err.contains("4242"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn writes_to_one_board_are_serialised() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    fake.delay(30);
+    let (engine, store) = engine(&wf(""), config(&fake, TOKEN)).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let s = engine
+            .submit(
+                "crm",
+                input(&format!("p{i}@example.com"), "billing"),
+                None,
+                "test",
+            )
+            .await
+            .unwrap();
+        ids.push(s.run_id);
+    }
+    for id in &ids {
+        assert_eq!(wait_settled(&store, id).await.status, RunStatus::Completed);
+    }
+    assert_eq!(fake.items(BOARD).len(), 4);
+    assert_eq!(
+        fake.problems(),
+        Vec::<String>::new(),
+        "no concurrent mutations on one board"
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_the_upsert_goes_to_the_outbox() {
+    let (engine, store) = engine(&wf(""), connectors::Config::default()).await;
+    let r = run(&engine, &store, input("ada@example.com", "billing")).await;
+    assert_eq!(r.status, RunStatus::Completed);
+    let o = &outputs(&store, &r.id).await["crm"];
+    assert_eq!(o["outbox"], json!(true));
+    assert_eq!(
+        o["payload"]["column_values"]["category"],
+        json!({ "label": "Billing" })
+    );
+    assert_eq!(events_of(&store, &r.id, "outbox.recorded").await.len(), 1);
+}
+
+async fn crash_mid_create(
+    extra: &str,
+) -> (
+    FakeMonday,
+    String,
+    std::sync::Arc<dyn store::Store>,
+    TempDir,
+) {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    fake.delay(60_000);
+    let dir = TempDir::new("monday-crash");
+    let db = dir.path().join("cs.db");
+    let yaml = wf(extra);
+    let (run_id, kill) = doomed(
+        db.clone(),
+        yaml.clone(),
+        config(&fake, TOKEN),
+        input("ada@example.com", "billing"),
+    )
+    .await;
+    eventually("the item is created", TIMEOUT, || {
+        fake.items(BOARD).len() == 1
+    })
+    .await;
+    kill.now().await;
+    fake.delay(0);
+    let store = reopen(&db);
+    let engine = engine_on(store.clone(), &yaml, config(&fake, TOKEN)).await;
+    let r = wait_terminal(&store, &run_id).await;
+    assert_eq!(r.status, RunStatus::Completed, "{r:#?}");
+    engine.shutdown(std::time::Duration::from_secs(1)).await;
+    (fake, run_id, store, dir)
+}
+
+#[tokio::test]
+async fn a_crash_mid_create_leaves_exactly_one_item() {
+    let (fake, run_id, store, _dir) = crash_mid_create("").await;
+    assert_eq!(
+        fake.items(BOARD).len(),
+        1,
+        "exactly one item per upsert key"
+    );
+    assert_eq!(
+        outputs(&store, &run_id).await["crm"]["action"],
+        json!("updated")
+    );
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec[0]["result"], json!("not_done"));
+}
+
+#[tokio::test]
+async fn with_a_key_column_the_crashed_create_is_adopted() {
+    let (fake, run_id, store, _dir) = crash_mid_create("        key_column: cs_key\n").await;
+    let items = fake.items(BOARD);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].values["cs_key"], json!(format!("{run_id}:crm")));
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec[0]["result"], json!("found"));
+    assert_eq!(
+        outputs(&store, &run_id).await["crm"]["reconciled"],
+        json!(true)
+    );
+    let writes = fake
+        .documents()
+        .iter()
+        .filter(|(q, _)| q.starts_with("mutation"))
+        .count();
+    assert_eq!(writes, 1, "no second write after the crash");
+}
+
+#[tokio::test]
+async fn crm_check_reports_mapping_errors_before_any_run() {
+    let fake = FakeMonday::start().await;
+    fake.board(
+        BOARD,
+        &[
+            ("email", "email", &[]),
+            ("category", "status", &["Support"]),
+            ("notes", "text", &[]),
+        ],
+    );
+    let yaml = wf("");
+    let problems = connectors::check_workflow(
+        &yaml,
+        "test.yaml",
+        &fixture_env(),
+        reqwest::Client::new(),
+        &config(&fake, TOKEN),
+    )
+    .await
+    .unwrap();
+    let text: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("columns.notes") && t.contains("type text, not long_text")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("columns.category") && t.contains("\"Sales\" is not on column")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("columns.next_step") && t.contains("no column `next_step`")),
+        "{text:?}"
+    );
+    assert_eq!(fake.problems(), Vec::<String>::new());
+}
+
+fn fixture_env() -> engine::Env {
+    test_kit::fixture::env(&[])
+}
