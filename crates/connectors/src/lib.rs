@@ -152,8 +152,21 @@ pub async fn check_workflow(
 ) -> Result<Vec<Problem>, String> {
     let mut kinds = StepKinds::builtin(client.clone());
     register(&mut kinds, client.clone(), config.clone());
+    check_workflow_with(src, path, env, &kinds, client, config).await
+}
+
+/// [`check_workflow`] with the caller's step kinds (the binary's include
+/// `llm`, which this crate does not know).
+pub async fn check_workflow_with(
+    src: &str,
+    path: &str,
+    env: &engine::Env,
+    kinds: &StepKinds,
+    client: reqwest::Client,
+    config: &Config,
+) -> Result<Vec<Problem>, String> {
     // Compiling first reports every offline problem, located.
-    engine::compile(src, path, &kinds, env).map_err(|e| e.to_string())?;
+    engine::compile(src, path, kinds, env).map_err(|e| e.to_string())?;
     let lookup = |n: &str| env(n);
     let wf = domain::workflow::parse(src, &lookup, &kinds.names()).map_err(|es| {
         es.iter()

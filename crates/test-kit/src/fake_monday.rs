@@ -198,15 +198,33 @@ async fn handle(
         let resp = answer(&mut book, &headers, &body);
         (resp.0, book.delay_ms, resp.1)
     };
-    if delay > 0 && board.is_some() {
+    // Released on drop too: a client that dies mid-call (the crash tests)
+    // cancels this handler during the delay, and must not leave the board
+    // counted as busy forever.
+    let _held = board.map(|b| Held {
+        shared: shared.clone(),
+        board: b,
+    });
+    if delay > 0 && _held.is_some() {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    if let Some(b) = board
-        && let Some(n) = shared.lock().expect("fake state").in_flight.get_mut(&b)
-    {
-        *n -= 1;
-    }
     resp
+}
+
+/// A mutation in flight on a board, for the concurrency check.
+struct Held {
+    shared: Arc<Mutex<Book>>,
+    board: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut book) = self.shared.lock()
+            && let Some(n) = book.in_flight.get_mut(&self.board)
+        {
+            *n -= 1;
+        }
+    }
 }
 
 /// The answer, and the board a mutation held (for the concurrency check).

@@ -13,6 +13,8 @@ pub mod fixture;
 
 pub use check::{check, check_env, transcript};
 pub use fake_http::FakeHttp;
+pub mod fake_gmail;
 pub mod fake_monday;
 pub mod fake_openai;
 pub mod fake_slack;
+pub mod fake_smtp;

@@ -1,40 +1,47 @@
-//! `email`: NOT BUILT YET. The configuration is read (Gmail API, SMTP or
-//! outbox, DESIGN §5) so start-up validates it, but the step kind refuses
-//! every workflow that uses it, at load time, with a clear message —
-//! never silently.
+//! `email`: send a message through the Gmail API or SMTP, or record it in
+//! the outbox when neither is configured (DESIGN §5).
+//!
+//! ```yaml
+//! - id: reply
+//!   email:
+//!     to: "{{ input.email }}"               # a comma-separated list, or a YAML list
+//!     cc: [ "ops@example.com" ]             # optional
+//!     reply_to: "support@example.com"       # optional
+//!     subject: "Re: {{ input.subject }}"
+//!     body: "Hello {{ input.name }}, …"     # text, and/or
+//!     html: "<p>Hello {{ input.name }}</p>"
+//! ```
+//!
+//! Every message carries `Message-ID: <sha256(run_id:step_id)[..32]@sender
+//! domain>`. Gmail: exactly once — after a crash between `effect.started`
+//! and `effect.completed`, reconciliation searches `rfc822msgid:` (drafts:
+//! `drafts.list` with the same query) and adopts the message it finds.
+//! `control: draft` creates a Gmail draft (SMTP has none, so the workflow
+//! is refused at load). SMTP: at-least-once with the same Message-ID on
+//! every attempt (nothing can be asked after a crash).
 
-pub mod gmail {
-    //! Gmail API settings (`GMAIL_*`).
-    pub const DEFAULT_API_URL: &str = "https://gmail.googleapis.com";
-    pub const DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+pub mod gmail;
+pub mod mime;
+pub mod smtp;
 
-    #[derive(Clone)]
-    pub struct Settings {
-        pub api_url: String,
-        pub token_url: String,
-        pub client_id: String,
-        pub client_secret: String,
-        pub refresh_token: String,
-        pub sender: String,
-    }
-}
+use std::str::FromStr;
+use std::sync::Arc;
 
-pub mod smtp {
-    //! SMTP settings (`SMTP_URL`).
-    #[derive(Clone)]
-    pub struct Settings {
-        pub url: String,
-    }
+use async_trait::async_trait;
+use domain::expr::{Scope, Template, Vars};
+use domain::run::StepOutcome;
+use domain::workflow::{Control, Cx, StepDef};
+use engine::{Reconciled, Step, StepCx, StepKind};
+use lettre::message::Mailbox;
+use serde_json::{Value as Json, json};
 
-    impl Settings {
-        pub fn parse(u: &str) -> Result<Settings, String> {
-            if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {
-                return Err("SMTP_URL must start with smtp:// or smtps://".into());
-            }
-            Ok(Settings { url: u.into() })
-        }
-    }
-}
+use crate::effect::{self, Unreachable};
+use crate::error::Error;
+use mime::Email;
+
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// The `From` shown for outbox messages, which no one sends.
+const OUTBOX_FROM: &str = "Countersign outbox <outbox@countersign.invalid>";
 
 /// Where email effects go.
 #[derive(Clone, Default)]
@@ -55,32 +62,410 @@ impl Transport {
     }
 }
 
+/// The transport, ready to use (or why it is not).
+#[derive(Clone)]
+enum Backend {
+    Gmail(Arc<gmail::Gmail>, Mailbox),
+    Smtp(smtp::Smtp),
+    Outbox,
+    /// A configuration problem, reported when a workflow uses `email`.
+    Broken(String),
+}
+
 pub struct Kind {
-    _transport: Transport,
+    backend: Backend,
 }
 
 impl Kind {
-    pub fn new(_client: reqwest::Client, transport: Transport) -> Kind {
-        Kind {
-            _transport: transport,
-        }
+    pub fn new(client: reqwest::Client, transport: Transport) -> Kind {
+        let backend = match transport {
+            Transport::Gmail(s) => match Mailbox::from_str(&s.sender) {
+                Ok(from) => Backend::Gmail(Arc::new(gmail::Gmail::new(client, s)), from),
+                Err(e) => Backend::Broken(format!(
+                    "GMAIL_SENDER: {:?} is not an email address: {e}",
+                    s.sender
+                )),
+            },
+            Transport::Smtp(s) => match smtp::Smtp::new(s) {
+                Ok(t) => Backend::Smtp(t),
+                Err(e) => Backend::Broken(e),
+            },
+            Transport::Outbox => Backend::Outbox,
+        };
+        Kind { backend }
     }
 }
 
-impl engine::StepKind for Kind {
+/// An address field: one template (comma-separated) or a list of them.
+#[derive(Debug)]
+struct Addresses(Vec<Template>);
+
+impl Addresses {
+    fn render(&self, vars: &Vars) -> Result<Vec<Mailbox>, String> {
+        let mut out = Vec::new();
+        for t in &self.0 {
+            out.extend(mime::mailboxes(&t.render(vars)?)?);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug)]
+struct Spec {
+    path: String,
+    to: Addresses,
+    cc: Option<Addresses>,
+    reply_to: Option<Template>,
+    subject: Template,
+    body: Option<Template>,
+    html: Option<Template>,
+    timeout_ms: u64,
+}
+
+fn addresses(n: &domain::yaml::Node, scope: &Scope, cx: &mut Cx) -> Option<Addresses> {
+    match n.as_seq() {
+        Ok(items) => {
+            let v: Vec<_> = items
+                .iter()
+                .filter_map(|i| cx.take(Template::compile(i, scope)))
+                .collect();
+            (v.len() == items.len()).then_some(Addresses(v))
+        }
+        Err(_) => cx
+            .take(Template::compile(n, scope))
+            .map(|t| Addresses(vec![t])),
+    }
+}
+
+fn parse(def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Spec> {
+    let mut f = cx.take(def.body.fields())?;
+    let to = match f.get("to") {
+        Some(n) => addresses(n, scope, cx),
+        None => {
+            cx.errors
+                .push(def.body.error("missing required field `to`"));
+            None
+        }
+    };
+    let cc = f.get("cc").and_then(|n| addresses(n, scope, cx));
+    let reply_to = f
+        .get("reply_to")
+        .and_then(|n| cx.take(Template::compile(n, scope)));
+    let subject = match f.get("subject") {
+        Some(n) => cx.take(Template::compile(n, scope)),
+        None => {
+            cx.errors
+                .push(def.body.error("missing required field `subject`"));
+            None
+        }
+    };
+    let body_node = f.get("body");
+    let html_node = f.get("html");
+    let has_body = body_node.is_some() || html_node.is_some();
+    let body = body_node.and_then(|n| cx.take(Template::compile(n, scope)));
+    let html = html_node.and_then(|n| cx.take(Template::compile(n, scope)));
+    f.finish(&mut cx.errors);
+    if !has_body {
+        cx.errors.push(
+            def.body
+                .error("an email needs `body` (text), `html`, or both"),
+        );
+    }
+    Some(Spec {
+        path: def.body.path.clone(),
+        to: to?,
+        cc,
+        reply_to,
+        subject: subject?,
+        body,
+        html,
+        timeout_ms: def.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+    })
+}
+
+impl StepKind for Kind {
     fn name(&self) -> &'static str {
         "email"
     }
 
-    fn compile(
+    fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
+        let ok = effect::check_control(def, cx);
+        let spec = parse(def, scope, cx)?;
+        match &self.backend {
+            Backend::Gmail(g, _) => cx.secrets.extend(g.settings().secrets()),
+            Backend::Smtp(s) => cx.secrets.extend(s.settings().secrets()),
+            Backend::Broken(why) => {
+                cx.errors.push(def.body.error(why.clone()));
+                return None;
+            }
+            Backend::Outbox => {}
+        }
+        if def.control == Control::Draft && matches!(self.backend, Backend::Smtp(_)) {
+            cx.errors.push(def.body.error(
+                "`control: draft` creates a Gmail draft, and SMTP has no drafts: configure the Gmail API (GMAIL_*) or use `control: suggest`",
+            ));
+            return None;
+        }
+        ok.then(|| {
+            Arc::new(EmailStep {
+                spec,
+                backend: self.backend.clone(),
+                unreachable: Unreachable::default(),
+            }) as Arc<dyn Step>
+        })
+    }
+}
+
+struct EmailStep {
+    spec: Spec,
+    backend: Backend,
+    unreachable: Unreachable,
+}
+
+impl EmailStep {
+    fn field(&self, name: &str) -> String {
+        format!("{}.{name}", self.spec.path)
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Gmail(g, _) => g.secrets(),
+            Backend::Smtp(s) => s.settings().secrets(),
+            Backend::Outbox | Backend::Broken(_) => Vec::new(),
+        }
+    }
+
+    fn from(&self) -> Mailbox {
+        match &self.backend {
+            Backend::Gmail(_, from) => from.clone(),
+            Backend::Smtp(s) => s.settings().from.clone(),
+            Backend::Outbox | Backend::Broken(_) => {
+                Mailbox::from_str(OUTBOX_FROM).expect("a valid outbox address")
+            }
+        }
+    }
+
+    fn render(&self, vars: &Vars, key: &str) -> Result<Email, Error> {
+        let perm = |field: &str, e: String| Error::permanent(self.field(field), e);
+        let to = self.spec.to.render(vars).map_err(|e| perm("to", e))?;
+        if to.is_empty() {
+            return Err(perm("to", "no recipient: `to` rendered empty".into()));
+        }
+        let cc = match &self.spec.cc {
+            Some(c) => c.render(vars).map_err(|e| perm("cc", e))?,
+            None => Vec::new(),
+        };
+        let reply_to = match &self.spec.reply_to {
+            Some(t) => {
+                let s = t.render(vars).map_err(|e| perm("reply_to", e))?;
+                let s = s.trim();
+                if s.is_empty() {
+                    None
+                } else {
+                    Some(Mailbox::from_str(s).map_err(|e| {
+                        perm("reply_to", format!("{s:?} is not an email address: {e}"))
+                    })?)
+                }
+            }
+            None => None,
+        };
+        let subject = self
+            .spec
+            .subject
+            .render(vars)
+            .map_err(|e| perm("subject", e))?;
+        // Header injection: a rendered subject is one line.
+        let subject = subject.replace(['\r', '\n'], " ");
+        let text = self
+            .spec
+            .body
+            .as_ref()
+            .map(|t| t.render(vars))
+            .transpose()
+            .map_err(|e| perm("body", e))?;
+        let html = self
+            .spec
+            .html
+            .as_ref()
+            .map(|t| t.render(vars))
+            .transpose()
+            .map_err(|e| perm("html", e))?;
+        let from = self.from();
+        Ok(Email {
+            message_id: mime::message_id(key, &from),
+            from,
+            to,
+            cc,
+            reply_to,
+            subject,
+            text,
+            html,
+        })
+    }
+
+    fn output(
         &self,
-        def: &domain::workflow::StepDef,
-        _scope: &domain::expr::Scope,
-        cx: &mut domain::workflow::Cx,
-    ) -> Option<std::sync::Arc<dyn engine::Step>> {
-        cx.errors.push(def.body.error(
-            "the `email` step is not available in this version yet (issue 6 is in progress); use an `http` step to a mail service meanwhile",
-        ));
-        None
+        email: &Email,
+        control: Control,
+        via: &str,
+        sent: Option<&gmail::Sent>,
+    ) -> Json {
+        let p = email.preview();
+        let mut out = json!({
+            "performed": true,
+            "via": via,
+            "control": control.as_str(),
+            "message_id": email.message_id,
+            "to": p["to"],
+            "cc": p["cc"],
+            "subject": email.subject,
+        });
+        if let Some(s) = sent {
+            out["id"] = json!(s.id);
+            out["thread_id"] = json!(s.thread_id);
+            if let Some(d) = &s.draft_id {
+                out["draft_id"] = json!(d);
+            }
+        }
+        out
+    }
+
+    fn named(&self, e: Error) -> Error {
+        match e {
+            Error::Permanent { field, message } if field == "email" => Error::Permanent {
+                field: self.spec.path.clone(),
+                message,
+            },
+            e => e,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for EmailStep {
+    async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
+        let key = cx.idempotency_key();
+        if self.unreachable.take(&key) {
+            return effect::reconcile_failed("email");
+        }
+        let secrets = self.secrets();
+        let email = match self.render(cx.vars, &key) {
+            Ok(m) => m,
+            Err(e) => return e.into_outcome(&secrets),
+        };
+        let control = cx.step.control;
+        let draft = control == Control::Draft;
+        let preview = email.preview();
+        let action = match (&self.backend, draft) {
+            (Backend::Smtp(_), _) => "smtp.send",
+            (_, true) => "drafts.create",
+            (_, false) => "messages.send",
+        };
+        if control == Control::Suggest {
+            return effect::suggest(cx, "email", action, preview);
+        }
+        let built = match email.build() {
+            Ok(m) => m,
+            Err(e) => return Error::permanent(self.spec.path.clone(), e).into_outcome(&secrets),
+        };
+        let digest = effect::digest(&[action.as_bytes(), preview.to_string().as_bytes()]);
+        match &self.backend {
+            Backend::Outbox | Backend::Broken(_) => effect::outbox(
+                cx,
+                "email",
+                action,
+                json!({ "to": preview["to"], "cc": preview["cc"] }),
+                json!({
+                    "subject": preview["subject"],
+                    "body": preview["body"],
+                    "html": preview["html"],
+                    "reply_to": preview["reply_to"],
+                    "message_id": preview["message_id"],
+                }),
+                "GMAIL_CLIENT_ID, GMAIL_CLIENT_SECRET, GMAIL_REFRESH_TOKEN, GMAIL_SENDER (or SMTP_URL) are",
+            ),
+            Backend::Gmail(g, _) => {
+                let raw = built.formatted();
+                if let Err(e) = cx.effect_started(&digest).await {
+                    return journal_failed(e);
+                }
+                match g.send(&raw, draft, self.spec.timeout_ms).await {
+                    Ok(sent) => {
+                        cx.effect_completed(Some(sent.id.clone()));
+                        StepOutcome::Done {
+                            output: self.output(&email, control, "gmail", Some(&sent)),
+                        }
+                    }
+                    Err(e) => {
+                        if e.is_permanent() {
+                            cx.effect_failed();
+                        }
+                        self.named(e).into_outcome(&g.secrets())
+                    }
+                }
+            }
+            Backend::Smtp(s) => {
+                if let Err(e) = cx.effect_started(&digest).await {
+                    return journal_failed(e);
+                }
+                match s.send(built, self.spec.timeout_ms).await {
+                    Ok(_) => {
+                        cx.effect_completed(Some(email.message_id.clone()));
+                        StepOutcome::Done {
+                            output: self.output(&email, control, "smtp", None),
+                        }
+                    }
+                    Err(e) => {
+                        if e.is_permanent() {
+                            cx.effect_failed();
+                        }
+                        self.named(e).into_outcome(&secrets)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reconcile(&self, cx: &mut StepCx<'_>) -> Reconciled {
+        // SMTP cannot be asked: resend under the same Message-ID.
+        let Backend::Gmail(g, _) = &self.backend else {
+            return Reconciled::Unknown;
+        };
+        let key = cx.idempotency_key();
+        let control = cx.step.control;
+        let Ok(email) = self.render(cx.vars, &key) else {
+            return Reconciled::NotDone;
+        };
+        match g
+            .find(
+                &email.message_id,
+                control == Control::Draft,
+                self.spec.timeout_ms,
+            )
+            .await
+        {
+            Ok(Some(sent)) => {
+                let mut output = self.output(&email, control, "gmail", Some(&sent));
+                output["reconciled"] = json!(true);
+                Reconciled::Done {
+                    external_id: Some(sent.id),
+                    output,
+                }
+            }
+            Ok(None) => Reconciled::NotDone,
+            Err(e) if e.is_permanent() => Reconciled::NotDone,
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e.describe(&g.secrets()), "email: reconciliation failed; retrying later");
+                self.unreachable.mark(&key);
+                Reconciled::Unknown
+            }
+        }
+    }
+}
+
+fn journal_failed(e: String) -> StepOutcome {
+    StepOutcome::Transient {
+        error: format!("could not journal the effect: {e}"),
+        retry_after_ms: None,
     }
 }

@@ -4,6 +4,7 @@
 
 pub use countersign_connectors as connectors;
 
+mod email;
 mod monday;
 mod slack;
 
