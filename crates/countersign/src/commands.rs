@@ -314,9 +314,20 @@ pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
     serve_http(node.engine, &listen).await
 }
 
-pub fn validate(files: &[PathBuf]) -> Result<(), Failure> {
-    let kinds = step_kinds(reqwest::Client::new())?;
+/// `validate [--online]`: compiles each file; with `--online`, also checks
+/// every `crm` mapping against its Monday board.
+pub async fn validate(files: &[PathBuf], online: bool) -> Result<(), Failure> {
+    let http = http_client()?;
+    let kinds = step_kinds(http.clone())?;
     let env = process_env();
+    let connectors = if online {
+        Some(
+            connectors::Config::from_env(&|k: &str| std::env::var(k).ok())
+                .map_err(Failure::usage)?,
+        )
+    } else {
+        None
+    };
     let mut bad = 0;
     for f in files {
         let label = f.display().to_string();
@@ -329,11 +340,44 @@ pub fn validate(files: &[PathBuf]) -> Result<(), Failure> {
             }
         };
         match engine::compile(&src, &label, &kinds, &env) {
-            Ok(c) => println!(
-                "{label}: ok (workflow `{}`, {} steps)",
-                c.def.name,
-                c.def.steps.len()
-            ),
+            Ok(c) => {
+                if let Some(config) = &connectors {
+                    let checked = connectors::check_workflow_with(
+                        &src,
+                        &label,
+                        &env,
+                        &kinds,
+                        http.clone(),
+                        config,
+                    )
+                    .await;
+                    match checked {
+                        Ok(problems) if problems.is_empty() => {}
+                        Ok(problems) => {
+                            for p in &problems {
+                                eprintln!("{label}: {}: {}", p.path, p.message);
+                            }
+                            bad += 1;
+                            continue;
+                        }
+                        Err(e) => {
+                            eprintln!("{label}: online check failed: {e}");
+                            bad += 1;
+                            continue;
+                        }
+                    }
+                }
+                println!(
+                    "{label}: ok (workflow `{}`, {} steps{})",
+                    c.def.name,
+                    c.def.steps.len(),
+                    if online {
+                        ", mappings checked online"
+                    } else {
+                        ""
+                    }
+                )
+            }
             Err(e) => {
                 eprintln!("{e}");
                 bad += 1;
@@ -454,6 +498,9 @@ pub async fn run_once(file: &Path, input: &str, timeout: u64) -> Result<(), Fail
     engine.shutdown(Duration::from_secs(2)).await;
     match run.status {
         store::RunStatus::Completed => Ok(()),
+        // Waiting for a person is where a run settles: the report says so
+        // (`status: waiting`, `wait: review`, the task id under `outputs`).
+        store::RunStatus::Waiting if run.wait == Some(store::WaitReason::Review) => Ok(()),
         s if !s.is_terminal() => Err(Failure {
             code: 1,
             message: format!("the run is still {s} after {timeout}s"),
@@ -481,9 +528,12 @@ pub async fn token_create(db: &DbArgs, name: &str, scopes: &str) -> Result<(), F
         .filter(|s| !s.is_empty())
         .collect();
     const KNOWN: [&str; 4] = ["runs:write", "runs:read", "reviews:decide", "admin"];
-    if let Some(bad) = scopes.iter().find(|s| !KNOWN.contains(&s.as_str())) {
+    // `queue:NAME` restricts review access to that queue (server::QUEUE_PREFIX).
+    let known =
+        |s: &str| KNOWN.contains(&s) || s.strip_prefix("queue:").is_some_and(|q| !q.is_empty());
+    if let Some(bad) = scopes.iter().find(|s| !known(s)) {
         return Err(Failure::usage(format!(
-            "--scopes: unknown scope {bad:?}; expected {}",
+            "--scopes: unknown scope {bad:?}; expected {} or queue:NAME",
             KNOWN.join(", ")
         )));
     }

@@ -92,8 +92,13 @@ enum Command {
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Also check every `crm` step's mapping against its Monday board
+        /// (columns, types, labels); needs `MONDAY_API_TOKEN`.
+        #[arg(long)]
+        online: bool,
     },
     /// Run a workflow once locally (temporary database) and print the outcome.
+    /// Exits 0 when the run completes or stops to wait for a review.
     Run {
         file: PathBuf,
         /// Input as JSON text, or @path to a JSON file.
@@ -145,7 +150,8 @@ enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// Comma-separated: runs:write, runs:read, reviews:decide, admin.
+        /// Comma-separated: runs:write, runs:read, reviews:decide, admin;
+        /// `queue:NAME` restricts review access to that queue.
         #[arg(long, default_value = "runs:write")]
         scopes: String,
         #[command(flatten)]
@@ -230,7 +236,7 @@ fn main() -> ExitCode {
                 lease,
             } => commands::worker(db, workflows, workers, lease).await,
             Command::Demo { listen, data } => commands::demo(listen, data).await,
-            Command::Validate { files } => commands::validate(&files),
+            Command::Validate { files, online } => commands::validate(&files, online).await,
             Command::Run {
                 file,
                 input,

@@ -23,6 +23,11 @@ pub mod kind {
     pub const RUN_CANCELLED: &str = "run.cancelled";
     pub const RUN_RETRIED: &str = "run.retried";
     pub const RUN_RESUMED: &str = "run.resumed";
+    pub const RUN_REJECTED: &str = "run.rejected";
+    pub const REVIEW_REQUESTED: &str = "review.requested";
+    pub const REVIEW_DECIDED: &str = "review.decided";
+    pub const REVIEW_ESCALATED: &str = "review.escalated";
+    pub const REVIEW_EXPIRED: &str = "review.expired";
 }
 
 /// Who caused an event: `system`, `token:<id>`, `user:<id>`, `webhook`.

@@ -10,6 +10,7 @@ pub mod diag;
 pub mod event;
 pub mod expr;
 pub mod retry;
+pub mod review;
 pub mod run;
 pub mod steps;
 pub mod workflow;

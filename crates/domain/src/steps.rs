@@ -83,17 +83,24 @@ pub struct RulesResult {
     pub matched: Vec<usize>,
     pub finish: Option<String>,
     pub review: Option<String>,
+    /// The rule that set `review`: its index and its `when` source.
+    pub review_rule: Option<(usize, String)>,
     pub fail: Option<String>,
 }
 
 impl RulesResult {
     pub fn to_json(&self) -> Json {
-        json!({
+        let mut out = json!({
             "matched": self.matched,
             "finish": self.finish,
             "review": self.review,
             "fail": self.fail,
-        })
+        });
+        // Only when a rule set `review`, so outputs without one keep their shape.
+        if let (Some((i, w)), Json::Object(m)) = (&self.review_rule, &mut out) {
+            m.insert("review_rule".into(), json!({ "index": i, "when": w }));
+        }
+        out
     }
 }
 
@@ -104,6 +111,7 @@ pub fn evaluate(rules: &[Rule], vars: &Vars) -> Result<RulesResult, String> {
         matched: Vec::new(),
         finish: None,
         review: None,
+        review_rule: None,
         fail: None,
     };
     for (i, rule) in rules.iter().enumerate() {
@@ -114,7 +122,10 @@ pub fn evaluate(rules: &[Rule], vars: &Vars) -> Result<RulesResult, String> {
         for a in &rule.then {
             match a {
                 Action::Finish(o) => r.finish = Some(o.clone()),
-                Action::Review(v) => r.review = Some(v.clone()),
+                Action::Review(v) => {
+                    r.review = Some(v.clone());
+                    r.review_rule = Some((i, rule.when.source().to_string()));
+                }
                 Action::Fail(m) => r.fail = Some(m.clone()),
             }
         }

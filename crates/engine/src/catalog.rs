@@ -171,7 +171,7 @@ pub fn compile_with(
         let kind = kinds
             .get(&s.kind)
             .expect("workflow::parse checked the kind");
-        if let Some(step) = kind.compile(s, &scope, &mut cx) {
+        if let Some(step) = kind.compile_in(&def.steps[..i], s, &scope, &mut cx) {
             steps.push(step);
         }
     }

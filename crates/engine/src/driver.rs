@@ -79,7 +79,7 @@ pub(crate) async fn resume(inner: Arc<Inner>, c: Claimed, permit: OwnedSemaphore
                 .as_deref()
                 .and_then(|s| serde_json::from_str::<Json>(s).ok())
                 .map_or(domain::expr::Value::UNDEFINED, |j| value_from_json(&j));
-            vars.insert(def.id.clone(), v);
+            bind(&mut vars, def, v);
         }
     }
     let current = wf.def.steps.get(run.position.index).map(|s| s.id.as_str());
@@ -199,9 +199,11 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
             journal: &mut journal,
             effects: EffectLog::default(),
             secrets: &wf.def.secrets,
+            store: inner.store.as_ref(),
         };
         let mut events = std::mem::take(&mut st.pending);
-        let outcome = match def.when.as_ref().map(|c| c.eval(&st.vars)) {
+        let when = def.when.as_ref().filter(|_| !step.evaluates_when());
+        let outcome = match when.map(|c| c.eval(&st.vars)) {
             Some(Ok(false)) => StepOutcome::Skipped {
                 reason: format!(
                     "`when: {}` is false",
@@ -320,7 +322,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
                     StepOutcome::Skipped { .. } => domain::expr::Value::UNDEFINED,
                     _ => output.map_or(domain::expr::Value::UNDEFINED, value_from_json),
                 };
-                st.vars.insert(def.id.clone(), value);
+                bind(&mut st.vars, def, value);
                 st.pos = p;
             }
             _ => {
@@ -329,6 +331,18 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
             }
         }
     }
+}
+
+/// Makes a step's output visible to later steps as `<step id>`; a
+/// `review` step's `approved` member also becomes `approved`.
+fn bind(vars: &mut Vars, def: &domain::workflow::StepDef, value: domain::expr::Value) {
+    if def.kind == "review"
+        && let Ok(approved) = value.get_attr("approved")
+        && !approved.is_undefined()
+    {
+        vars.insert("approved".into(), approved);
+    }
+    vars.insert(def.id.clone(), value);
 }
 
 #[allow(clippy::too_many_arguments)]

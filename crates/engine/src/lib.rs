@@ -13,6 +13,7 @@ mod catalog;
 mod driver;
 mod engine;
 mod metrics;
+pub mod review;
 pub mod step;
 pub mod steps;
 
@@ -21,6 +22,7 @@ pub use catalog::{
 };
 pub use engine::{Config, Engine, SubmitError, Submitted};
 pub use metrics::Metrics;
+pub use review::ReviewError;
 pub use step::{Reconciled, Step, StepCx, StepKind, StepKinds};
 
 /// Milliseconds since the Unix epoch.

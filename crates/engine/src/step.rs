@@ -21,6 +21,19 @@ pub trait StepKind: Send + Sync {
     /// Checks `def.body` and returns the executable step, or pushes located
     /// errors into `cx` and returns `None`.
     fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>>;
+
+    /// [`StepKind::compile`] for kinds that read the steps before them
+    /// (`review` types its fields from the producing step's declared output).
+    fn compile_in(
+        &self,
+        earlier: &[StepDef],
+        def: &StepDef,
+        scope: &Scope,
+        cx: &mut Cx,
+    ) -> Option<Arc<dyn Step>> {
+        let _ = earlier;
+        self.compile(def, scope, cx)
+    }
 }
 
 /// Result of reconciling a journalled effect that started but never completed.
@@ -49,6 +62,13 @@ pub trait Step: Send + Sync {
     async fn reconcile(&self, _cx: &mut StepCx<'_>) -> Reconciled {
         Reconciled::Unknown
     }
+
+    /// True when the step evaluates its own `when:` (a skipped `review` is
+    /// still recorded, as decided by policy); otherwise the driver skips
+    /// the step when the condition is false.
+    fn evaluates_when(&self) -> bool {
+        false
+    }
 }
 
 /// Journal writes a step asks for; the driver persists them.
@@ -70,6 +90,8 @@ pub struct StepCx<'a> {
     pub(crate) effects: EffectLog,
     /// The workflow's secrets, redacted from events a step records.
     pub(crate) secrets: &'a [String],
+    /// The store, for the engine's own kinds (`review` keeps its task there).
+    pub(crate) store: &'a dyn store::Store,
 }
 
 /// Commits an `effect.started` entry before a call goes out.
@@ -138,13 +160,14 @@ pub struct StepKinds {
 }
 
 impl StepKinds {
-    /// The built-in kinds: `validate`, `rules`, `wait`, `http`.
+    /// The built-in kinds: `validate`, `rules`, `wait`, `http`, `review`.
     pub fn builtin(http: reqwest::Client) -> StepKinds {
         let mut k = StepKinds::default();
         k.register(Arc::new(crate::steps::validate::Kind));
         k.register(Arc::new(crate::steps::rules::Kind));
         k.register(Arc::new(crate::steps::wait::Kind));
         k.register(Arc::new(crate::steps::http::Kind::new(http)));
+        k.register(Arc::new(crate::steps::review::Kind));
         k
     }
 

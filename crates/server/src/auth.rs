@@ -78,6 +78,11 @@ impl FromStr for Scope {
     }
 }
 
+/// A scope-list entry `queue:NAME` restricts a token's review access to the
+/// named queues (several entries: any of them). A token without one may act
+/// on every queue. Per-user queue roles come with the review inbox.
+pub const QUEUE_PREFIX: &str = "queue:";
+
 /// Parses a comma-separated scope list such as `runs:write,reviews:decide`
 /// (spaces allowed, duplicates dropped, at least one scope).
 pub fn parse_scopes(list: &str) -> Result<Vec<Scope>, String> {
@@ -112,6 +117,9 @@ pub struct Caller {
     pub token_id: String,
     pub token_name: String,
     scopes: Vec<Scope>,
+    /// Review queues the token is restricted to (`queue:NAME` entries in
+    /// its scope list); `None`: every queue.
+    queues: Option<Vec<String>>,
 }
 
 impl Caller {
@@ -122,6 +130,27 @@ impl Caller {
 
     pub fn has(&self, wanted: Scope) -> bool {
         self.scopes.iter().any(|s| s.grants(wanted))
+    }
+
+    /// The queues this token is restricted to, if it is.
+    pub fn queues(&self) -> Option<&[String]> {
+        self.queues.as_deref()
+    }
+
+    /// Whether the token may see and decide tasks of `queue`.
+    pub fn may_review(&self, queue: &str) -> bool {
+        self.queues
+            .as_ref()
+            .is_none_or(|qs| qs.iter().any(|q| q == queue))
+    }
+
+    /// 403 unless the token may act on `queue`.
+    pub fn require_queue(&self, queue: &str) -> Result<(), ApiError> {
+        if self.may_review(queue) {
+            Ok(())
+        } else {
+            Err(ApiError::ForbiddenQueue(queue.to_string()))
+        }
     }
 
     /// 403 unless the token holds `wanted`.
@@ -176,10 +205,17 @@ impl FromRequestParts<AppState> for Caller {
         }
         // Scopes this build does not know grant nothing.
         let scopes = token.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+        let queues: Vec<String> = token
+            .scopes
+            .iter()
+            .filter_map(|s| s.strip_prefix(QUEUE_PREFIX))
+            .map(str::to_string)
+            .collect();
         Ok(Caller {
             token_id: token.id,
             token_name: token.name,
             scopes,
+            queues: (!queues.is_empty()).then_some(queues),
         })
     }
 }

@@ -110,6 +110,15 @@ pub enum ApiError {
     BadSignature(&'static str),
     /// 403: the token lacks this scope.
     Forbidden { scope: &'static str },
+    /// 403: the token may not act on this review queue.
+    ForbiddenQueue(String),
+    /// 403: the decision breaks the four-eyes rule.
+    FourEyes(String),
+    /// 409: the review task is no longer pending, or its run has ended.
+    ReviewConflict {
+        detail: String,
+        run_status: Option<String>,
+    },
     /// 503: a dependency (the store) does not answer.
     Unavailable,
     /// 500; the text goes to the log only.
@@ -222,6 +231,31 @@ impl ApiError {
                 p.detail = format!("this token lacks the `{scope}` scope");
                 p.required_scope = Some(scope.into());
                 (StatusCode::FORBIDDEN, "forbidden", "Insufficient scope")
+            }
+            ApiError::ForbiddenQueue(queue) => {
+                p.detail = format!("this token may not act on review queue `{queue}`");
+                (
+                    StatusCode::FORBIDDEN,
+                    "forbidden-queue",
+                    "Queue not allowed",
+                )
+            }
+            ApiError::FourEyes(detail) => {
+                p.detail = detail;
+                (
+                    StatusCode::FORBIDDEN,
+                    "four-eyes",
+                    "Another person must decide",
+                )
+            }
+            ApiError::ReviewConflict { detail, run_status } => {
+                p.detail = detail;
+                p.run_status = run_status;
+                (
+                    StatusCode::CONFLICT,
+                    "review-state-conflict",
+                    "Not allowed in the review's current state",
+                )
             }
             ApiError::Unavailable => {
                 p.detail = "the store does not answer".into();

@@ -10,6 +10,9 @@
 //! - `POST /hooks/{name}` (webhook; HMAC-SHA256 in `X-Countersign-Signature`)
 //! - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events` (`runs:read`)
 //! - `POST /api/v1/runs/{id}/retry`, `POST /api/v1/runs/{id}/cancel` (`runs:write`)
+//! - `GET /api/v1/reviews`, `GET /api/v1/reviews/{id}`,
+//!   `POST /api/v1/reviews/{id}/decision` (`reviews:decide`; `queue:NAME`
+//!   entries in a token's scopes restrict it to those queues)
 //! - `GET|POST /forms/{name}` (HTML form trigger built from the input schema)
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/openapi.json`
 
@@ -19,6 +22,7 @@ mod forms;
 mod health;
 mod intake;
 mod openapi;
+mod reviews;
 mod runs;
 mod views;
 
@@ -33,7 +37,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use engine::Engine;
 
-pub use auth::{Caller, Scope, TOKEN_PREFIX, hash_token, new_token_secret, parse_scopes};
+pub use auth::{
+    Caller, QUEUE_PREFIX, Scope, TOKEN_PREFIX, hash_token, new_token_secret, parse_scopes,
+};
 pub use error::{ApiError, FieldProblem, PROBLEM_BASE, PROBLEM_JSON, Problem};
 pub use intake::{SIGNATURE_HEADER, sign_body};
 pub use openapi::{ApiDoc, document as openapi_document};
@@ -83,6 +89,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/runs/{id}/events", get(runs::run_events))
         .route("/api/v1/runs/{id}/retry", post(runs::retry_run))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel_run))
+        .route("/api/v1/reviews", get(reviews::list_reviews))
+        .route("/api/v1/reviews/{id}", get(reviews::get_review))
+        .route("/api/v1/reviews/{id}/decision", post(reviews::decide))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{error, health, intake, runs, views};
+use crate::{error, health, intake, reviews, runs, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,9 @@ use crate::{error, health, intake, runs, views};
         runs::run_events,
         runs::retry_run,
         runs::cancel_run,
+        reviews::list_reviews,
+        reviews::get_review,
+        reviews::decide,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -37,10 +40,16 @@ use crate::{error, health, intake, runs, views};
         views::EventView,
         views::EventPage,
         views::Health,
+        reviews::ReviewPage,
+        reviews::ReviewView,
+        reviews::ReviewFieldView,
+        reviews::ReviewActView,
+        reviews::DecisionBody,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "runs", description = "Start, read, retry and cancel runs"),
+        (name = "reviews", description = "Review tasks: read and decide (approve with edits, reject, escalate)"),
         (name = "health", description = "Probes for orchestrators"),
     )
 )]
@@ -54,7 +63,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.description = Some(
-            "API token from `countersign token create`; scopes: runs:read, runs:write (implies runs:read), reviews:decide, admin (implies all)."
+            "API token from `countersign token create`; scopes: runs:read, runs:write (implies runs:read), reviews:decide, admin (implies all); `queue:NAME` entries restrict review access to those queues."
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(http));

@@ -262,12 +262,12 @@ fn unknown_run(id: &str) -> ApiError {
     ApiError::NotFound(format!("no run with id `{id}`"))
 }
 
-fn query_rejection(e: QueryRejection) -> ApiError {
+pub(crate) fn query_rejection(e: QueryRejection) -> ApiError {
     ApiError::BadRequest(FieldProblem::parameter("query", e.body_text()))
 }
 
 /// A page size: a whole number ≥ 1, clamped to `max`; `default` when absent.
-fn count_param(
+pub(crate) fn count_param(
     name: &str,
     raw: Option<&str>,
     default: usize,

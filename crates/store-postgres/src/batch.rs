@@ -20,8 +20,8 @@ use tokio_postgres::types::ToSql;
 use crate::{CHANNEL, Conn, Pool, db};
 
 pub(crate) enum Request {
-    Create(NewRun, oneshot::Sender<Result<Created>>),
-    Commit(Commit, oneshot::Sender<Result<i64>>),
+    Create(Box<NewRun>, oneshot::Sender<Result<Created>>),
+    Commit(Box<Commit>, oneshot::Sender<Result<i64>>),
 }
 
 impl Request {
@@ -266,7 +266,7 @@ async fn apply_inner(c: &mut Conn, pool: &Pool, reqs: &[&Request]) -> Result<Vec
         .iter()
         .enumerate()
         .filter_map(|(i, r)| match r {
-            Request::Create(n, _) => Some((i, n)),
+            Request::Create(n, _) => Some((i, &**n)),
             _ => None,
         })
         .collect();
@@ -274,7 +274,7 @@ async fn apply_inner(c: &mut Conn, pool: &Pool, reqs: &[&Request]) -> Result<Vec
         .iter()
         .enumerate()
         .filter_map(|(i, r)| match r {
-            Request::Commit(cm, _) => Some((i, cm)),
+            Request::Commit(cm, _) => Some((i, &**cm)),
             _ => None,
         })
         .collect();
@@ -538,6 +538,11 @@ async fn apply_inner(c: &mut Conn, pool: &Pool, reqs: &[&Request]) -> Result<Vec
     }
 
     // ---- round trip 3: every write, then COMMIT.
+    pool.churned(
+        (work_set.run_id.len() - created.len().min(work_set.run_id.len())
+            + remove.len()
+            + keep_ids.len()) as u64,
+    );
     let payload = notify_at.map(|at| at.to_string());
     macro_rules! params {
         ($($x:expr),* $(,)?) => { vec![$(&$x as &(dyn ToSql + Sync)),*] };

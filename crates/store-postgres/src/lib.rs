@@ -26,10 +26,11 @@
 
 mod batch;
 mod ops;
+mod reviews;
 pub mod scratch;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 /// The NOTIFY channel for "work became due".
 pub(crate) const CHANNEL: &str = "countersign_work";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Tuning; the defaults suit a node on a small machine.
 #[derive(Debug, Clone)]
@@ -114,6 +115,7 @@ impl PgStore {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(options.pool_size.max(1))),
             queries: AtomicU64::new(0),
+            churn: AtomicU64::new(0),
         });
         {
             let mut conn = pool.get().await?;
@@ -121,7 +123,7 @@ impl PgStore {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(janitor(pool.clone()))];
         for _ in 0..options.writers.max(1) {
             tasks.push(tokio::spawn(batch::writer(
                 pool.clone(),
@@ -173,7 +175,6 @@ pub(crate) struct Wake {
     pub(crate) notify: Notify,
     /// Earliest due time announced since the poller last looked (ms).
     pub(crate) earliest: Mutex<Option<i64>>,
-    pub(crate) listening: AtomicBool,
 }
 
 impl Wake {
@@ -212,7 +213,6 @@ async fn listen(pool: Arc<Pool>, wake: Arc<Wake>) {
                 };
                 if ok {
                     pool.queries.fetch_add(1, Ordering::Relaxed);
-                    wake.listening.store(true, Ordering::Release);
                     backoff = Duration::from_millis(100);
                     wake.announce(0);
                     while let Some(m) = messages.next().await {
@@ -227,7 +227,6 @@ async fn listen(pool: Arc<Pool>, wake: Arc<Wake>) {
                             }
                         }
                     }
-                    wake.listening.store(false, Ordering::Release);
                 }
                 drop(client);
             }
@@ -235,6 +234,59 @@ async fn listen(pool: Arc<Pool>, wake: Arc<Wake>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Work rows changed before `work` is vacuumed.
+const VACUUM_EVERY: u64 = 2_000;
+
+/// Keeps the queue table lean. Every claim and every finished step leaves a
+/// dead version of a `work` row (and of its index entries) that claims and
+/// the next-due look-up would otherwise scan past; autovacuum may be slow
+/// or, on some servers, off. So after enough churn one node at a time (an
+/// advisory lock) vacuums `work`, and now and then `runs`. Never with
+/// truncation: giving pages back takes an exclusive lock that stalls every
+/// claim and commit meanwhile. An idle node sends nothing.
+async fn janitor(pool: Arc<Pool>) {
+    let mut rounds: u64 = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if pool.churn.load(Ordering::Relaxed) < VACUUM_EVERY {
+            continue;
+        }
+        pool.churn.store(0, Ordering::Relaxed);
+        rounds += 1;
+        let Ok(conn) = pool.get().await else { continue };
+        let tables = if rounds % 10 == 0 {
+            "work, runs"
+        } else {
+            "work"
+        };
+        let r = async {
+            let locked: bool = conn
+                .client
+                .query_one("SELECT pg_try_advisory_lock(7340012)", &[])
+                .await?
+                .get(0);
+            if locked {
+                let v = conn
+                    .client
+                    .batch_execute(&format!("VACUUM (ANALYZE, TRUNCATE false) {tables}"))
+                    .await;
+                conn.client
+                    .execute("SELECT pg_advisory_unlock(7340012)", &[])
+                    .await?;
+                pool.count(3);
+                v?;
+            } else {
+                pool.count(1);
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::debug!(error = %db(e), "vacuuming the queue table failed");
+        }
     }
 }
 
@@ -263,6 +315,8 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Conn>>,
     permits: Arc<Semaphore>,
     pub(crate) queries: AtomicU64,
+    /// Work rows updated or deleted since the last vacuum of `work`.
+    pub(crate) churn: AtomicU64,
 }
 
 impl Pool {
@@ -302,6 +356,11 @@ impl Pool {
     pub(crate) fn count(&self, n: u64) {
         self.queries.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Counts work rows updated or deleted (dead row versions to vacuum).
+    pub(crate) fn churned(&self, n: u64) {
+        self.churn.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// A connection borrowed from the pool; returned on drop if still open.
@@ -326,10 +385,8 @@ impl std::ops::DerefMut for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            if !c.client.is_closed() {
-                self.pool.idle.lock().expect("pool lock").push(c);
-            }
+        if let Some(c) = self.conn.take().filter(|c| !c.client.is_closed()) {
+            self.pool.idle.lock().expect("pool lock").push(c);
         }
     }
 }
@@ -358,6 +415,17 @@ async fn migrate(conn: &mut Conn) -> Result<()> {
             .await
             .map_err(db)?;
         tx.execute("INSERT INTO countersign_schema (version) VALUES (1)", &[])
+            .await
+            .map_err(db)?;
+    }
+    if v < 2 {
+        tx.batch_execute(include_str!("reviews.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM countersign_schema", &[])
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (2)", &[])
             .await
             .map_err(db)?;
     }

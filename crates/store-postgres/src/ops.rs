@@ -313,14 +313,14 @@ impl Store for PgStore {
 
     async fn create_run(&self, run: NewRun) -> Result<Created> {
         let (tx, rx) = oneshot::channel();
-        self.send(Request::Create(run, tx)).await?;
+        self.send(Request::Create(Box::new(run), tx)).await?;
         rx.await
             .map_err(|_| Error::Backend("the database writer dropped a request".into()))?
     }
 
     async fn commit(&self, commit: Commit) -> Result<i64> {
         let (tx, rx) = oneshot::channel();
-        self.send(Request::Commit(commit, tx)).await?;
+        self.send(Request::Commit(Box::new(commit), tx)).await?;
         rx.await
             .map_err(|_| Error::Backend("the database writer dropped a request".into()))?
     }
@@ -344,6 +344,7 @@ impl Store for PgStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        self.pool.churned(rows.len() as u64);
         let runs: Vec<Run> = rows.iter().map(run_from).collect();
         let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
         let st_out = conn.stmt(CLAIM_OUTPUTS).await?;

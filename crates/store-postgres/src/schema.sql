@@ -59,7 +59,9 @@ CREATE TABLE work (
     locked_by   TEXT,
     lease_until BIGINT
 ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
-        autovacuum_vacuum_cost_delay = 0); -- a queue: vacuum its dead rows early
+        autovacuum_vacuum_cost_delay = 0, vacuum_truncate = false);
+-- A queue: vacuum its dead rows early, and never truncate it (truncation
+-- takes an exclusive lock that stalls every claim and commit).
 CREATE INDEX work_due ON work (run_at) WHERE locked_by IS NULL;
 CREATE INDEX work_leased ON work (lease_until) WHERE locked_by IS NOT NULL;
 CREATE INDEX work_by_node ON work (locked_by) WHERE locked_by IS NOT NULL;

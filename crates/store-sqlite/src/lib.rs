@@ -13,6 +13,7 @@
 //! is released at once: a restarted node resumes its runs immediately.
 
 mod ops;
+mod reviews;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Requests gathered into one transaction, at most.
 const MAX_BATCH: usize = 512;
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -228,6 +229,13 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 1; COMMIT;",
             include_str!("schema.sql")
+        ))
+        .map_err(backend)?;
+    }
+    if v < 2 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 2; COMMIT;",
+            include_str!("reviews.sql")
         ))
         .map_err(backend)?;
     }

@@ -22,7 +22,7 @@ pub(crate) fn random_suffix() -> String {
     format!("{:016x}", h.finish())
 }
 
-fn db(e: rusqlite::Error) -> Error {
+pub(crate) fn db(e: rusqlite::Error) -> Error {
     match &e {
         rusqlite::Error::SqliteFailure(f, msg)
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -67,7 +67,7 @@ fn step_status(s: &str) -> StepStatus {
     }
 }
 
-fn load_run(conn: &Connection, id: &str) -> Result<Option<Run>> {
+pub(crate) fn load_run(conn: &Connection, id: &str) -> Result<Option<Run>> {
     conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))
         .map_err(db)?
         .query_row([id], run_from)
@@ -76,7 +76,7 @@ fn load_run(conn: &Connection, id: &str) -> Result<Option<Run>> {
 }
 
 /// Appends events to a run's chain; returns the new (seq, hash).
-fn append_events(
+pub(crate) fn append_events(
     conn: &Connection,
     run_id: &str,
     mut seq: i64,
@@ -111,7 +111,7 @@ fn append_events(
 /// `(rev, event_seq, last_hash, status, step_seq)` of a run.
 type ChainHead = (i64, i64, String, String, i64);
 
-fn chain_head(conn: &Connection, run_id: &str) -> Result<Option<ChainHead>> {
+pub(crate) fn chain_head(conn: &Connection, run_id: &str) -> Result<Option<ChainHead>> {
     conn.prepare_cached(
         "SELECT rev, event_seq, last_hash, status, step_seq FROM runs WHERE id = ?1",
     )

@@ -7,7 +7,10 @@
 //!
 //! Architecture invariant: only `store-*` crates know SQL.
 
+mod review;
 pub mod suite;
+
+pub use review::*;
 
 use async_trait::async_trait;
 pub use domain::run::{Position, RunStatus, StepStatus, WaitReason};
@@ -243,9 +246,10 @@ pub struct Token {
     pub revoked_at_ms: Option<i64>,
 }
 
-/// What the engine and the API need from a database.
+/// What the engine and the API need from a database. Review tasks are
+/// the supertrait [`Reviews`] (its own module and tables).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Reviews + Send + Sync + 'static {
     /// Short backend name for logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -8,6 +8,7 @@
 
 mod execution;
 mod records;
+mod reviews;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use domain::event::{Hashed, kind, verify_chain};
 
 pub use execution::*;
 pub use records::*;
+pub use reviews::*;
 
 use crate::{
     Commit, Created, Effect, EffectStatus, Error, Lease, NewEvent, NewRun, OpResult, Position,
@@ -46,6 +48,9 @@ macro_rules! store_suite {
             events_form_a_hash_chain,
             queries_filter_and_page,
             tokens_crud,
+            reviews_are_created_once_per_step,
+            approving_a_review_resumes_the_run,
+            review_decisions_reject_escalate_and_filter,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
@@ -86,7 +91,10 @@ where
         retry_and_cancel,
         events_form_a_hash_chain,
         queries_filter_and_page,
-        tokens_crud
+        tokens_crud,
+        reviews_are_created_once_per_step,
+        approving_a_review_resumes_the_run,
+        review_decisions_reject_escalate_and_filter
     );
 }
 

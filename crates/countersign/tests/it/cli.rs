@@ -93,7 +93,8 @@ fn run_prints_the_outcome_and_rejects_bad_input_with_2() {
         "{triage}"
     );
 
-    // A real request is kept, and the unsure heuristic sends it to a person.
+    // A real request is kept, and the unsure heuristic sends it to a person:
+    // the run stops to wait for review, which is a settled state (exit 0).
     let out = Command::new(bin())
         .args([
             "run",
@@ -111,9 +112,28 @@ fn run_prints_the_outcome_and_rejects_bad_input_with_2() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["outcome"], "completed");
+    assert_eq!(
+        (report["status"].as_str(), report["wait"].as_str()),
+        (Some("waiting"), Some("review")),
+        "{report}"
+    );
+    assert_eq!(report["outcome"], serde_json::Value::Null);
     assert_eq!(report["outputs"]["triage"]["intent"], "billing");
     assert_eq!(report["outputs"]["screen"]["review"], "required");
+    let review = &report["outputs"]["review"];
+    assert_eq!(
+        (review["status"].as_str(), review["queue"].as_str()),
+        (Some("pending"), Some("operations")),
+        "{review}"
+    );
+    assert!(
+        review["review"].as_str().is_some_and(|id| !id.is_empty()),
+        "{review}"
+    );
+    assert!(
+        report["outputs"].get("record").is_none(),
+        "nothing after the review runs before a decision"
+    );
 
     let out = Command::new(bin())
         .args(["run", example, "--input", r#"{"name":"Ada"}"#])

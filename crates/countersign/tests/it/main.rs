@@ -1,7 +1,10 @@
 //! End-to-end tests of the real `countersign` executable.
+// Tests print one summary line each (kills, requests, effects) on purpose.
+#![allow(clippy::print_stderr)]
 
 mod cli;
 mod crash;
+mod crash_connectors;
 mod multinode;
 
 use std::path::PathBuf;

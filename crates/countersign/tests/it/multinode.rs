@@ -92,10 +92,10 @@ fn free_port() -> u16 {
 async fn wait_healthy(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -340,5 +340,58 @@ async fn three_workers_and_an_api_node_share_one_database() {
     );
     drop(store);
     drop(_api);
+    db.drop_now().await.unwrap();
+}
+
+#[tokio::test]
+async fn database_commands_accept_postgres_urls() {
+    let db = ScratchDb::for_test("cli").await.expect("scratch database");
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .env_remove("COUNTERSIGN_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["migrate", "--database", db.url()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second node migrating the same database finds it current.
+    let out = run(&["migrate", "--database", db.url()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["token", "create", "--name", "t1", "--database", db.url()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin())
+        .args(["token", "list"])
+        .env("COUNTERSIGN_DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("t1"),
+        "token list via the environment"
+    );
+    // An unreachable server is exit 1, and the password is not printed.
+    let out = run(&[
+        "migrate",
+        "--database",
+        "postgres://u:hunter2@127.0.0.1:1/x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot open") && !err.contains("hunter2"),
+        "{err}"
+    );
     db.drop_now().await.unwrap();
 }

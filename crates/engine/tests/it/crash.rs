@@ -191,7 +191,7 @@ async fn a_run_killed_mid_effect_resumes_without_duplicating_it() {
         effect.started system {"key":"<run>:call","request_digest":"<hash>","step":"call"}
         effect.completed system {"external_id":"fake-1","key":"<run>:call","step":"call"}
         step.completed system {"attempt":1,"output":{"body":{"key":"<run>:call","n":1,"ok":true},"status":200},"step":"call"}
-        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"skip"},"step":"after"}
+        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"skip","review_rule":{"index":0,"when":"call.body.ok"}},"step":"after"}
         run.completed system {"outcome":"completed"}
     "#]]
     .assert_eq(&test_kit::transcript(&store, &run_id).await);

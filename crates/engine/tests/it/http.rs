@@ -88,7 +88,7 @@ async fn success_maps_the_response_and_sends_the_idempotency_key() {
         effect.started system {"key":"<run>:call","request_digest":"<hash>","step":"call"}
         effect.completed system {"external_id":"fake-1","key":"<run>:call","step":"call"}
         step.completed system {"attempt":1,"output":{"accepted":true,"key":"<run>:call","n":1,"status":200},"step":"call"}
-        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"skip"},"step":"after"}
+        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"skip","review_rule":{"index":0,"when":"call.accepted and call.n == 1"}},"step":"after"}
         run.completed system {"outcome":"completed"}
     "#]]
     .assert_eq(&transcript(&store, &s.run_id).await);
@@ -146,7 +146,7 @@ async fn transient_failures_are_retried_until_success() {
         effect.started system {"key":"<run>:call","request_digest":"<hash>","step":"call"}
         effect.completed system {"external_id":"fake-1","key":"<run>:call","step":"call"}
         step.completed system {"attempt":3,"output":{"accepted":true,"key":"<run>:call","n":1,"status":200},"step":"call"}
-        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"skip"},"step":"after"}
+        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"skip","review_rule":{"index":0,"when":"call.accepted and call.n == 1"}},"step":"after"}
         run.completed system {"outcome":"completed"}
     "#]]
     .assert_eq(&transcript(&store, &s.run_id).await);
@@ -277,7 +277,7 @@ async fn permanent_refusal_fails_the_run_then_operator_retry_completes_it() {
         effect.started system {"key":"<run>:call","request_digest":"<hash>","step":"call"}
         effect.completed system {"external_id":"fake-1","key":"<run>:call","step":"call"}
         step.completed system {"attempt":1,"output":{"accepted":true,"key":"<run>:call","n":1,"status":200},"step":"call"}
-        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"skip"},"step":"after"}
+        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"skip","review_rule":{"index":0,"when":"call.accepted and call.n == 1"}},"step":"after"}
         run.completed system {"outcome":"completed"}
     "#]]
     .assert_eq(&transcript(&store, &s.run_id).await);

@@ -82,7 +82,7 @@ async fn input_is_normalised_before_the_run_sees_it() {
         status: completed, outcome: completed
         run.received test {"idempotency_key":null,"input":{"email":"ada@example.com","message":"this is urgent","name":"Ada"},"version":1,"workflow":"contact"}
         input.normalized system {"fields":["email","name"]}
-        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"required"},"step":"check"}
+        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[0],"review":"required","review_rule":{"index":0,"when":"'urgent' in input.message"}},"step":"check"}
         run.completed system {"outcome":"completed"}
     "#]]
     .assert_eq(&t);

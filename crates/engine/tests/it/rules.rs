@@ -65,7 +65,7 @@ async fn high_priority_requires_review_and_runs_the_guarded_step() {
     expect![[r#"
         status: completed, outcome: completed
         run.received test {"idempotency_key":null,"input":{"intent":"sales_lead","priority":"urgent"},"version":1,"workflow":"triage"}
-        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[1],"review":"required"},"step":"check"}
+        step.completed system {"attempt":1,"output":{"fail":null,"finish":null,"matched":[1],"review":"required","review_rule":{"index":1,"when":"input.priority in [\"high\", \"urgent\"]"}},"step":"check"}
         effect.started system {"key":"<run>:notify","request_digest":"<hash>","step":"notify"}
         effect.completed system {"external_id":"fake-1","key":"<run>:notify","step":"notify"}
         step.completed system {"attempt":1,"output":{"body":{"key":"<run>:notify","n":1,"ok":true},"status":200},"step":"notify"}

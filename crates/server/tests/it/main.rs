@@ -4,6 +4,7 @@
 mod auth;
 mod intake;
 mod misc;
+mod reviews;
 mod runs;
 mod support;
 mod webhook;

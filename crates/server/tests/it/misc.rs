@@ -184,6 +184,25 @@ impl Store for Broken {
     }
 }
 
+#[async_trait]
+impl store::Reviews for Broken {
+    async fn create_review(&self, _: store::NewReview) -> Result<store::Review> {
+        fail()
+    }
+    async fn review(&self, _: &str) -> Result<Option<store::Review>> {
+        fail()
+    }
+    async fn review_for_step(&self, _: &str, _: usize) -> Result<Option<store::Review>> {
+        fail()
+    }
+    async fn list_reviews(&self, _: &store::ReviewFilter) -> Result<Vec<store::Review>> {
+        fail()
+    }
+    async fn decide_review(&self, _: store::DecideReview) -> Result<store::Decided> {
+        fail()
+    }
+}
+
 #[tokio::test]
 async fn metrics_count_runs_and_steps_in_prometheus_format() {
     let h = Harness::new().await;

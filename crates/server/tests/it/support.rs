@@ -107,6 +107,32 @@ steps:
         then: { finish: never }
 "#;
 
+/// Triage, then a review of its drafts when the priority is high.
+pub const REVIEWED: &str = r#"
+name: reviewed
+steps:
+  - id: triage
+    emit:
+      output:
+        summary: { type: string, maxLength: 40 }
+        priority: { enum: [low, medium, high, urgent] }
+      values:
+        summary: "{{ input.text }}"
+        priority: "{{ input.priority }}"
+  - id: check
+    rules:
+      - when: input.priority == "low"
+        then: { review: skip }
+  - id: review
+    review:
+      fields: [summary, priority]
+      queue: operations
+  - id: after
+    emit:
+      values:
+        summary: "{{ approved.summary }}"
+"#;
+
 /// A secret for each kind of caller.
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -133,7 +159,11 @@ impl Harness {
         let store: Arc<dyn Store> =
             Arc::new(store_sqlite::SqliteStore::open_memory().expect("open store"));
         let catalog = Arc::new(Catalog::new(
-            StepKinds::builtin(reqwest::Client::new()),
+            {
+                let mut kinds = StepKinds::builtin(reqwest::Client::new());
+                kinds.register(Arc::new(crate::reviews::Emit));
+                kinds
+            },
             Arc::new(|name: &str| (name == "HOOK_SECRET").then(|| HOOK_SECRET.to_string())),
             store.clone(),
         ));
@@ -144,6 +174,7 @@ impl Harness {
             (SIGNED_HOOK, "signed-hook.yaml"),
             (OPEN_HOOK, "open-hook.yaml"),
             (CONTACT_FORM, "contact.yaml"),
+            (REVIEWED, "reviewed.yaml"),
         ] {
             catalog
                 .load_source(src, path)

@@ -122,8 +122,9 @@ async fn racing_commits_never_fork_a_chain() {
     a.create_run(new_run("r1", NOW, Some(("A", NOW + 60_000))))
         .await
         .unwrap();
-    let mut rev = 1;
-    for round in 0..25 {
+    for round in 0..25usize {
+        // Each round starts from the revision the previous winner left.
+        let rev = round as i64 + 1;
         let c = |s: &Arc<PgStore>| {
             let s = s.clone();
             tokio::spawn(async move {
@@ -158,7 +159,6 @@ async fn racing_commits_never_fork_a_chain() {
                 );
             }
         }
-        rev += 1;
     }
     assert_eq!(verify(a.as_ref(), "r1").await, 26);
     drop((a, b));

@@ -4,6 +4,7 @@
 
 mod concurrency;
 mod suite;
+mod zz_probe;
 
 use std::sync::Arc;
 

@@ -1,0 +1,966 @@
+//! Human review: the `review` step's configuration, and the pure rules of
+//! deciding a review task (approve with edits, reject, escalate, four-eyes)
+//! with the field-level diff between the AI draft and the approved value.
+//!
+//! Field references: a reviewed field is written `step.field`, or just
+//! `field` when exactly one earlier step declares an `output:` field of that
+//! name (the `llm` step does). A field's type is the schema its producing
+//! step declares; a step without declared outputs types its fields by the
+//! JSON type of the draft value at review time.
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::workflow::{Cx, FieldError, StepDef};
+use crate::yaml::{Node, Value};
+
+/// Who decided a review that was skipped by a rule or a `when:` condition.
+pub const POLICY: &str = "policy";
+
+/// What happens when a review's deadline passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnDeadline {
+    /// Move the task to another queue (it keeps waiting, with no deadline).
+    Escalate(String),
+    /// Reject the run.
+    Reject,
+    /// Approve the AI draft unchanged (only with `allow_auto_approve: true`).
+    Approve,
+}
+
+impl OnDeadline {
+    pub fn to_json(&self) -> Json {
+        match self {
+            OnDeadline::Escalate(q) => json!({ "escalate": q }),
+            OnDeadline::Reject => json!("reject"),
+            OnDeadline::Approve => json!("approve"),
+        }
+    }
+
+    pub fn from_json(v: &Json) -> Option<OnDeadline> {
+        match v {
+            Json::String(s) if s == "reject" => Some(OnDeadline::Reject),
+            Json::String(s) if s == "approve" => Some(OnDeadline::Approve),
+            Json::Object(m) => m
+                .get("escalate")
+                .and_then(Json::as_str)
+                .map(|q| OnDeadline::Escalate(q.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// One reviewed field as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldSpec {
+    pub name: String,
+    /// The earlier step whose output holds the draft.
+    pub step: String,
+    /// The JSON Schema the producing step declares, when it declares one.
+    pub schema: Option<Json>,
+}
+
+/// A compiled `review:` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewSpec {
+    pub fields: Vec<FieldSpec>,
+    pub queue: String,
+    pub deadline_ms: Option<u64>,
+    pub on_deadline: Option<OnDeadline>,
+    /// Channels to notify (`slack`, `email`); parsed, not acted on yet.
+    pub notify: Vec<String>,
+    /// Distinct approvers needed (four-eyes when 2 or more).
+    pub min_approvals: u32,
+    /// Earlier `rules` steps, whose `review: skip|required` this step obeys
+    /// (the last one that says something wins).
+    pub rules_steps: Vec<String>,
+}
+
+fn valid_queue(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The schema a step's `output:` entry declares for `field`, if any.
+fn declared_outputs(step: &StepDef) -> Option<&[(String, Node)]> {
+    match &step.body.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k == "output")
+            .and_then(|(_, n)| n.as_map().ok()),
+        _ => None,
+    }
+}
+
+/// The schema `step` declares for an output entry. Only kinds whose
+/// `output:` holds schemas (not `http`, whose `output:` maps templates)
+/// type their fields; a string is a type name (`summary: string`).
+fn schema_of(step: &StepDef, node: &Node) -> Option<Json> {
+    if step.kind == "http" {
+        return None;
+    }
+    match node.to_json() {
+        Json::String(t) => ["string", "number", "integer", "boolean", "object", "array"]
+            .contains(&t.as_str())
+            .then(|| json!({ "type": t })),
+        Json::Object(mut m) => {
+            m.remove("optional");
+            Some(Json::Object(m))
+        }
+        _ => None,
+    }
+}
+
+/// Parses a `review:` body against the steps before it.
+pub fn parse_review(body: &Node, earlier: &[StepDef], cx: &mut Cx) -> Option<ReviewSpec> {
+    let mut f = cx.take(body.fields())?;
+    let mut fields: Vec<FieldSpec> = Vec::new();
+    if let Some(items) = cx.take(f.require("fields")).and_then(|n| {
+        let items = cx.take(n.as_seq())?;
+        if items.is_empty() {
+            cx.errors.push(n.error("a review needs at least one field"));
+        }
+        Some(items)
+    }) {
+        for item in items {
+            let Some(text) = cx.take(item.as_str()) else {
+                continue;
+            };
+            match resolve_field(text, earlier) {
+                Ok(spec) => {
+                    if fields.iter().any(|g| g.name == spec.name) {
+                        cx.errors.push(item.error(format!(
+                            "field `{}` is reviewed twice (field names must be unique in a review)",
+                            spec.name
+                        )));
+                    } else {
+                        fields.push(spec);
+                    }
+                }
+                Err(m) => cx.errors.push(item.error(m)),
+            }
+        }
+    }
+    let queue = cx.take(f.require("queue")).and_then(|n| {
+        let q = cx.take(n.as_str())?;
+        if valid_queue(q) {
+            Some(q.to_string())
+        } else {
+            cx.errors
+                .push(n.error("queue must be 1–64 characters of letters, digits, `_` and `-`"));
+            None
+        }
+    });
+    let deadline_node = f.get("deadline");
+    let deadline_ms = deadline_node.and_then(|n| cx.take(n.as_duration_ms()));
+    let allow_auto = f
+        .get("allow_auto_approve")
+        .and_then(|n| cx.take(n.as_bool()))
+        .unwrap_or(false);
+    let on_deadline = f.get("on_deadline").and_then(|n| {
+        let od = match &n.value {
+            Value::Str(s) if s == "reject" => Some(OnDeadline::Reject),
+            Value::Str(s) if s == "approve" => {
+                if !allow_auto {
+                    cx.errors.push(n.error(
+                        "`on_deadline: approve` approves the AI draft unseen; allow it with `allow_auto_approve: true`",
+                    ));
+                }
+                Some(OnDeadline::Approve)
+            }
+            Value::Map(_) => {
+                let mut g = cx.take(n.fields())?;
+                let q = cx.take(g.require("escalate")).and_then(|q| {
+                    let s = cx.take(q.as_str())?;
+                    if valid_queue(s) {
+                        Some(s.to_string())
+                    } else {
+                        cx.errors.push(q.error("escalate names a queue"));
+                        None
+                    }
+                });
+                g.finish(&mut cx.errors);
+                q.map(OnDeadline::Escalate)
+            }
+            _ => {
+                cx.errors.push(
+                    n.error("on_deadline must be `{ escalate: QUEUE }`, `reject` or `approve`"),
+                );
+                None
+            }
+        };
+        if deadline_node.is_none() {
+            cx.errors
+                .push(n.error("on_deadline needs a `deadline`"));
+        }
+        od
+    });
+    if let (Some(n), None) = (deadline_node, &on_deadline)
+        && f.get("on_deadline").is_none()
+    {
+        cx.errors.push(
+            n.error("a deadline needs `on_deadline`: `{ escalate: QUEUE }`, `reject` or `approve`"),
+        );
+    }
+    let mut notify = Vec::new();
+    if let Some(n) = f.get("notify")
+        && let Some(items) = cx.take(n.as_seq())
+    {
+        for item in items {
+            match item.as_str() {
+                Ok(s @ ("slack" | "email")) => notify.push(s.to_string()),
+                _ => cx
+                    .errors
+                    .push(item.error("notify lists `slack` and/or `email`")),
+            }
+        }
+    }
+    let min_approvals = match f.get("min_approvals") {
+        Some(n) => cx.take(n.as_u64()).and_then(|v| {
+            if (1..=10).contains(&v) {
+                Some(v as u32)
+            } else {
+                cx.errors
+                    .push(n.error("min_approvals must be between 1 and 10"));
+                None
+            }
+        }),
+        None => Some(1),
+    };
+    f.finish(&mut cx.errors);
+    let rules_steps = earlier
+        .iter()
+        .filter(|s| s.kind == "rules")
+        .map(|s| s.id.clone())
+        .collect();
+    Some(ReviewSpec {
+        fields,
+        queue: queue?,
+        deadline_ms,
+        on_deadline,
+        notify,
+        min_approvals: min_approvals?,
+        rules_steps,
+    })
+}
+
+fn resolve_field(text: &str, earlier: &[StepDef]) -> Result<FieldSpec, String> {
+    if let Some((step_id, name)) = text.split_once('.') {
+        let Some(step) = earlier.iter().find(|s| s.id == step_id) else {
+            return Err(format!(
+                "`{text}`: no earlier step `{step_id}` (a review reads fields of steps before it)"
+            ));
+        };
+        let schema = match declared_outputs(step) {
+            Some(outputs) => match outputs.iter().find(|(k, _)| k == name) {
+                Some((_, n)) => schema_of(step, n),
+                None => {
+                    return Err(format!(
+                        "`{text}`: step `{step_id}` declares no output `{name}`"
+                    ));
+                }
+            },
+            None => None,
+        };
+        return Ok(FieldSpec {
+            name: name.to_string(),
+            step: step_id.to_string(),
+            schema,
+        });
+    }
+    let producers: Vec<(&StepDef, &Node)> = earlier
+        .iter()
+        .filter_map(|s| {
+            declared_outputs(s)?
+                .iter()
+                .find(|(k, _)| k == text)
+                .map(|(_, n)| (s, n))
+        })
+        .collect();
+    match producers.as_slice() {
+        [(step, n)] => Ok(FieldSpec {
+            name: text.to_string(),
+            step: step.id.clone(),
+            schema: schema_of(step, n),
+        }),
+        [] => Err(format!(
+            "no earlier step declares an output `{text}`; write `step.{text}`"
+        )),
+        many => Err(format!(
+            "`{text}` is an output of several steps ({}); write `step.{text}`",
+            many.iter()
+                .map(|(s, _)| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+// ---------------------------------------------------------------- policy
+
+/// Whether a rules step skips the review: `rules_outputs` are the outputs
+/// of `ReviewSpec::rules_steps` in order; the last one that names `review`
+/// wins. Returns the policy record naming the rule.
+pub fn skip_policy(rules_outputs: &[(String, Json)]) -> Option<Json> {
+    let (step, out) = rules_outputs
+        .iter()
+        .rev()
+        .find(|(_, out)| out.get("review").is_some_and(Json::is_string))?;
+    (out.get("review").and_then(Json::as_str) == Some("skip")).then(|| {
+        json!({
+            "policy": "rules",
+            "step": step,
+            "rule": out.get("review_rule").cloned().unwrap_or(Json::Null),
+        })
+    })
+}
+
+// ---------------------------------------------------------------- decisions
+
+/// A reviewed field with its AI draft, as stored on the task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub step: String,
+    pub draft: Json,
+    pub schema: Option<Json>,
+}
+
+impl Field {
+    pub fn to_json(&self) -> Json {
+        json!({ "name": self.name, "step": self.step, "draft": self.draft, "schema": self.schema })
+    }
+
+    pub fn from_json(v: &Json) -> Option<Field> {
+        Some(Field {
+            name: v.get("name")?.as_str()?.to_string(),
+            step: v.get("step")?.as_str()?.to_string(),
+            draft: v.get("draft").cloned().unwrap_or(Json::Null),
+            schema: v.get("schema").filter(|s| !s.is_null()).cloned(),
+        })
+    }
+}
+
+/// What a reviewer decides.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Approve, replacing the drafts of the fields in `values`.
+    Approve {
+        values: Map<String, Json>,
+        comment: Option<String>,
+    },
+    Reject {
+        reason: String,
+        comment: Option<String>,
+    },
+    Escalate {
+        queue: String,
+        comment: Option<String>,
+    },
+}
+
+impl Decision {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Approve { .. } => "approve",
+            Decision::Reject { .. } => "reject",
+            Decision::Escalate { .. } => "escalate",
+        }
+    }
+}
+
+/// An approval already given (four-eyes: not yet enough of them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub actor: String,
+    pub values: Map<String, Json>,
+    pub comment: Option<String>,
+    pub at_ms: i64,
+}
+
+/// The state of a task a decision applies to.
+#[derive(Debug, Clone, Copy)]
+pub struct Task<'a> {
+    pub fields: &'a [Field],
+    pub queue: &'a str,
+    pub min_approvals: u32,
+    /// The run's submitter (actor of `run.received`).
+    pub submitter: Option<&'a str>,
+    pub approvals: &'a [Approval],
+}
+
+/// Per-field result of an approved review: the calibration record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldResult {
+    pub name: String,
+    pub draft: Json,
+    pub value: Json,
+    pub changed: bool,
+    /// The approver whose edit set the value, or the final approver.
+    pub by: String,
+    pub at_ms: i64,
+    pub comment: Option<String>,
+}
+
+/// What a decision does to the task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Enough approvals: the run continues with these values.
+    Approved(Vec<FieldResult>),
+    /// Counted, but more distinct approvers are needed.
+    Pending {
+        approvals: u32,
+        needed: u32,
+    },
+    Rejected {
+        reason: String,
+    },
+    Escalated {
+        queue: String,
+    },
+}
+
+/// Why a decision was refused. Nothing changes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecisionError {
+    #[error("edited values are invalid")]
+    Invalid(Vec<FieldError>),
+    #[error("the submitter of a run may not approve it (four-eyes)")]
+    SelfApproval,
+    #[error("{0} already approved this task; another person must approve it")]
+    AlreadyApproved(String),
+    #[error("a rejection needs a reason")]
+    ReasonRequired,
+    #[error("escalation needs a queue other than the current one")]
+    QueueRequired,
+}
+
+/// Checks edited values: every key is a reviewed field and every value fits
+/// the field's type (its declared schema, else the JSON type of the draft).
+pub fn check_values(fields: &[Field], values: &Map<String, Json>) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    for (k, v) in values {
+        let pointer = format!("/values/{k}");
+        let Some(field) = fields.iter().find(|f| f.name == *k) else {
+            errors.push(FieldError {
+                pointer,
+                message: format!(
+                    "`{k}` is not a reviewed field; reviewed: {}",
+                    fields
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+            continue;
+        };
+        let validator = field.schema.as_ref().and_then(|s| {
+            jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft202012)
+                .build(s)
+                .ok()
+        });
+        match validator {
+            Some(val) => {
+                if let Some(e) = val.iter_errors(v).next() {
+                    errors.push(FieldError {
+                        pointer,
+                        message: e.to_string(),
+                    });
+                }
+            }
+            None => {
+                if !field.draft.is_null() && json_type(&field.draft) != json_type(v) {
+                    errors.push(FieldError {
+                        pointer,
+                        message: format!(
+                            "expected {}, like the draft, got {}",
+                            json_type(&field.draft),
+                            json_type(v)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+        Err(errors)
+    }
+}
+
+fn json_type(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Applies `decision` by `actor` to `task`. Pure: the caller persists the
+/// verdict (and records the decision itself) in one transaction.
+pub fn decide(
+    task: Task<'_>,
+    decision: &Decision,
+    actor: &str,
+    at_ms: i64,
+) -> Result<Verdict, DecisionError> {
+    match decision {
+        Decision::Reject { reason, .. } => {
+            if reason.trim().is_empty() {
+                return Err(DecisionError::ReasonRequired);
+            }
+            Ok(Verdict::Rejected {
+                reason: reason.trim().to_string(),
+            })
+        }
+        Decision::Escalate { queue, .. } => {
+            if queue.trim().is_empty() || queue == task.queue || !valid_queue(queue) {
+                return Err(DecisionError::QueueRequired);
+            }
+            Ok(Verdict::Escalated {
+                queue: queue.clone(),
+            })
+        }
+        Decision::Approve { values, comment } => {
+            check_values(task.fields, values).map_err(DecisionError::Invalid)?;
+            if task.min_approvals >= 2 {
+                if task.submitter == Some(actor) {
+                    return Err(DecisionError::SelfApproval);
+                }
+                if task.approvals.iter().any(|a| a.actor == actor) {
+                    return Err(DecisionError::AlreadyApproved(actor.to_string()));
+                }
+            }
+            let count = task.approvals.len() as u32 + 1;
+            if count < task.min_approvals {
+                return Ok(Verdict::Pending {
+                    approvals: count,
+                    needed: task.min_approvals,
+                });
+            }
+            let this = Approval {
+                actor: actor.to_string(),
+                values: values.clone(),
+                comment: comment.clone(),
+                at_ms,
+            };
+            let all: Vec<&Approval> = task.approvals.iter().chain([&this]).collect();
+            Ok(Verdict::Approved(
+                task.fields
+                    .iter()
+                    .map(|f| {
+                        // The last approver who edited the field sets its value.
+                        let editor = all.iter().rev().find(|a| a.values.contains_key(&f.name));
+                        let value = editor
+                            .and_then(|a| a.values.get(&f.name))
+                            .cloned()
+                            .unwrap_or_else(|| f.draft.clone());
+                        let by = editor.copied().unwrap_or(&this);
+                        FieldResult {
+                            name: f.name.clone(),
+                            changed: value != f.draft,
+                            draft: f.draft.clone(),
+                            value,
+                            by: by.actor.clone(),
+                            at_ms: by.at_ms,
+                            comment: by.comment.clone(),
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+    }
+}
+
+/// The policy verdict of a skipped review: every field keeps its draft.
+pub fn skipped(fields: &[Field], at_ms: i64) -> Vec<FieldResult> {
+    fields
+        .iter()
+        .map(|f| FieldResult {
+            name: f.name.clone(),
+            draft: f.draft.clone(),
+            value: f.draft.clone(),
+            changed: false,
+            by: POLICY.to_string(),
+            at_ms,
+            comment: None,
+        })
+        .collect()
+}
+
+/// The step output of a decided review and the new `approved` object:
+/// `previous` approved values (from an earlier review), then every output of
+/// the reviewed fields' steps (so `approved.crm_update_required` reads the
+/// unreviewed draft), then the final values of the reviewed fields.
+pub fn approved_values(
+    previous: Option<&Json>,
+    step_outputs: &[&Json],
+    results: &[FieldResult],
+) -> Json {
+    let mut m = match previous {
+        Some(Json::Object(p)) => p.clone(),
+        _ => Map::new(),
+    };
+    for out in step_outputs {
+        if let Json::Object(o) = out {
+            for (k, v) in o {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for r in results {
+        m.insert(r.name.clone(), r.value.clone());
+    }
+    Json::Object(m)
+}
+
+/// Field results as JSON (`[{field, draft, value, changed, by, at_ms, comment}]`).
+pub fn results_json(results: &[FieldResult]) -> Json {
+    Json::Array(
+        results
+            .iter()
+            .map(|r| {
+                json!({
+                    "field": r.name, "draft": r.draft, "value": r.value, "changed": r.changed,
+                    "by": r.by, "at_ms": r.at_ms, "comment": r.comment,
+                })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml;
+
+    fn fields() -> Vec<Field> {
+        vec![
+            Field {
+                name: "summary".into(),
+                step: "triage".into(),
+                draft: json!("Printer broken"),
+                schema: Some(json!({"type": "string", "maxLength": 20})),
+            },
+            Field {
+                name: "priority".into(),
+                step: "triage".into(),
+                draft: json!("low"),
+                schema: Some(json!({"enum": ["low", "medium", "high", "urgent"]})),
+            },
+            Field {
+                name: "score".into(),
+                step: "calc".into(),
+                draft: json!(3),
+                schema: None,
+            },
+        ]
+    }
+
+    fn task<'a>(fields: &'a [Field], min: u32, approvals: &'a [Approval]) -> Task<'a> {
+        Task {
+            fields,
+            queue: "operations",
+            min_approvals: min,
+            submitter: Some("token:submitter"),
+            approvals,
+        }
+    }
+
+    fn approve(values: Json) -> Decision {
+        Decision::Approve {
+            values: values.as_object().cloned().unwrap_or_default(),
+            comment: Some("looks right".into()),
+        }
+    }
+
+    #[test]
+    fn approve_without_edits_keeps_every_draft() {
+        let f = fields();
+        let v = decide(task(&f, 1, &[]), &approve(json!({})), "user:ann", 10).unwrap();
+        let Verdict::Approved(results) = v else {
+            panic!("{v:?}")
+        };
+        assert!(results.iter().all(|r| !r.changed && r.value == r.draft));
+        assert!(results.iter().all(|r| r.by == "user:ann" && r.at_ms == 10));
+    }
+
+    #[test]
+    fn approve_with_edits_records_the_diff_per_field() {
+        let f = fields();
+        let v = decide(
+            task(&f, 1, &[]),
+            &approve(json!({"priority": "high", "summary": "Printer broken"})),
+            "user:ann",
+            10,
+        )
+        .unwrap();
+        let Verdict::Approved(results) = v else {
+            panic!("{v:?}")
+        };
+        let text = results_json(&results).to_string();
+        assert_eq!(
+            results
+                .iter()
+                .map(|r| (r.name.as_str(), r.changed))
+                .collect::<Vec<_>>(),
+            [("summary", false), ("priority", true), ("score", false)],
+            "{text}"
+        );
+        assert_eq!(results[1].value, json!("high"));
+        assert_eq!(results[1].draft, json!("low"));
+        assert_eq!(results[1].comment.as_deref(), Some("looks right"));
+    }
+
+    #[test]
+    fn edits_are_validated_against_the_field_type_and_enum() {
+        let f = fields();
+        let err = decide(
+            task(&f, 1, &[]),
+            &approve(json!({"priority": "whenever", "summary": "x".repeat(30), "score": "high", "nope": 1})),
+            "user:ann",
+            10,
+        )
+        .unwrap_err();
+        let DecisionError::Invalid(errors) = err else {
+            panic!("{err:?}")
+        };
+        let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/values/nope",
+                "/values/priority",
+                "/values/score",
+                "/values/summary"
+            ],
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].message.contains("expected a number"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn reject_needs_a_reason_and_escalate_a_new_queue() {
+        let f = fields();
+        let t = task(&f, 1, &[]);
+        let reject = |reason: &str| Decision::Reject {
+            reason: reason.into(),
+            comment: None,
+        };
+        assert_eq!(
+            decide(t, &reject("  "), "u", 1),
+            Err(DecisionError::ReasonRequired)
+        );
+        assert_eq!(
+            decide(t, &reject(" spam "), "u", 1),
+            Ok(Verdict::Rejected {
+                reason: "spam".into()
+            })
+        );
+        let escalate = |q: &str| Decision::Escalate {
+            queue: q.into(),
+            comment: None,
+        };
+        assert_eq!(
+            decide(t, &escalate("operations"), "u", 1),
+            Err(DecisionError::QueueRequired)
+        );
+        assert_eq!(
+            decide(t, &escalate("bad queue"), "u", 1),
+            Err(DecisionError::QueueRequired)
+        );
+        assert_eq!(
+            decide(t, &escalate("managers"), "u", 1),
+            Ok(Verdict::Escalated {
+                queue: "managers".into()
+            })
+        );
+    }
+
+    #[test]
+    fn four_eyes_needs_distinct_approvers_other_than_the_submitter() {
+        let f = fields();
+        let none: Vec<Approval> = Vec::new();
+        assert_eq!(
+            decide(
+                task(&f, 2, &none),
+                &approve(json!({})),
+                "token:submitter",
+                1
+            ),
+            Err(DecisionError::SelfApproval)
+        );
+        // Without four-eyes the submitter may approve.
+        assert!(
+            decide(
+                task(&f, 1, &none),
+                &approve(json!({})),
+                "token:submitter",
+                1
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            decide(
+                task(&f, 2, &none),
+                &approve(json!({"priority": "urgent"})),
+                "user:ann",
+                1
+            ),
+            Ok(Verdict::Pending {
+                approvals: 1,
+                needed: 2
+            })
+        );
+        let first = [Approval {
+            actor: "user:ann".into(),
+            values: json!({"priority": "urgent"}).as_object().cloned().unwrap(),
+            comment: Some("raise it".into()),
+            at_ms: 1,
+        }];
+        assert_eq!(
+            decide(task(&f, 2, &first), &approve(json!({})), "user:ann", 2),
+            Err(DecisionError::AlreadyApproved("user:ann".into()))
+        );
+        let v = decide(
+            task(&f, 2, &first),
+            &approve(json!({"summary": "Jam"})),
+            "user:bob",
+            2,
+        )
+        .unwrap();
+        let Verdict::Approved(results) = v else {
+            panic!("{v:?}")
+        };
+        let by: Vec<(&str, &str, bool)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.by.as_str(), r.changed))
+            .collect();
+        assert_eq!(
+            by,
+            [
+                ("summary", "user:bob", true),
+                ("priority", "user:ann", true),
+                ("score", "user:bob", false)
+            ]
+        );
+        assert_eq!(results[1].comment.as_deref(), Some("raise it"));
+    }
+
+    #[test]
+    fn approved_values_overlay_drafts_with_final_values() {
+        let out = json!({"summary": "a", "intent": "sales", "crm_update_required": true});
+        let results = vec![FieldResult {
+            name: "summary".into(),
+            draft: json!("a"),
+            value: json!("b"),
+            changed: true,
+            by: "u".into(),
+            at_ms: 1,
+            comment: None,
+        }];
+        let prev = json!({"earlier": 1, "summary": "old"});
+        assert_eq!(
+            approved_values(Some(&prev), &[&out], &results),
+            json!({"earlier": 1, "summary": "b", "intent": "sales", "crm_update_required": true})
+        );
+        let s = skipped(&fields(), 5);
+        assert!(s.iter().all(|r| r.by == POLICY && !r.changed));
+    }
+
+    #[test]
+    fn rules_can_skip_a_review() {
+        let skip = json!({"review": "skip", "review_rule": {"index": 0, "when": "triage.confidence > 0.9"}});
+        let p = skip_policy(&[("check".into(), skip)]).unwrap();
+        assert_eq!(p["rule"]["when"], "triage.confidence > 0.9");
+        assert_eq!(p["step"], "check");
+        assert!(skip_policy(&[("check".into(), json!({"review": "required"}))]).is_none());
+        assert!(skip_policy(&[("check".into(), json!({"review": null}))]).is_none());
+    }
+
+    fn steps(src: &str) -> Vec<StepDef> {
+        let kinds = ["llm", "rules", "review", "http"];
+        crate::workflow::parse(src, &|_| None, &kinds)
+            .map_err(|e| format!("{e:?}"))
+            .unwrap()
+            .steps
+    }
+
+    #[test]
+    fn parses_fields_by_name_and_by_step() {
+        let s = steps(
+            "name: x\nsteps:\n  - id: triage\n    llm: { output: { summary: { type: string }, intent: { enum: [a, b] } } }\n  - id: other\n    llm: { output: { intent: { type: string } } }\n  - id: check\n    rules: []\n  - id: review\n    review: { fields: [summary, other.intent, nope, intent, triage.missing], queue: ops, deadline: 24h, on_deadline: { escalate: managers }, min_approvals: 2 }\n",
+        );
+        let mut cx = Cx::default();
+        let spec = parse_review(&s[3].body, &s[..3], &mut cx);
+        let errors: Vec<String> = cx.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].contains("no earlier step declares an output `nope`"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("output of several steps (triage, other)"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("declares no output `missing`"),
+            "{errors:?}"
+        );
+        let spec = spec.unwrap();
+        assert_eq!(spec.fields[0].schema, Some(json!({"type": "string"})));
+        assert_eq!(spec.fields[1].step, "other");
+        assert_eq!(spec.deadline_ms, Some(86_400_000));
+        assert_eq!(
+            spec.on_deadline,
+            Some(OnDeadline::Escalate("managers".into()))
+        );
+        assert_eq!(spec.rules_steps, ["check"]);
+        assert_eq!(spec.min_approvals, 2);
+    }
+
+    #[test]
+    fn auto_approve_at_the_deadline_must_be_allowed() {
+        let root = yaml::parse(
+            "review: { fields: [a.x], queue: ops, deadline: 1h, on_deadline: approve }\n",
+            &|_| None,
+        )
+        .unwrap();
+        let body = &root.as_map().unwrap()[0].1;
+        let earlier = steps("name: x\nsteps:\n  - id: a\n    http: { url: 'http://x' }\n");
+        let mut cx = Cx::default();
+        parse_review(body, &earlier, &mut cx);
+        assert!(
+            cx.errors[0]
+                .to_string()
+                .contains("allow_auto_approve: true"),
+            "{:?}",
+            cx.errors
+        );
+        let root = yaml::parse(
+            "review: { fields: [a.x], queue: ops, deadline: 1h }\n",
+            &|_| None,
+        )
+        .unwrap();
+        let mut cx = Cx::default();
+        parse_review(&root.as_map().unwrap()[0].1, &earlier, &mut cx);
+        assert!(
+            cx.errors[0]
+                .to_string()
+                .contains("a deadline needs `on_deadline`"),
+            "{:?}",
+            cx.errors
+        );
+    }
+}

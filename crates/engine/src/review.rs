@@ -1,0 +1,280 @@
+//! Deciding review tasks: the pure rules of `domain::review` turned into
+//! one store transaction (decision, per-field results, audit events, run
+//! resume), retried when another decision raced us.
+
+use domain::event::kind;
+use domain::review::{self, Approval, Field, FieldResult, Task, Verdict};
+use domain::run::RunStatus;
+use serde_json::{Map, Value as Json, json};
+use store::{
+    DecideReview, Decided, NewEvent, Review, ReviewAct, ReviewChange, ReviewField, ReviewFilter,
+    ReviewStatus, Store,
+};
+
+pub use domain::review::{Decision, DecisionError};
+
+use crate::engine::Engine;
+use crate::now_ms;
+
+/// Why a decision was not applied. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("no such review")]
+    NotFound,
+    #[error("the review is already {}", .0.as_str())]
+    Closed(ReviewStatus),
+    #[error("the run is already {0}")]
+    RunEnded(RunStatus),
+    #[error(transparent)]
+    Refused(#[from] review::DecisionError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// The reviewed fields of a stored task.
+pub fn fields_of(r: &Review) -> Vec<Field> {
+    serde_json::from_str::<Vec<Json>>(&r.fields)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Field::from_json)
+        .collect()
+}
+
+/// Approvals already counted on a pending task (four-eyes).
+fn approvals_of(r: &Review) -> Vec<Approval> {
+    r.acts
+        .iter()
+        .filter(|a| a.decision == "approve")
+        .map(|a| Approval {
+            actor: a.actor.clone(),
+            values: serde_json::from_str::<Map<String, Json>>(&a.values).unwrap_or_default(),
+            comment: a.comment.clone(),
+            at_ms: a.at_ms,
+        })
+        .collect()
+}
+
+/// Stored per-field results back as domain values.
+pub fn results_of(r: &Review) -> Vec<FieldResult> {
+    let parse = |s: &str| serde_json::from_str(s).unwrap_or(Json::Null);
+    r.results
+        .iter()
+        .map(|f| FieldResult {
+            name: f.field.clone(),
+            draft: parse(&f.draft),
+            value: parse(&f.value),
+            changed: f.changed,
+            by: f.decided_by.clone(),
+            at_ms: f.decided_at_ms,
+            comment: f.comment.clone(),
+        })
+        .collect()
+}
+
+fn event(kind: &str, actor: &str, data: Json, at_ms: i64) -> NewEvent {
+    NewEvent {
+        kind: kind.into(),
+        actor: actor.into(),
+        data: data.to_string(),
+        at_ms,
+    }
+}
+
+/// Persists `verdict` on `r` as one transaction. `prefix` events (e.g.
+/// `review.expired`) go first.
+pub(crate) async fn persist(
+    store: &dyn Store,
+    r: &Review,
+    act: ReviewAct,
+    verdict: Verdict,
+    mut events: Vec<NewEvent>,
+) -> store::Result<Decided> {
+    let at = act.at_ms;
+    let actor = act.actor.clone();
+    let base = json!({ "review": r.id, "step": r.step_id, "queue": r.queue });
+    let with = |extra: Json| {
+        let mut m = base.as_object().cloned().unwrap_or_default();
+        if let Json::Object(e) = extra {
+            m.extend(e);
+        }
+        Json::Object(m)
+    };
+    let change = match verdict {
+        Verdict::Approved(results) => {
+            let changed: Vec<&str> = results
+                .iter()
+                .filter(|f| f.changed)
+                .map(|f| f.name.as_str())
+                .collect();
+            events.push(event(
+                kind::REVIEW_DECIDED,
+                &actor,
+                with(
+                    json!({ "decision": "approve", "final": true, "changed": changed,
+                    "fields": review::results_json(&results), "comment": act.comment }),
+                ),
+                at,
+            ));
+            ReviewChange::Approve {
+                results: results
+                    .iter()
+                    .map(|f| ReviewField {
+                        field: f.name.clone(),
+                        draft: f.draft.to_string(),
+                        value: f.value.to_string(),
+                        changed: f.changed,
+                        decided_by: f.by.clone(),
+                        decided_at_ms: f.at_ms,
+                        comment: f.comment.clone(),
+                    })
+                    .collect(),
+            }
+        }
+        Verdict::Pending { approvals, needed } => {
+            events.push(event(
+                kind::REVIEW_DECIDED,
+                &actor,
+                with(
+                    json!({ "decision": "approve", "final": false, "approvals": approvals,
+                    "needed": needed, "comment": act.comment }),
+                ),
+                at,
+            ));
+            ReviewChange::Counted
+        }
+        Verdict::Rejected { reason } => {
+            events.push(event(
+                kind::REVIEW_DECIDED,
+                &actor,
+                with(json!({ "decision": "reject", "final": true, "reason": reason, "comment": act.comment })),
+                at,
+            ));
+            events.push(event(
+                kind::RUN_REJECTED,
+                &actor,
+                json!({ "review": r.id, "step": r.step_id, "reason": reason }),
+                at,
+            ));
+            ReviewChange::Reject { reason }
+        }
+        Verdict::Escalated { queue } => {
+            events.push(event(
+                kind::REVIEW_ESCALATED,
+                &actor,
+                with(json!({ "from": r.queue, "to": queue, "comment": act.comment })),
+                at,
+            ));
+            ReviewChange::Escalate {
+                queue,
+                deadline_at_ms: None,
+            }
+        }
+    };
+    store
+        .decide_review(DecideReview {
+            review_id: r.id.clone(),
+            expect_rev: r.rev,
+            act,
+            change,
+            events,
+            at_ms: at,
+        })
+        .await
+}
+
+fn act_for(decision: &Decision, actor: &str, at_ms: i64) -> ReviewAct {
+    let (values, comment, reason, queue) = match decision {
+        Decision::Approve { values, comment } => (
+            Json::Object(values.clone()).to_string(),
+            comment.clone(),
+            None,
+            None,
+        ),
+        Decision::Reject { reason, comment } => {
+            ("{}".into(), comment.clone(), Some(reason.clone()), None)
+        }
+        Decision::Escalate { queue, comment } => {
+            ("{}".into(), comment.clone(), None, Some(queue.clone()))
+        }
+    };
+    ReviewAct {
+        seq: 0,
+        actor: actor.to_string(),
+        decision: decision.name().to_string(),
+        values,
+        comment,
+        reason,
+        queue,
+        at_ms,
+    }
+}
+
+impl Engine {
+    /// Applies a reviewer's decision. A final approval queues the run again
+    /// (downstream steps see `approved.*`); a rejection ends it `rejected`;
+    /// both happen in the decision's transaction.
+    pub async fn decide_review(
+        &self,
+        review_id: &str,
+        decision: Decision,
+        actor: &str,
+    ) -> Result<Review, ReviewError> {
+        // A concurrent decision on the same task makes ours stale: re-read
+        // and decide again against what it left.
+        for _ in 0..8 {
+            let r = self
+                .inner
+                .store
+                .review(review_id)
+                .await?
+                .ok_or(ReviewError::NotFound)?;
+            if r.status != ReviewStatus::Pending {
+                return Err(ReviewError::Closed(r.status));
+            }
+            let fields = fields_of(&r);
+            let approvals = approvals_of(&r);
+            let now = now_ms();
+            let verdict = review::decide(
+                Task {
+                    fields: &fields,
+                    queue: &r.queue,
+                    min_approvals: r.min_approvals,
+                    submitter: r.submitter.as_deref(),
+                    approvals: &approvals,
+                },
+                &decision,
+                actor,
+                now,
+            )?;
+            let resumes = matches!(verdict, Verdict::Approved(_));
+            let act = act_for(&decision, actor, now);
+            match persist(self.inner.store.as_ref(), &r, act, verdict, Vec::new()).await? {
+                Decided::Done(r) => {
+                    if resumes {
+                        self.inner.wake.notify_one();
+                    } else if r.status == ReviewStatus::Rejected {
+                        self.inner.settled(&r.run_id);
+                    }
+                    return Ok(*r);
+                }
+                Decided::Stale => continue,
+                Decided::NotFound => return Err(ReviewError::NotFound),
+                Decided::Closed(s) => return Err(ReviewError::Closed(s)),
+                Decided::RunEnded(s) => return Err(ReviewError::RunEnded(s)),
+            }
+        }
+        Err(ReviewError::Store(store::Error::Conflict(
+            review_id.to_string(),
+        )))
+    }
+
+    /// One review task with its decisions.
+    pub async fn review(&self, id: &str) -> store::Result<Option<Review>> {
+        self.inner.store.review(id).await
+    }
+
+    /// Review tasks, newest first.
+    pub async fn reviews(&self, filter: &ReviewFilter) -> store::Result<Vec<Review>> {
+        self.inner.store.list_reviews(filter).await
+    }
+}

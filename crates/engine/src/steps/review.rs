@@ -1,0 +1,313 @@
+//! `review`: pauses the run until people approve (optionally editing),
+//! reject or escalate the reviewed fields (see `domain::review`).
+//!
+//! One attempt does one of:
+//! - skip by policy (`when:` false, or a `rules` step said `review: skip`):
+//!   recorded as decided by `policy`, naming the rule; `approved.*` are the
+//!   AI drafts;
+//! - create the task (idempotently) and suspend until its deadline;
+//! - after a final approval: complete with the approved values;
+//! - after the deadline: apply `on_deadline`. An escalation moves the task
+//!   and keeps waiting; a rejection or auto-approval is committed as a
+//!   decision by `system`, which fences this attempt (its commit then
+//!   conflicts) and, for an approval, queues the run again.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::event::{SYSTEM, kind};
+use domain::expr::Scope;
+use domain::review::{self, Field, OnDeadline, ReviewSpec, Verdict};
+use domain::run::{StepOutcome, WaitReason};
+use domain::workflow::{Cx, StepDef};
+use serde_json::{Value as Json, json};
+use store::{NewEvent, NewReview, Review, ReviewAct, ReviewStatus};
+
+use crate::now_ms;
+use crate::review::{fields_of, persist, results_of};
+use crate::step::{Step, StepCx, StepKind};
+
+pub struct Kind;
+
+impl StepKind for Kind {
+    fn name(&self) -> &'static str {
+        "review"
+    }
+
+    fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
+        self.compile_in(&[], def, scope, cx)
+    }
+
+    fn compile_in(
+        &self,
+        earlier: &[StepDef],
+        def: &StepDef,
+        _scope: &Scope,
+        cx: &mut Cx,
+    ) -> Option<Arc<dyn Step>> {
+        let before = cx.errors.len();
+        let spec = review::parse_review(&def.body, earlier, cx)?;
+        (cx.errors.len() == before).then(|| Arc::new(ReviewStep { spec }) as Arc<dyn Step>)
+    }
+}
+
+struct ReviewStep {
+    spec: ReviewSpec,
+}
+
+fn var_json(cx: &StepCx<'_>, name: &str) -> Json {
+    cx.vars
+        .get(name)
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or(Json::Null)
+}
+
+impl ReviewStep {
+    fn drafts(&self, cx: &StepCx<'_>) -> Vec<Field> {
+        self.spec
+            .fields
+            .iter()
+            .map(|f| Field {
+                name: f.name.clone(),
+                step: f.step.clone(),
+                draft: var_json(cx, &f.step)
+                    .get(&f.name)
+                    .cloned()
+                    .unwrap_or(Json::Null),
+                schema: f.schema.clone(),
+            })
+            .collect()
+    }
+
+    /// The step's output once decided: the per-field results and `approved`.
+    fn decided(&self, cx: &StepCx<'_>, review: Json, results: &[review::FieldResult]) -> Json {
+        let mut steps: Vec<&str> = self.spec.fields.iter().map(|f| f.step.as_str()).collect();
+        steps.dedup();
+        let outputs: Vec<Json> = steps.iter().map(|s| var_json(cx, s)).collect();
+        let previous = var_json(cx, "approved");
+        let approved = review::approved_values(
+            Some(&previous),
+            &outputs.iter().collect::<Vec<_>>(),
+            results,
+        );
+        let mut out = review.as_object().cloned().unwrap_or_default();
+        out.insert("fields".into(), review::results_json(results));
+        out.insert(
+            "changed".into(),
+            results
+                .iter()
+                .filter(|r| r.changed)
+                .map(|r| r.name.clone())
+                .collect(),
+        );
+        out.insert("approved".into(), approved);
+        Json::Object(out)
+    }
+
+    fn skip_policy(&self, cx: &StepCx<'_>) -> Result<Option<Json>, String> {
+        if let Some(when) = &cx.step.when
+            && !when.eval(cx.vars)?
+        {
+            return Ok(Some(
+                json!({ "policy": "when", "step": cx.step.id, "when": when.source() }),
+            ));
+        }
+        let rules: Vec<(String, Json)> = self
+            .spec
+            .rules_steps
+            .iter()
+            .map(|s| (s.clone(), var_json(cx, s)))
+            .collect();
+        Ok(review::skip_policy(&rules))
+    }
+
+    fn waiting(&self, r: &Review) -> StepOutcome {
+        StepOutcome::Suspend {
+            output: json!({ "review": r.id, "status": "pending", "queue": r.queue }),
+            reason: WaitReason::Review,
+            deadline_ms: r.deadline_at_ms,
+        }
+    }
+
+    /// The deadline passed: apply `on_deadline`.
+    async fn expire(&self, cx: &mut StepCx<'_>, r: &Review, now: i64) -> StepOutcome {
+        let Some(policy) =
+            OnDeadline::from_json(&serde_json::from_str(&r.on_deadline).unwrap_or(Json::Null))
+        else {
+            return self.waiting(&Review {
+                deadline_at_ms: None,
+                ..r.clone()
+            });
+        };
+        let (verdict, decision) = match &policy {
+            OnDeadline::Escalate(q) => (Verdict::Escalated { queue: q.clone() }, "escalate"),
+            OnDeadline::Reject => (
+                Verdict::Rejected {
+                    reason: "the review deadline passed".into(),
+                },
+                "reject",
+            ),
+            OnDeadline::Approve => (
+                Verdict::Approved(
+                    fields_of(r)
+                        .iter()
+                        .map(|f| review::FieldResult {
+                            name: f.name.clone(),
+                            draft: f.draft.clone(),
+                            value: f.draft.clone(),
+                            changed: false,
+                            by: SYSTEM.into(),
+                            at_ms: now,
+                            comment: Some("approved automatically at the deadline".into()),
+                        })
+                        .collect(),
+                ),
+                "approve",
+            ),
+        };
+        let act = ReviewAct {
+            seq: 0,
+            actor: SYSTEM.into(),
+            decision: decision.into(),
+            values: "{}".into(),
+            comment: Some("the review deadline passed".into()),
+            reason: matches!(policy, OnDeadline::Reject)
+                .then(|| "the review deadline passed".into()),
+            queue: match &policy {
+                OnDeadline::Escalate(q) => Some(q.clone()),
+                _ => None,
+            },
+            at_ms: now,
+        };
+        let expired = NewEvent {
+            kind: kind::REVIEW_EXPIRED.into(),
+            actor: SYSTEM.into(),
+            data: json!({ "review": r.id, "step": r.step_id, "queue": r.queue,
+                "deadline_ms": r.deadline_at_ms, "action": policy.to_json() })
+            .to_string(),
+            at_ms: now,
+        };
+        match persist(cx.store, r, act, verdict, vec![expired]).await {
+            // Escalated: keep waiting, now without a deadline. Approved or
+            // rejected: the decision bumped the run's revision, so this
+            // attempt's commit is refused and the run goes on from the
+            // decision (queued again, or ended).
+            Ok(store::Decided::Done(after)) => self.waiting(&after),
+            Ok(_) => self.waiting(r),
+            Err(e) => StepOutcome::Transient {
+                error: format!("recording the deadline decision failed: {e}"),
+                retry_after_ms: None,
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Step for ReviewStep {
+    fn evaluates_when(&self) -> bool {
+        true
+    }
+
+    async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
+        let now = now_ms();
+        let policy = match self.skip_policy(cx) {
+            Ok(p) => p,
+            Err(error) => return StepOutcome::Permanent { error },
+        };
+        if let Some(policy) = policy {
+            let results = review::skipped(&self.drafts(cx), now);
+            let output = self.decided(
+                cx,
+                json!({ "review": null, "decision": "skipped", "decided_by": review::POLICY, "policy": policy }),
+                &results,
+            );
+            cx.record(
+                kind::REVIEW_DECIDED,
+                &json!({ "review": null, "step": cx.step.id, "decision": "approve", "final": true,
+                    "decided_by": review::POLICY, "policy": policy, "changed": [],
+                    "fields": review::results_json(&results) }),
+            );
+            return StepOutcome::Done { output };
+        }
+        let existing = match cx.store.review_for_step(cx.run_id, cx.step.index).await {
+            Ok(r) => r,
+            Err(e) => {
+                return StepOutcome::Transient {
+                    error: format!("reading the review task failed: {e}"),
+                    retry_after_ms: None,
+                };
+            }
+        };
+        let r = match existing {
+            Some(r) => r,
+            None => {
+                let fields = self.drafts(cx);
+                let new = NewReview {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    run_id: cx.run_id.to_string(),
+                    step_index: cx.step.index,
+                    step_id: cx.step.id.clone(),
+                    workflow: var_json(cx, "run")
+                        .get("workflow")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    queue: self.spec.queue.clone(),
+                    fields: Json::Array(fields.iter().map(Field::to_json).collect()).to_string(),
+                    min_approvals: self.spec.min_approvals,
+                    deadline_at_ms: self.spec.deadline_ms.map(|d| now + d as i64),
+                    on_deadline: self
+                        .spec
+                        .on_deadline
+                        .as_ref()
+                        .map_or(Json::Null, OnDeadline::to_json)
+                        .to_string(),
+                    notify: json!(self.spec.notify).to_string(),
+                    created_at_ms: now,
+                };
+                let id = new.id.clone();
+                let r = match cx.store.create_review(new).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return StepOutcome::Transient {
+                            error: format!("creating the review task failed: {e}"),
+                            retry_after_ms: None,
+                        };
+                    }
+                };
+                if r.id == id {
+                    cx.record(
+                        kind::REVIEW_REQUESTED,
+                        &json!({ "review": r.id, "step": r.step_id, "queue": r.queue,
+                            "fields": fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+                            "min_approvals": r.min_approvals, "deadline_ms": r.deadline_at_ms,
+                            "notify": self.spec.notify }),
+                    );
+                }
+                r
+            }
+        };
+        match r.status {
+            ReviewStatus::Approved => {
+                let results = results_of(&r);
+                let output = self.decided(
+                    cx,
+                    json!({ "review": r.id, "decision": "approved", "decided_by": r.decided_by }),
+                    &results,
+                );
+                StepOutcome::Done { output }
+            }
+            ReviewStatus::Rejected => StepOutcome::Permanent {
+                error: format!(
+                    "review {} was rejected: {}",
+                    r.id,
+                    r.reason.as_deref().unwrap_or("")
+                ),
+            },
+            ReviewStatus::Pending => match r.deadline_at_ms {
+                Some(d) if d <= now => self.expire(cx, &r, now).await,
+                _ => self.waiting(&r),
+            },
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Review tasks and their decisions: rows and the [`Reviews`] half of the
+//! store boundary.
+//!
+//! A task is created by the `review` step (idempotently, one per run and
+//! step) before the run suspends. A decision is one transaction: the
+//! decision row, per-field results (the calibration data), audit events,
+//! and, when final, the run's status (queued again with its work item due
+//! now, or rejected) with a revision bump that fences any worker still
+//! holding the run.
+
+use async_trait::async_trait;
+
+use crate::{NewEvent, Result, RunStatus};
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReviewStatus {
+    /// Waiting for (more) decisions; also after an escalation.
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl ReviewStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Pending => "pending",
+            ReviewStatus::Approved => "approved",
+            ReviewStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReviewStatus> {
+        match s {
+            "pending" => Some(ReviewStatus::Pending),
+            "approved" => Some(ReviewStatus::Approved),
+            "rejected" => Some(ReviewStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A task to create.
+#[derive(Debug, Clone)]
+pub struct NewReview {
+    pub id: String,
+    pub run_id: String,
+    pub step_index: usize,
+    pub step_id: String,
+    pub workflow: String,
+    pub queue: String,
+    /// JSON text: `[{name, step, draft, schema}]`.
+    pub fields: String,
+    pub min_approvals: u32,
+    pub deadline_at_ms: Option<i64>,
+    /// JSON text of the `on_deadline` policy, or `null`.
+    pub on_deadline: String,
+    /// JSON text: channels to notify.
+    pub notify: String,
+    pub created_at_ms: i64,
+}
+
+/// One decision act on a task (an approval that still needs a second
+/// approver is an act too).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewAct {
+    pub seq: i64,
+    pub actor: String,
+    /// `approve`, `reject`, `escalate`, or `expire` (the deadline passed).
+    pub decision: String,
+    /// JSON text of the edited values (`{}` when none).
+    pub values: String,
+    pub comment: Option<String>,
+    pub reason: Option<String>,
+    /// Target queue of an escalation.
+    pub queue: Option<String>,
+    pub at_ms: i64,
+}
+
+/// Per-field result of a decided review: the calibration record (DESIGN §8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewField {
+    pub field: String,
+    /// JSON text of the AI draft.
+    pub draft: String,
+    /// JSON text of the approved value.
+    pub value: String,
+    pub changed: bool,
+    pub decided_by: String,
+    pub decided_at_ms: i64,
+    pub comment: Option<String>,
+}
+
+/// A stored task with its acts and (once approved) field results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub id: String,
+    pub run_id: String,
+    pub step_index: usize,
+    pub step_id: String,
+    pub workflow: String,
+    pub queue: String,
+    pub status: ReviewStatus,
+    pub fields: String,
+    pub min_approvals: u32,
+    /// Actor of the run's `run.received` event.
+    pub submitter: Option<String>,
+    pub deadline_at_ms: Option<i64>,
+    pub on_deadline: String,
+    pub notify: String,
+    pub created_at_ms: i64,
+    pub decided_at_ms: Option<i64>,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    /// Bumped by every act; decisions are fenced by it.
+    pub rev: i64,
+    pub acts: Vec<ReviewAct>,
+    pub results: Vec<ReviewField>,
+}
+
+/// What a decision does to the task (and, when final, to the run).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReviewChange {
+    /// Recorded; more approvals needed. The run keeps waiting.
+    Counted,
+    /// Moved to another queue; the run keeps waiting. `deadline_at_ms`
+    /// replaces the task's deadline.
+    Escalate {
+        queue: String,
+        deadline_at_ms: Option<i64>,
+    },
+    /// Final: the run is queued again with its work item due now.
+    Approve { results: Vec<ReviewField> },
+    /// Final: the run ends `rejected`.
+    Reject { reason: String },
+}
+
+/// One decision to apply atomically.
+#[derive(Debug, Clone)]
+pub struct DecideReview {
+    pub review_id: String,
+    /// Fencing: applies only if the task is still at this revision.
+    pub expect_rev: i64,
+    pub act: ReviewAct,
+    pub change: ReviewChange,
+    /// Audit events for the run (`review.decided`, `review.escalated`, …).
+    pub events: Vec<NewEvent>,
+    pub at_ms: i64,
+}
+
+/// Result of [`Reviews::decide_review`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decided {
+    Done(Box<Review>),
+    NotFound,
+    /// The task changed since it was read (another decision): re-read, retry.
+    Stale,
+    /// The task is no longer pending.
+    Closed(ReviewStatus),
+    /// The run ended meanwhile (e.g. cancelled); nothing was written.
+    RunEnded(RunStatus),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReviewFilter {
+    pub status: Option<ReviewStatus>,
+    pub queue: Option<String>,
+    /// Only tasks of these queues (a token's queue restriction); `None`: all.
+    pub queues: Option<Vec<String>>,
+    /// Tasks with ids strictly below this (ids sort by creation time).
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// Review tasks: the supertrait of [`crate::Store`].
+#[async_trait]
+pub trait Reviews: Send + Sync {
+    /// Creates the task of `(run_id, step_index)`, or returns the existing
+    /// one unchanged (the step may run again after a crash).
+    async fn create_review(&self, review: NewReview) -> Result<Review>;
+    async fn review(&self, id: &str) -> Result<Option<Review>>;
+    /// The task of a run's step, if one was created.
+    async fn review_for_step(&self, run_id: &str, step_index: usize) -> Result<Option<Review>>;
+    /// Newest first.
+    async fn list_reviews(&self, filter: &ReviewFilter) -> Result<Vec<Review>>;
+    /// Applies one decision in one transaction, fenced by the task's
+    /// revision and, when final, bumping the run's revision.
+    async fn decide_review(&self, decision: DecideReview) -> Result<Decided>;
+}
