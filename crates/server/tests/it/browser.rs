@@ -1,0 +1,518 @@
+//! The review inbox in a real browser: headless Chromium driven through
+//! chromedriver (W3C WebDriver over HTTP) against a real server on
+//! 127.0.0.1. A reviewer signs in, opens the inbox and a task, edits a
+//! field, approves, and the run continues with the edited value.
+//!
+//! Chromium and chromedriver come from Debian (`chromium`,
+//! `chromium-driver`; `.ci/run` installs them). This test installs
+//! nothing: without them it fails under `CI=true` and otherwise skips
+//! with the reason printed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use countersign_server::{AppState, ServerConfig, app};
+use engine::{Catalog, Engine, StepKinds};
+use serde_json::{Value, json};
+use store::{ReviewFilter, ReviewStatus, RunStatus, Store, User, UserRole};
+
+/// Triage drafts, a review in `operations`, then steps that use the
+/// approved values: `record` echoes `approved.summary`; `notify` shows a
+/// target on the task page but never runs (its condition is false).
+const INBOX_FLOW: &str = r#"
+name: inbox-flow
+steps:
+  - id: triage
+    emit:
+      output:
+        summary: { type: string, maxLength: 200 }
+        priority: { enum: [low, medium, high, urgent] }
+      values:
+        summary: "{{ input.text }}"
+        priority: "{{ input.priority }}"
+  - id: review
+    review:
+      fields: [summary, priority]
+      queue: operations
+  - id: record
+    emit:
+      values:
+        summary: "{{ approved.summary }}"
+        priority: "{{ approved.priority }}"
+  - id: notify
+    when: approved.priority == "never"
+    http:
+      url: "http://127.0.0.1:9/crm/notes"
+      body: { note: "{{ approved.summary }}" }
+"#;
+
+/// Elements reaching past the right edge of the viewport (none on a page
+/// that fits the screen).
+const OVERFLOWING: &str = "const w = document.documentElement.clientWidth; \
+    return Array.from(document.querySelectorAll('body *')) \
+      .filter(e => e.getBoundingClientRect().right > w + 1) \
+      .slice(0, 8) \
+      .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + '>' + w);";
+
+const EMAIL: &str = "ann@example.com";
+const PASSWORD: &str = "a long test password";
+const EDITED: &str = "Customer's printer is on fire; send a technician today";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `(chromium, chromedriver)`, or why they are not usable here.
+fn browser() -> Result<(PathBuf, PathBuf), String> {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|n| find_in_path(n))
+        .ok_or("no `chromium` on PATH (apt-get install chromium chromium-driver)")?;
+    let driver = find_in_path("chromedriver")
+        .ok_or("no `chromedriver` on PATH (apt-get install chromium-driver)")?;
+    Ok((chromium, driver))
+}
+
+/// Kills chromedriver (and so Chromium) when the test ends, however it ends.
+struct Driver {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+    session: Option<String>,
+    profile: PathBuf,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Driver {
+    async fn start(chromium: &Path, driver: &Path) -> Driver {
+        // chromedriver wants a port number: take a free one from the OS.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = std::env::temp_dir().join(format!(
+            "countersign-chromium-{}-{port}",
+            std::process::id()
+        ));
+        let mut d = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            session: None,
+            profile,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = d
+                .http
+                .get(format!("{}/status", d.url))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success());
+            if ready.is_some() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not answer /status"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium.display().to_string(),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-quic",
+                    "--disable-dev-shm-usage",
+                    format!("--user-data-dir={}", d.profile.display()),
+                    "--window-size=1280,2200"
+                ]
+            }
+        }}});
+        let v = d.call(reqwest::Method::POST, "", caps).await;
+        let id = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        d.session = Some(id);
+        d.call(
+            reqwest::Method::POST,
+            "/timeouts",
+            json!({ "implicit": 10_000, "pageLoad": 30_000 }),
+        )
+        .await;
+        d
+    }
+
+    /// One WebDriver command on the session; returns `value`.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = match &self.session {
+            Some(s) => format!("{}/session/{s}{path}", self.url),
+            None => format!("{}/session{path}", self.url),
+        };
+        let mut rb = self.http.request(method.clone(), &url);
+        if method == reqwest::Method::POST {
+            rb = rb.json(&body);
+        }
+        let res = rb.send().await.expect("webdriver request");
+        let status = res.status();
+        let v: Value = res.json().await.expect("webdriver JSON");
+        assert!(status.is_success(), "{method} {path}: {status} {v}");
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
+    }
+
+    async fn current_url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", Value::Null)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    async fn source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", Value::Null)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The element matching `css` (waits up to the implicit timeout).
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({ "using": "css selector", "value": css }),
+            )
+            .await;
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/clear"),
+            json!({}),
+        )
+        .await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    /// Presses and releases each key in turn (W3C key actions).
+    async fn keys(&self, keys: &[&str]) {
+        let mut actions = Vec::new();
+        for k in keys {
+            actions.push(json!({ "type": "keyDown", "value": k }));
+            actions.push(json!({ "type": "keyUp", "value": k }));
+        }
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    /// Polls until the page's path is `path` (navigation after a submit).
+    async fn wait_path(&self, path: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let url = self.current_url().await;
+            let p = url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+                .unwrap_or("");
+            if p.split('?').next() == Some(path) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still at {url}, expected {path}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// On a phone-sized window nothing reaches past the right edge (no
+    /// sideways scrolling); the window is restored afterwards.
+    async fn assert_fits_a_phone(&self, what: &str) {
+        let size = |w: u32, h: u32| json!({ "width": w, "height": h });
+        self.call(reqwest::Method::POST, "/window/rect", size(390, 844))
+            .await;
+        let wide = self
+            .call(
+                reqwest::Method::POST,
+                "/execute/sync",
+                json!({ "script": OVERFLOWING, "args": [] }),
+            )
+            .await;
+        assert_eq!(wide, json!([]), "{what} overflows a phone screen");
+        self.call(reqwest::Method::POST, "/window/rect", size(1280, 2200))
+            .await;
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        let v = self
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("base64 PNG"))
+            .expect("PNG")
+    }
+
+    async fn quit(&mut self) {
+        if self.session.is_some() {
+            self.call(reqwest::Method::DELETE, "", Value::Null).await;
+            self.session = None;
+        }
+    }
+}
+
+async fn start_server() -> (String, Arc<dyn Store>, Engine) {
+    let store: Arc<dyn Store> =
+        Arc::new(store_sqlite::SqliteStore::open_memory().expect("open store"));
+    let catalog = Arc::new(Catalog::new(
+        {
+            let mut kinds = StepKinds::builtin(reqwest::Client::new());
+            kinds.register(Arc::new(crate::reviews::Emit));
+            kinds
+        },
+        Arc::new(|_: &str| None),
+        store.clone(),
+    ));
+    catalog
+        .load_source(INBOX_FLOW, "inbox-flow.yaml")
+        .await
+        .unwrap_or_else(|e| panic!("inbox-flow.yaml: {e}"));
+    let engine = Engine::start(store.clone(), catalog, engine::Config::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = app(AppState::new(engine.clone(), ServerConfig::default()));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, store, engine)
+}
+
+async fn pending_review(store: &Arc<dyn Store>, run_id: &str) -> store::Review {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = store
+            .list_reviews(&ReviewFilter {
+                status: Some(ReviewStatus::Pending),
+                limit: 50,
+                ..ReviewFilter::default()
+            })
+            .await
+            .expect("list reviews")
+            .into_iter()
+            .find(|r| r.run_id == run_id);
+        if let Some(r) = found {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no review task for {run_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[allow(clippy::print_stderr, reason = "a skipped test says why")]
+fn skipped(why: &str) {
+    eprintln!("SKIPPED a_reviewer_edits_and_approves_in_headless_chromium: {why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_edits_and_approves_in_headless_chromium() {
+    let (chromium, chromedriver) = match browser() {
+        Ok(b) => b,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true needs the browser test to run: {why}")
+        }
+        Err(why) => {
+            skipped(&why);
+            return;
+        }
+    };
+    let (base, store, engine) = start_server().await;
+    store
+        .create_user(User {
+            id: "u-ann".into(),
+            email: EMAIL.into(),
+            role: UserRole::Reviewer,
+            queues: vec!["operations".into()],
+            password_hash: countersign_server::hash_password(PASSWORD).expect("hash"),
+            created_at_ms: 1,
+            disabled_at_ms: None,
+        })
+        .await
+        .expect("create user");
+    let submitted = engine
+        .submit(
+            "inbox-flow",
+            json!({ "text": "Printer on fire <script>alert(1)</script>", "priority": "high" }),
+            None,
+            "token:test",
+        )
+        .await
+        .expect("submit");
+    let run_id = submitted.run_id.clone();
+    let review = pending_review(&store, &run_id).await;
+
+    let mut driver = Driver::start(&chromium, &chromedriver).await;
+    driver.goto(&format!("{base}/inbox")).await;
+    driver.wait_path("/login").await;
+    driver.type_into("#email", EMAIL).await;
+    driver.type_into("#password", PASSWORD).await;
+    driver
+        .click("form[action='/login'] button[type=submit]")
+        .await;
+    driver.wait_path("/inbox").await;
+    let inbox = driver.source().await;
+    assert!(inbox.contains("Pending reviews"), "{inbox}");
+    assert!(
+        !inbox.contains("<script>alert(1)"),
+        "untrusted text must be escaped: {inbox}"
+    );
+
+    driver.assert_fits_a_phone("the inbox").await;
+    // Keyboard only: j focuses the first task (our script), Enter opens it.
+    driver.keys(&["j"]).await;
+    let focused = driver
+        .call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({ "script": "return document.activeElement.getAttribute('href');", "args": [] }),
+        )
+        .await;
+    assert_eq!(focused, json!(format!("/inbox/{}", review.id)));
+    driver.keys(&["\u{E007}"]).await;
+    driver.wait_path(&format!("/inbox/{}", review.id)).await;
+    let page = driver.source().await;
+    for expected in [
+        "AI draft",
+        "After approval",
+        "http://127.0.0.1:9/crm/notes",
+        "History",
+    ] {
+        assert!(
+            page.contains(expected),
+            "task page lacks {expected:?}: {page}"
+        );
+    }
+    driver.assert_fits_a_phone("the task page").await;
+    driver.type_into("[name='f.summary']", EDITED).await;
+    let png = driver.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("review-task.png"),
+        &png,
+    )
+    .expect("save screenshot");
+    if std::env::var("COUNTERSIGN_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/review-task.png");
+        std::fs::write(&docs, &png).expect("save docs/review-task.png");
+    }
+
+    driver.click("#approve button[type=submit]").await;
+    driver.wait_path(&format!("/inbox/{}", review.id)).await;
+    let after = driver.source().await;
+    assert!(
+        after.contains("Approved by user:ann@example.com"),
+        "{after}"
+    );
+    driver.quit().await;
+
+    // The run continued with the edited value.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let run = loop {
+        let run = store.run(&run_id).await.expect("run").expect("exists");
+        if run.status.is_terminal() {
+            break run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run never ended: {run:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(run.status, RunStatus::Completed, "{run:#?}");
+    let detail = store
+        .run_detail(&run_id)
+        .await
+        .expect("detail")
+        .expect("exists");
+    let record = detail
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.step_id == "record")
+        .and_then(|s| s.output.clone())
+        .expect("record ran");
+    let record: Value = serde_json::from_str(&record).expect("JSON");
+    assert_eq!(record["summary"], EDITED, "{record}");
+    assert_eq!(record["priority"], "high", "{record}");
+    let decided = store.review(&review.id).await.unwrap().unwrap();
+    assert_eq!(decided.status, ReviewStatus::Approved);
+    assert_eq!(decided.decided_by.as_deref(), Some("user:ann@example.com"));
+    let summary = decided
+        .results
+        .iter()
+        .find(|f| f.field == "summary")
+        .expect("summary result");
+    assert!(summary.changed, "{summary:?}");
+}

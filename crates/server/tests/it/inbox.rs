@@ -1,0 +1,381 @@
+//! The review inbox over HTTP (`app().oneshot()`): sign-in, cookies,
+//! CSRF and origin checks, roles and queues in the pages and in the API,
+//! and decisions with field errors from the engine's rules.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use countersign_server::hash_password;
+use store::{ReviewStatus, User, UserRole};
+
+use crate::reviews::waiting;
+use crate::support::{Harness, Reply};
+
+const PASSWORD: &str = "a long test password";
+
+async fn add_user(h: &Harness, email: &str, role: UserRole, queues: &[&str]) {
+    h.store
+        .create_user(User {
+            id: format!("u-{email}"),
+            email: email.into(),
+            role,
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            password_hash: hash_password(PASSWORD).unwrap(),
+            created_at_ms: 1,
+            disabled_at_ms: None,
+        })
+        .await
+        .unwrap();
+}
+
+fn cookies_of(r: &Reply) -> Vec<String> {
+    r.headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+fn cookie_value<'a>(set: &'a [String], name: &str) -> &'a str {
+    set.iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie in {set:?}"))
+}
+
+fn form(path: &str, cookie: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::HOST, "inbox.test")
+        .header(header::ORIGIN, "http://inbox.test")
+        .header(header::COOKIE, cookie)
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn get(path: &str, cookie: &str) -> Request<Body> {
+    Request::get(path)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A signed-in browser: its cookie header and CSRF token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+async fn sign_in(h: &Harness, email: &str) -> Browser {
+    let page = h.send(get("/login", "")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let set = cookies_of(&page);
+    let nonce = cookie_value(&set, "cs_login").to_string();
+    let r = h
+        .send(form(
+            "/login",
+            &format!("cs_login={nonce}"),
+            &format!(
+                "csrf={nonce}&next=%2Finbox&email={}&password={}",
+                enc(email),
+                enc(PASSWORD)
+            ),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let set = cookies_of(&r);
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("cs_session="))
+        .expect("session cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(flag), "{session}");
+    }
+    assert!(!session.contains("Secure"), "plain http: {session}");
+    let cookie = format!("cs_session={}", cookie_value(&set, "cs_session"));
+    let inbox = h.send(get("/inbox", &cookie)).await;
+    assert_eq!(inbox.status, StatusCode::OK, "{}", inbox.text);
+    let csrf = inbox
+        .text
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf field")
+        .to_string();
+    Browser { cookie, csrf }
+}
+
+#[tokio::test]
+async fn sign_in_needs_the_password_and_the_form_token() {
+    let h = Harness::new().await;
+    add_user(&h, "ann@example.com", UserRole::Admin, &[]).await;
+    let r = h.send(get("/inbox", "")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers.get(header::LOCATION).unwrap(),
+        "/login?next=/inbox"
+    );
+
+    let page = h.send(get("/login", "")).await;
+    let nonce = cookie_value(&cookies_of(&page), "cs_login").to_string();
+    let attempt = |cookie: String, body: String| form("/login", &cookie, &body);
+    let wrong = h
+        .send(attempt(
+            format!("cs_login={nonce}"),
+            format!("csrf={nonce}&email=ann%40example.com&password=nope"),
+        ))
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.text.contains("Wrong email or password"));
+    assert!(
+        cookies_of(&wrong)
+            .iter()
+            .all(|c| !c.starts_with("cs_session="))
+    );
+    let unknown = h
+        .send(attempt(
+            format!("cs_login={nonce}"),
+            format!("csrf={nonce}&email=bob%40example.com&password=x"),
+        ))
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED, "same answer");
+    let no_token = h
+        .send(attempt(
+            format!("cs_login={nonce}"),
+            format!("email=ann%40example.com&password={}", enc(PASSWORD)),
+        ))
+        .await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    let mut cross = attempt(
+        format!("cs_login={nonce}"),
+        format!(
+            "csrf={nonce}&email=ann%40example.com&password={}",
+            enc(PASSWORD)
+        ),
+    );
+    cross
+        .headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    assert_eq!(h.send(cross).await.status, StatusCode::FORBIDDEN);
+
+    // Five failures lock the email out for a while, even with the right password.
+    for _ in 0..5 {
+        h.send(attempt(
+            format!("cs_login={nonce}"),
+            format!("csrf={nonce}&email=ann%40example.com&password=nope"),
+        ))
+        .await;
+    }
+    let locked = h
+        .send(attempt(
+            format!("cs_login={nonce}"),
+            format!(
+                "csrf={nonce}&email=ann%40example.com&password={}",
+                enc(PASSWORD)
+            ),
+        ))
+        .await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_https_and_logout_ends_the_session() {
+    let h = Harness::new().await;
+    add_user(&h, "ann@example.com", UserRole::Admin, &[]).await;
+    let b = sign_in(&h, "ann@example.com").await;
+    let mut req = get("/login", "");
+    req.headers_mut()
+        .insert("x-forwarded-proto", "https".parse().unwrap());
+    let r = h.send(req).await;
+    assert!(cookies_of(&r).iter().all(|c| c.contains("; Secure")));
+
+    let bad = h.send(form("/logout", &b.cookie, "csrf=forged")).await;
+    assert_eq!(bad.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.send(get("/inbox", &b.cookie)).await.status,
+        StatusCode::OK
+    );
+    let out = h
+        .send(form("/logout", &b.cookie, &format!("csrf={}", b.csrf)))
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        h.send(get("/inbox", &b.cookie)).await.status,
+        StatusCode::SEE_OTHER,
+        "the old cookie no longer works"
+    );
+}
+
+#[tokio::test]
+async fn reviewers_see_and_decide_only_their_queues_also_through_the_api() {
+    let h = Harness::new().await;
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    add_user(&h, "sales@example.com", UserRole::Reviewer, &["sales"]).await;
+    add_user(&h, "view@example.com", UserRole::Viewer, &[]).await;
+    let (_, id) = waiting(&h).await;
+    let sales = sign_in(&h, "sales@example.com").await;
+    let inbox = h.send(get("/inbox", &sales.cookie)).await;
+    assert!(!inbox.text.contains(&id), "{}", inbox.text);
+    let page = h.send(get(&format!("/inbox/{id}"), &sales.cookie)).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let post = h
+        .send(form(
+            &format!("/inbox/{id}/decision"),
+            &sales.cookie,
+            &format!("csrf={}&decision=approve", sales.csrf),
+        ))
+        .await;
+    assert_eq!(post.status, StatusCode::FORBIDDEN);
+    let api = h
+        .send(get(&format!("/api/v1/reviews/{id}"), &sales.cookie))
+        .await;
+    api.assert_problem(StatusCode::FORBIDDEN, "forbidden-queue");
+    let api_post = h
+        .send(
+            Request::post(format!("/api/v1/reviews/{id}/decision"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::COOKIE, &sales.cookie)
+                .body(Body::from(r#"{"decision":"approve"}"#))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(api_post.status, StatusCode::UNAUTHORIZED, "no CSRF header");
+
+    let viewer = sign_in(&h, "view@example.com").await;
+    let page = h.send(get(&format!("/inbox/{id}"), &viewer.cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("not decide"), "{}", page.text);
+    assert!(!page.text.contains("/decision"), "no forms for a viewer");
+    let post = h
+        .send(form(
+            &format!("/inbox/{id}/decision"),
+            &viewer.cookie,
+            &format!("csrf={}&decision=approve", viewer.csrf),
+        ))
+        .await;
+    assert_eq!(post.status, StatusCode::FORBIDDEN);
+
+    let ops = sign_in(&h, "ops@example.com").await;
+    let page = h.send(get(&format!("/inbox/{id}"), &ops.cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("name=\"f.summary\""), "{}", page.text);
+    let api = h
+        .send(get(&format!("/api/v1/reviews/{id}"), &ops.cookie))
+        .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    assert_eq!(
+        h.store.review(&id).await.unwrap().unwrap().status,
+        ReviewStatus::Pending,
+        "nothing was decided"
+    );
+    // With the session's CSRF token the API decides as the user.
+    let api_post = h
+        .send(
+            Request::post(format!("/api/v1/reviews/{id}/decision"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::COOKIE, &ops.cookie)
+                .header("x-csrf-token", &ops.csrf)
+                .body(Body::from(r#"{"decision":"approve"}"#))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(api_post.status, StatusCode::OK, "{}", api_post.text);
+    assert_eq!(api_post.json["decided_by"], "user:ops@example.com");
+}
+
+#[tokio::test]
+async fn decisions_check_csrf_and_show_field_errors() {
+    let h = Harness::new().await;
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    let (run_id, id) = waiting(&h).await;
+    let ops = sign_in(&h, "ops@example.com").await;
+    let path = format!("/inbox/{id}/decision");
+
+    let forged = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            "csrf=forged&decision=reject&reason=x",
+        ))
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let mut cross = form(
+        &path,
+        &ops.cookie,
+        &format!("csrf={}&decision=reject&reason=x", ops.csrf),
+    );
+    cross
+        .headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    assert_eq!(h.send(cross).await.status, StatusCode::FORBIDDEN);
+
+    // The summary's schema allows 40 characters: the engine's message comes back.
+    let long = "x".repeat(41);
+    let r = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            &format!(
+                "csrf={}&decision=approve&f.summary={long}&f.priority=high",
+                ops.csrf
+            ),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains("is longer than 40 characters"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains(&long), "the edit is kept: {}", r.text);
+    let r = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            &format!("csrf={}&decision=approve&f.priority=%3Cb%3Enever", ops.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains("choose one of the listed values"));
+    assert!(!r.text.contains("<b>never"), "escaped");
+    let r = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            &format!("csrf={}&decision=reject&reason=+", ops.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains("A rejection needs a reason"));
+    assert_eq!(
+        h.store.review(&id).await.unwrap().unwrap().status,
+        ReviewStatus::Pending
+    );
+
+    let r = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            &format!("csrf={}&decision=reject&reason=Duplicate+request", ops.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let review = h.store.review(&id).await.unwrap().unwrap();
+    assert_eq!(review.status, ReviewStatus::Rejected);
+    assert_eq!(review.decided_by.as_deref(), Some("user:ops@example.com"));
+    assert_eq!(
+        h.store.run(&run_id).await.unwrap().unwrap().status,
+        store::RunStatus::Rejected
+    );
+    let page = h.send(get(&format!("/inbox/{id}"), &ops.cookie)).await;
+    assert!(page.text.contains("Rejected by user:ops@example.com"));
+    assert!(!page.text.contains(&path), "decided: no forms");
+}
