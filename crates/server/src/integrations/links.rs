@@ -1,0 +1,230 @@
+//! `GET|POST /review/{token}`: email approval links (see `engine::links`).
+//!
+//! GET only shows what the link would do and a confirmation button: it
+//! never changes state, so mail scanners that prefetch links decide
+//! nothing. POST (the button, carrying the same token in the path)
+//! decides, once: the link's nonce is used up in the decision's
+//! transaction. Refusals are plain pages: 400 malformed, 403 tampered
+//! (signature mismatch), 410 expired, used, or the task already decided.
+//! An `open` link redirects to the task in the web inbox.
+//!
+//! The link secret is `COUNTERSIGN_LINK_SECRET`, or one generated and kept
+//! in the database on first use (so every node of a cluster shares it).
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use engine::ReviewError;
+use engine::links::{Action, Link, LinkError, Secret};
+use engine::review::{Decision, DecisionError};
+use serde_json::Map;
+use store::{Review, ReviewStatus};
+
+use crate::AppState;
+use crate::forms::escape;
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\"><title>{t} · Countersign</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}\
+         table{{border-collapse:collapse}}th,td{{text-align:left;padding:.25rem .75rem .25rem 0;vertical-align:top}}\
+         button{{font-size:1rem;padding:.5rem 1.25rem}}</style></head><body><h1>{t}</h1>{body}</body></html>",
+        t = escape(title)
+    );
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
+fn refused(status: StatusCode, why: &str) -> Response {
+    page(
+        status,
+        "This link cannot be used",
+        &format!(
+            "<p>{}</p><p>Nothing was decided. Open the task in the review inbox instead.</p>",
+            escape(why)
+        ),
+    )
+}
+
+async fn secret(state: &AppState) -> Result<Secret, Response> {
+    Secret::load(
+        state.config.integrations.link_secret.as_deref(),
+        state.engine.store().as_ref(),
+    )
+    .await
+    .map_err(|e| {
+        tracing::warn!(error = %e, "loading the link secret failed");
+        refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server cannot check links right now.",
+        )
+    })
+}
+
+/// Verifies the token and that it is unused and its task still pending.
+async fn check(state: &AppState, token: &str) -> Result<(Link, Review), Response> {
+    let secret = secret(state).await?;
+    let link = secret
+        .verify(token, engine::now_ms())
+        .map_err(|e| match e {
+            LinkError::Malformed => refused(
+                StatusCode::BAD_REQUEST,
+                "The link is incomplete or malformed.",
+            ),
+            LinkError::Tampered => refused(
+                StatusCode::FORBIDDEN,
+                "The link is not valid (its signature does not match).",
+            ),
+            LinkError::Expired => refused(StatusCode::GONE, "The link has expired."),
+        })?;
+    let store = state.engine.store();
+    let internal = |e: store::Error| {
+        tracing::warn!(error = %e, "reading for an approval link failed");
+        refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server cannot check links right now.",
+        )
+    };
+    if link.action != Action::Open && store.nonce_used(&link.use_key()).await.map_err(internal)? {
+        return Err(refused(StatusCode::GONE, "The link was already used."));
+    }
+    let review = store
+        .review(&link.review_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| refused(StatusCode::GONE, "The review task no longer exists."))?;
+    Ok((link, review))
+}
+
+fn fields_table(r: &Review) -> String {
+    let mut rows = String::new();
+    for f in serde_json::from_str::<Vec<serde_json::Value>>(&r.fields).unwrap_or_default() {
+        let draft = match &f["draft"] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        rows.push_str(&format!(
+            "<tr><th>{}</th><td>{}</td></tr>",
+            escape(f["name"].as_str().unwrap_or("?")),
+            escape(&draft)
+        ));
+    }
+    format!("<table>{rows}</table>")
+}
+
+/// GET: a confirmation page; decides nothing.
+pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let (link, review) = match check(&state, &token).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let inbox = state.config.integrations.inbox_url(&review.id);
+    if link.action == Action::Open {
+        return Redirect::to(&inbox).into_response();
+    }
+    if review.status != ReviewStatus::Pending {
+        return refused(
+            StatusCode::GONE,
+            &format!("The task is already {}.", review.status.as_str()),
+        );
+    }
+    let verb = match link.action {
+        Action::Approve => "Approve",
+        _ => "Reject",
+    };
+    page(
+        StatusCode::OK,
+        &format!("{verb} this request?"),
+        &format!(
+            "<p>{} · queue <code>{}</code> · as <b>{}</b></p>{}\
+             <form method=\"post\" action=\"/review/{}\"><p><button type=\"submit\">{verb}</button></p></form>\
+             <p><a href=\"{}\">Open the task to edit values instead</a></p>",
+            escape(&review.workflow),
+            escape(&review.queue),
+            escape(&link.actor),
+            fields_table(&review),
+            escape(&token),
+            escape(&inbox),
+        ),
+    )
+}
+
+/// POST: applies the link's decision once.
+pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let (link, review) = match check(&state, &token).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let decision = match link.action {
+        Action::Open => {
+            return Redirect::to(&state.config.integrations.inbox_url(&review.id)).into_response();
+        }
+        Action::Approve => Decision::Approve {
+            values: Map::new(),
+            comment: Some("Approved by email link".into()),
+        },
+        Action::Reject => Decision::Reject {
+            reason: format!("Rejected by email link by {}", link.actor),
+            comment: None,
+        },
+    };
+    match state
+        .engine
+        .decide_review_once(&review.id, decision, &link.actor, &link.use_key())
+        .await
+    {
+        Ok(Some(r)) => {
+            let what = match (link.action, r.status) {
+                (Action::Approve, ReviewStatus::Approved) => "Approved",
+                (Action::Approve, _) => "Your approval was counted; another approver is needed",
+                _ => "Rejected",
+            };
+            tracing::info!(review = %r.id, actor = %link.actor, "decided by email link");
+            page(
+                StatusCode::OK,
+                what,
+                &format!(
+                    "<p>{} · queue <code>{}</code>, as <b>{}</b>. Thank you.</p>",
+                    escape(&r.workflow),
+                    escape(&r.queue),
+                    escape(&link.actor)
+                ),
+            )
+        }
+        Ok(None) => refused(StatusCode::GONE, "The link was already used."),
+        Err(ReviewError::Closed(s)) => refused(
+            StatusCode::GONE,
+            &format!("The task is already {}.", s.as_str()),
+        ),
+        Err(ReviewError::RunEnded(s)) => {
+            refused(StatusCode::GONE, &format!("The run is already {s}."))
+        }
+        Err(ReviewError::NotFound) => {
+            refused(StatusCode::GONE, "The review task no longer exists.")
+        }
+        Err(ReviewError::Refused(e)) => {
+            let why = match e {
+                DecisionError::Invalid(_) => {
+                    "The values need editing first: open the task in the inbox.".to_string()
+                }
+                other => format!("Not decided: {other}."),
+            };
+            refused(StatusCode::CONFLICT, &why)
+        }
+        Err(ReviewError::Store(e)) => {
+            tracing::warn!(error = %e, "deciding by email link failed");
+            refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server could not record the decision; try again.",
+            )
+        }
+    }
+}
