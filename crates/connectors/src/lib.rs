@@ -23,6 +23,7 @@ pub mod effect;
 pub mod email;
 pub mod error;
 pub mod monday;
+pub mod notify;
 pub mod slack;
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct Config {
     pub monday: Option<monday::Settings>,
     pub slack: Option<slack::Settings>,
     pub email: email::Transport,
+    /// Review notifications (`notify: [slack, email]` on a `review` step).
+    pub review: notify::Settings,
 }
 
 impl std::fmt::Debug for Config {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Config {
             .field("monday", &self.monday.as_ref().map(|m| &m.url))
             .field("slack", &self.slack.as_ref().map(|s| &s.url))
             .field("email", &self.email.name())
+            .field("review", &self.review)
             .finish()
     }
 }
@@ -54,7 +58,11 @@ impl Config {
     /// Reads `MONDAY_API_TOKEN`, `MONDAY_API_URL`, `SLACK_BOT_TOKEN`,
     /// `SLACK_API_URL`, `GMAIL_CLIENT_ID`, `GMAIL_CLIENT_SECRET`,
     /// `GMAIL_REFRESH_TOKEN`, `GMAIL_SENDER`, `GMAIL_API_URL`,
-    /// `GMAIL_TOKEN_URL` and `SMTP_URL`. Errors name the variable to fix.
+    /// `GMAIL_TOKEN_URL` and `SMTP_URL`, and for review notifications
+    /// `COUNTERSIGN_PUBLIC_URL`, `COUNTERSIGN_LINK_SECRET`,
+    /// `COUNTERSIGN_LINK_TTL_HOURS`, `COUNTERSIGN_SLACK_CHANNELS` and
+    /// `COUNTERSIGN_REVIEW_EMAILS` ([`notify::Settings::from_env`]). Errors
+    /// name the variable to fix.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
         let get = |k: &str| {
             env(k)
@@ -124,13 +132,23 @@ impl Config {
             monday,
             slack,
             email,
+            review: notify::Settings::from_env(env)?,
         })
     }
 }
 
-/// Registers `crm`, `slack` and `email` on `kinds`, sharing `client`.
+/// Registers `crm`, `slack` and `email` on `kinds`, sharing `client`, and
+/// the `review` kind again with a notifier for `notify: [slack, email]`.
 pub fn register(kinds: &mut StepKinds, client: reqwest::Client, config: Config) {
     kinds.register(Arc::new(monday::Kind::new(client.clone(), config.monday)));
+    kinds.register(Arc::new(engine::steps::review::Kind::with_notifier(
+        Arc::new(notify::ReviewNotifier::new(
+            client.clone(),
+            config.slack.clone(),
+            config.email.clone(),
+            config.review,
+        )),
+    )));
     kinds.register(Arc::new(slack::Kind::new(client.clone(), config.slack)));
     kinds.register(Arc::new(email::Kind::new(client, config.email)));
 }

@@ -213,16 +213,27 @@ async fn measure(
     let every = Duration::from_micros(1_000_000 / paced_rate as u64);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut submits = Vec::with_capacity(latency_runs);
     for i in 0..latency_runs {
         tick.tick().await;
         let api = api.engine.clone();
-        tokio::spawn(async move { api.submit("bench3", json!({ "n": i }), None, "bench").await });
+        submits.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let _ = api.submit("bench3", json!({ "n": i }), None, "bench").await;
+            t.elapsed().as_micros() as i64
+        }));
     }
+    let mut submit_us = Vec::with_capacity(latency_runs);
+    for s in submits {
+        submit_us.push(s.await.map_err(fail)?);
+    }
+    submit_us.sort_unstable();
     drained(&api.store).await?;
     let lat = latencies(&api.store, latency_runs).await?;
     let (pickup, exec) = breakdown(&api.store, latency_runs.min(300)).await?;
     eprintln!(
-        "bench: {workers} worker(s), paced: created → first step p50 {} ms / p99 {} ms; first step → completed p50 {} ms / p99 {} ms",
+        "bench: {workers} worker(s), paced: intake commit p50 {} µs; created → first step p50 {} ms / p99 {} ms; first step → completed p50 {} ms / p99 {} ms",
+        pct(&submit_us, 0.5),
         pct(&pickup, 0.5),
         pct(&pickup, 0.99),
         pct(&exec, 0.5),

@@ -232,10 +232,12 @@ async fn serve_http(engine: Engine, listen: &str) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::usage(format!("--listen {listen}: {e}")))?;
-    let app = server::app(server::AppState::new(
-        engine.clone(),
-        server::ServerConfig::default(),
-    ));
+    let config = server::ServerConfig {
+        integrations: crate::integrations::server_settings(reqwest::Client::new())?,
+        secure_cookies: crate::users::secure_cookies()?,
+        ..server::ServerConfig::default()
+    };
+    let app = server::app(server::AppState::new(engine.clone(), config));
     tracing::info!(%listen, node = engine.node(), "serving");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -6,6 +6,8 @@
 mod bench;
 mod bench_pg;
 mod commands;
+mod integrations;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,6 +120,16 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage the people who sign in to the review inbox.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Map Slack members to reviewers for Slack approvals.
+    Slack {
+        #[command(subcommand)]
+        command: SlackCommand,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -165,6 +177,59 @@ enum TokenCommand {
     /// Revoke a token by id or name.
     Revoke {
         id_or_name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user; without --password-stdin a password is generated and
+    /// printed once. Only its argon2 hash is stored.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// admin (everything), reviewer (decides tasks of --queues), viewer (reads).
+        #[arg(long)]
+        role: String,
+        /// Comma-separated review queues a reviewer holds.
+        #[arg(long)]
+        queues: Option<String>,
+        /// Comma-separated Slack member ids (U…) that decide as this user.
+        #[arg(long)]
+        slack_user: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List users (never their password hashes).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SlackCommand {
+    /// Let a Slack member decide review tasks of some queues as an actor
+    /// (replaces an earlier mapping of the same member).
+    Map {
+        /// The Slack member id (U…).
+        #[arg(long)]
+        slack_user: String,
+        /// Who decisions are recorded as (e.g. alice@example.com).
+        #[arg(long)]
+        actor: String,
+        /// Comma-separated review queues (`*` for all).
+        #[arg(long)]
+        queues: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List the mappings.
+    List {
         #[command(flatten)]
         db: DbArgs,
     },
@@ -251,6 +316,38 @@ fn main() -> ExitCode {
                 TokenCommand::Revoke { id_or_name, db } => {
                     commands::token_revoke(&db, &id_or_name).await
                 }
+            },
+            Command::Slack { command } => match command {
+                SlackCommand::Map {
+                    slack_user,
+                    actor,
+                    queues,
+                    db,
+                } => integrations::slack_map(&db, &slack_user, &actor, &queues).await,
+                SlackCommand::List { db } => integrations::slack_list(&db).await,
+            },
+            Command::User { command } => match command {
+                UserCommand::Create {
+                    email,
+                    role,
+                    queues,
+                    slack_user,
+                    password_stdin,
+                    db,
+                } => {
+                    users::create(
+                        &db,
+                        users::NewUser {
+                            email: &email,
+                            role: &role,
+                            queues: queues.as_deref(),
+                            slack_users: slack_user.as_deref(),
+                            password_stdin,
+                        },
+                    )
+                    .await
+                }
+                UserCommand::List { db } => users::list(&db).await,
             },
             Command::Audit { command } => match command {
                 AuditCommand::Verify { run, db } => {

@@ -66,8 +66,15 @@ pub struct ReviewSpec {
     pub queue: String,
     pub deadline_ms: Option<u64>,
     pub on_deadline: Option<OnDeadline>,
-    /// Channels to notify (`slack`, `email`); parsed, not acted on yet.
+    /// Channels to notify when the task is created (`slack`, `email`).
     pub notify: Vec<String>,
+    /// `slack_channel:` — where `notify: [slack]` posts (a channel ID or
+    /// `#name`); without it, `COUNTERSIGN_SLACK_CHANNEL_<QUEUE>` or
+    /// `COUNTERSIGN_SLACK_CHANNEL` decide at run time.
+    pub slack_channel: Option<String>,
+    /// `notify_email:` — who `notify: [email]` writes to; without it,
+    /// `COUNTERSIGN_REVIEW_EMAIL_<QUEUE>` or `COUNTERSIGN_REVIEW_EMAIL`.
+    pub notify_email: Vec<String>,
     /// Distinct approvers needed (four-eyes when 2 or more).
     pub min_approvals: u32,
     /// Earlier `rules` steps, whose `review: skip|required` this step obeys
@@ -216,6 +223,33 @@ pub fn parse_review(body: &Node, earlier: &[StepDef], cx: &mut Cx) -> Option<Rev
             }
         }
     }
+    let slack_channel = f
+        .get("slack_channel")
+        .and_then(|n| cx.take(n.as_str()).map(str::to_string));
+    let mut notify_email = Vec::new();
+    if let Some(n) = f.get("notify_email") {
+        let items = match n.as_seq() {
+            Ok(items) => items.iter().collect::<Vec<_>>(),
+            Err(_) => vec![n],
+        };
+        for item in items {
+            match item.as_str() {
+                Ok(a) if a.contains('@') && !a.contains(char::is_whitespace) => {
+                    notify_email.push(a.to_string())
+                }
+                _ => cx
+                    .errors
+                    .push(item.error("notify_email lists email addresses")),
+            }
+        }
+    }
+    if notify.iter().all(|c| c != "slack")
+        && slack_channel.is_some()
+        && let Some(n) = f.get("slack_channel")
+    {
+        cx.errors
+            .push(n.error("slack_channel needs `notify: [slack]`"));
+    }
     let min_approvals = match f.get("min_approvals") {
         Some(n) => cx.take(n.as_u64()).and_then(|v| {
             if (1..=10).contains(&v) {
@@ -240,6 +274,8 @@ pub fn parse_review(body: &Node, earlier: &[StepDef], cx: &mut Cx) -> Option<Rev
         deadline_ms,
         on_deadline,
         notify,
+        slack_channel,
+        notify_email,
         min_approvals: min_approvals?,
         rules_steps,
     })
@@ -961,6 +997,42 @@ mod tests {
                 .contains("a deadline needs `on_deadline`"),
             "{:?}",
             cx.errors
+        );
+    }
+
+    #[test]
+    fn notification_targets_are_parsed_and_checked() {
+        let earlier = steps("name: x\nsteps:\n  - id: a\n    http: { url: 'http://x' }\n");
+        let parse = |text: &str| {
+            let root = yaml::parse(text, &|_| None).unwrap();
+            let mut cx = Cx::default();
+            let spec = parse_review(&root.as_map().unwrap()[0].1, &earlier, &mut cx);
+            (
+                spec,
+                cx.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        let (spec, errors) = parse(
+            "review: { fields: [a.x], queue: ops, notify: [slack, email], slack_channel: '#reviewers', notify_email: [ann@example.com] }\n",
+        );
+        assert_eq!(errors, Vec::<String>::new());
+        let spec = spec.unwrap();
+        assert_eq!(spec.slack_channel.as_deref(), Some("#reviewers"));
+        assert_eq!(spec.notify_email, ["ann@example.com"]);
+        let (_, errors) = parse(
+            "review: { fields: [a.x], queue: ops, notify: [email], slack_channel: '#r', notify_email: [not an address] }\n",
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("slack_channel needs `notify: [slack]`")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("notify_email lists email addresses")),
+            "{errors:?}"
         );
     }
 }

@@ -363,15 +363,16 @@ async fn poll_loop(inner: Arc<Inner>) {
             tokio::task::yield_now().await;
             continue;
         }
+        if free == 0 {
+            // Wait for a driver to finish before looking again (no query:
+            // a busy node must not poll the database 50 times a second).
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
         let sleep_ms = match inner.store.next_due().await {
             Ok(Some(at)) => (at - now_ms()).clamp(0, inner.config.poll_ms as i64) as u64,
             _ => inner.config.poll_ms,
         };
-        if free == 0 {
-            // Wait for a driver to finish before looking again.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
         // The store's wait is a plain sleep on SQLite; on PostgreSQL it also
         // ends when another node announces new work.
         tokio::select! {

@@ -12,7 +12,9 @@
 mod catalog;
 mod driver;
 mod engine;
+pub mod links;
 mod metrics;
+pub mod notify;
 pub mod review;
 pub mod step;
 pub mod steps;

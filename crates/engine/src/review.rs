@@ -87,8 +87,20 @@ pub(crate) async fn persist(
     r: &Review,
     act: ReviewAct,
     verdict: Verdict,
-    mut events: Vec<NewEvent>,
+    events: Vec<NewEvent>,
 ) -> store::Result<Decided> {
+    store
+        .decide_review(decision_of(r, act, verdict, events))
+        .await
+}
+
+/// The store write that records `verdict` on `r`.
+fn decision_of(
+    r: &Review,
+    act: ReviewAct,
+    verdict: Verdict,
+    mut events: Vec<NewEvent>,
+) -> DecideReview {
     let at = act.at_ms;
     let actor = act.actor.clone();
     let base = json!({ "review": r.id, "step": r.step_id, "queue": r.queue });
@@ -170,16 +182,14 @@ pub(crate) async fn persist(
             }
         }
     };
-    store
-        .decide_review(DecideReview {
-            review_id: r.id.clone(),
-            expect_rev: r.rev,
-            act,
-            change,
-            events,
-            at_ms: at,
-        })
-        .await
+    DecideReview {
+        review_id: r.id.clone(),
+        expect_rev: r.rev,
+        act,
+        change,
+        events,
+        at_ms: at,
+    }
 }
 
 fn act_for(decision: &Decision, actor: &str, at_ms: i64) -> ReviewAct {
@@ -219,6 +229,34 @@ impl Engine {
         decision: Decision,
         actor: &str,
     ) -> Result<Review, ReviewError> {
+        match self.decide(review_id, decision, actor, None).await? {
+            Some(r) => Ok(r),
+            None => Err(ReviewError::Store(store::Error::Conflict(
+                review_id.to_string(),
+            ))),
+        }
+    }
+
+    /// [`Engine::decide_review`] that uses up `nonce` (an email link's, a
+    /// signed Slack request's) in the decision's transaction. `Ok(None)`:
+    /// the nonce was used before and nothing was written.
+    pub async fn decide_review_once(
+        &self,
+        review_id: &str,
+        decision: Decision,
+        actor: &str,
+        nonce: &str,
+    ) -> Result<Option<Review>, ReviewError> {
+        self.decide(review_id, decision, actor, Some(nonce)).await
+    }
+
+    async fn decide(
+        &self,
+        review_id: &str,
+        decision: Decision,
+        actor: &str,
+        nonce: Option<&str>,
+    ) -> Result<Option<Review>, ReviewError> {
         // A concurrent decision on the same task makes ours stale: re-read
         // and decide again against what it left.
         for _ in 0..8 {
@@ -248,14 +286,22 @@ impl Engine {
             )?;
             let resumes = matches!(verdict, Verdict::Approved(_));
             let act = act_for(&decision, actor, now);
-            match persist(self.inner.store.as_ref(), &r, act, verdict, Vec::new()).await? {
+            let write = decision_of(&r, act, verdict, Vec::new());
+            let decided = match nonce {
+                None => self.inner.store.decide_review(write).await?,
+                Some(n) => match self.inner.store.decide_review_once(n, write).await? {
+                    store::Once::Used => return Ok(None),
+                    store::Once::Decided(d) => d,
+                },
+            };
+            match decided {
                 Decided::Done(r) => {
                     if resumes {
                         self.inner.wake.notify_one();
                     } else if r.status == ReviewStatus::Rejected {
                         self.inner.settled(&r.run_id);
                     }
-                    return Ok(*r);
+                    return Ok(Some(*r));
                 }
                 Decided::Stale => continue,
                 Decided::NotFound => return Err(ReviewError::NotFound),

@@ -167,7 +167,7 @@ impl StepKinds {
         k.register(Arc::new(crate::steps::rules::Kind));
         k.register(Arc::new(crate::steps::wait::Kind));
         k.register(Arc::new(crate::steps::http::Kind::new(http)));
-        k.register(Arc::new(crate::steps::review::Kind));
+        k.register(Arc::new(crate::steps::review::Kind::default()));
         k
     }
 

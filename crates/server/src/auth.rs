@@ -111,11 +111,17 @@ pub fn hash_token(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// The authenticated sender of an API request.
+/// The authenticated sender of an API request: a bearer token, or a
+/// signed-in inbox user (session cookie), whose role decides the scopes
+/// and whose queues restrict review access.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The token's id, or the user's id for a session.
     pub token_id: String,
+    /// The token's name, or the user's email for a session.
     pub token_name: String,
+    /// Recorded in audit events: `token:<id>` or `user:<email>`.
+    actor: String,
     scopes: Vec<Scope>,
     /// Review queues the token is restricted to (`queue:NAME` entries in
     /// its scope list); `None`: every queue.
@@ -123,9 +129,30 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The actor recorded in audit events: `token:<id>`.
+    /// The actor recorded in audit events: `token:<id>` or `user:<email>`.
     pub fn actor(&self) -> String {
-        format!("token:{}", self.token_id)
+        self.actor.clone()
+    }
+
+    /// The caller a signed-in user stands for: an admin holds every scope;
+    /// a reviewer may read runs and decide the tasks of their queues; a
+    /// viewer may read runs.
+    pub fn for_user(user: &store::User) -> Caller {
+        let (scopes, queues) = match user.role {
+            store::UserRole::Admin => (vec![Scope::Admin], None),
+            store::UserRole::Reviewer => (
+                vec![Scope::RunsRead, Scope::ReviewsDecide],
+                Some(user.queues.clone()),
+            ),
+            store::UserRole::Viewer => (vec![Scope::RunsRead], None),
+        };
+        Caller {
+            token_id: user.id.clone(),
+            token_name: user.email.clone(),
+            actor: user.actor(),
+            scopes,
+            queues,
+        }
     }
 
     pub fn has(&self, wanted: Scope) -> bool {
@@ -170,6 +197,15 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            if let Some(session) = crate::web::session_caller(state, parts).await {
+                return match session {
+                    Ok((_, user)) => Ok(Caller::for_user(&user)),
+                    Err(detail) => Err(ApiError::Unauthorized {
+                        detail,
+                        invalid: true,
+                    }),
+                };
+            }
             return Err(ApiError::Unauthorized {
                 detail: "send `Authorization: Bearer <token>`",
                 invalid: false,
@@ -212,6 +248,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::to_string)
             .collect();
         Ok(Caller {
+            actor: format!("token:{}", token.id),
             token_id: token.id,
             token_name: token.name,
             scopes,

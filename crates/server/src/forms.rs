@@ -276,7 +276,7 @@ pub async fn submit(
 }
 
 /// Decodes `application/x-www-form-urlencoded`.
-fn url_decode_pairs(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn url_decode_pairs(body: &[u8]) -> Vec<(String, String)> {
     fn decode(s: &str) -> String {
         let bytes = s.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());

@@ -14,6 +14,11 @@
 //!   `POST /api/v1/reviews/{id}/decision` (`reviews:decide`; `queue:NAME`
 //!   entries in a token's scopes restrict it to those queues)
 //! - `GET|POST /forms/{name}` (HTML form trigger built from the input schema)
+//! - `POST /integrations/slack/interactivity` (Slack-signed buttons),
+//!   `GET|POST /review/{token}` (email approval links; GET never decides)
+//! - `GET|POST /login`, `POST /logout`, `GET /inbox`, `GET /inbox/{id}`,
+//!   `POST /inbox/{id}/decision`, `GET /assets/inbox.js` (the review inbox
+//!   for signed-in users)
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/openapi.json`
 
 mod auth;
@@ -21,10 +26,12 @@ mod error;
 mod forms;
 mod health;
 mod intake;
+pub mod integrations;
 mod openapi;
 mod reviews;
 mod runs;
 mod views;
+mod web;
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -43,6 +50,7 @@ pub use auth::{
 pub use error::{ApiError, FieldProblem, PROBLEM_BASE, PROBLEM_JSON, Problem};
 pub use intake::{SIGNATURE_HEADER, sign_body};
 pub use openapi::{ApiDoc, document as openapi_document};
+pub use web::{SESSION_COOKIE, hash_password, new_password, verify_password};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -51,6 +59,11 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Cap on `?wait=` at intake.
     pub max_wait: Duration,
+    /// `Secure` on inbox cookies: `None` sets it when the request came
+    /// over https (`X-Forwarded-Proto: https` from a proxy).
+    pub secure_cookies: Option<bool>,
+    /// Slack interactivity and email approval links.
+    pub integrations: integrations::Settings,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +71,8 @@ impl Default for ServerConfig {
         ServerConfig {
             body_limit: 1024 * 1024,
             max_wait: Duration::from_secs(30),
+            secure_cookies: None,
+            integrations: integrations::Settings::default(),
         }
     }
 }
@@ -68,11 +83,17 @@ impl Default for ServerConfig {
 pub struct AppState {
     pub engine: Engine,
     pub config: ServerConfig,
+    /// The inbox's sign-in throttle.
+    pub(crate) web: web::WebState,
 }
 
 impl AppState {
     pub fn new(engine: Engine, config: ServerConfig) -> AppState {
-        AppState { engine, config }
+        AppState {
+            engine,
+            config,
+            web: web::WebState::default(),
+        }
     }
 }
 
@@ -92,6 +113,15 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/reviews", get(reviews::list_reviews))
         .route("/api/v1/reviews/{id}", get(reviews::get_review))
         .route("/api/v1/reviews/{id}/decision", post(reviews::decide))
+        .route(
+            "/integrations/slack/interactivity",
+            post(integrations::slack::interactivity),
+        )
+        .route(
+            "/review/{token}",
+            get(integrations::links::show).post(integrations::links::confirm),
+        )
+        .merge(web::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -135,7 +165,11 @@ async fn openapi_json() -> Response {
 /// errors at `warn`.
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let path = match req.uri().path() {
+        // An approval link's path is a credential: never in the log.
+        p if p.starts_with("/review/") => "/review/[token]".to_string(),
+        p => p.to_string(),
+    };
     let started = Instant::now();
     let res = next.run(req).await;
     let status = res.status().as_u16();

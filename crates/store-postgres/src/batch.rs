@@ -5,7 +5,9 @@
 //! of committing runs (pipelined); the look-up of idempotency-key repeats
 //! (only when some create found an existing run); every write + `COMMIT`
 //! (pipelined). A batch holds at most one request per run, so the chain
-//! head each commit extends is the one read under its row lock.
+//! head each commit extends is the one read under its row lock. Joins with
+//! `UNNEST` also name the keys as `= ANY($1)`, so the planner looks rows up
+//! by primary key instead of hashing a whole table.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -159,7 +161,7 @@ const UPDATE_RUNS: &str = "UPDATE runs r SET status = u.status, wait = u.wait, s
     event_seq = u.seq, last_hash = u.hash, step_seq = u.step_seq, updated_at = u.at
     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::int8[], $9::text[], $10::int8[], $11::int8[])
       AS u(id, status, wait, step_index, failed_attempts, outcome, error, seq, hash, step_seq, at)
-    WHERE r.id = u.id";
+    WHERE r.id = u.id AND r.id = ANY($1::text[])";
 const EFFECTS_STARTED: &str = "INSERT INTO effects (key, run_id, step_id, status, request_digest, started_at)
     SELECT u.key, u.run_id, u.step_id, 'started', u.digest, u.at
     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) AS u(key, run_id, step_id, digest, at)
@@ -176,7 +178,7 @@ const EFFECTS_ENDED: &str = "INSERT INTO effects (key, run_id, step_id, status, 
 /// version in every index of the hottest table.
 const WORK_KEEP: &str = "UPDATE work w SET lease_until = u.lease_until
     FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS u(run_id, lease_until, at)
-    WHERE w.run_id = u.run_id
+    WHERE w.run_id = u.run_id AND w.run_id = ANY($1::text[])
       AND (w.lease_until IS NULL OR w.lease_until - u.at < (u.lease_until - u.at) / 2)";
 const WORK_SET: &str = "INSERT INTO work (run_id, run_at, locked_by, lease_until)
     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[])

@@ -25,9 +25,11 @@
 //! other order could deadlock against them.
 
 mod batch;
+mod integrations;
 mod ops;
 mod reviews;
 pub mod scratch;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +42,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 /// The NOTIFY channel for "work became due".
 pub(crate) const CHANNEL: &str = "countersign_work";
-const SCHEMA_VERSION: i64 = 2;
+/// Version 3 belongs to users and sessions (another module); version 4
+/// (review integrations) is idempotent, so a database may reach 4 first.
+const SCHEMA_VERSION: i64 = 4;
 
 /// Tuning; the defaults suit a node on a small machine.
 #[derive(Debug, Clone)]
@@ -257,7 +261,7 @@ async fn janitor(pool: Arc<Pool>) {
         pool.churn.store(0, Ordering::Relaxed);
         rounds += 1;
         let Ok(conn) = pool.get().await else { continue };
-        let tables = if rounds % 10 == 0 {
+        let tables = if rounds.is_multiple_of(10) {
             "work, runs"
         } else {
             "work"
@@ -426,6 +430,35 @@ async fn migrate(conn: &mut Conn) -> Result<()> {
             .await
             .map_err(db)?;
         tx.execute("INSERT INTO countersign_schema (version) VALUES (2)", &[])
+            .await
+            .map_err(db)?;
+    }
+    // Version 3 (users, sessions) is idempotent: it also runs when a
+    // database reached 4 before this module existed.
+    let has_users = tx
+        .query_one("SELECT to_regclass('users') IS NOT NULL", &[])
+        .await
+        .map_err(db)?
+        .get::<_, bool>(0);
+    if v < 3 || !has_users {
+        tx.batch_execute(users::SCHEMA).await.map_err(db)?;
+        if v < 3 {
+            tx.execute("DELETE FROM countersign_schema", &[])
+                .await
+                .map_err(db)?;
+            tx.execute("INSERT INTO countersign_schema (version) VALUES (3)", &[])
+                .await
+                .map_err(db)?;
+        }
+    }
+    if v < 4 {
+        tx.batch_execute(include_str!("integrations.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM countersign_schema", &[])
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (4)", &[])
             .await
             .map_err(db)?;
     }

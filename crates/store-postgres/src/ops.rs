@@ -85,7 +85,8 @@ const LOCK_RUN: &str = "SELECT id, workflow, version, status, wait, step_index, 
 /// nodes are locking), lease them, and bump their runs' revisions so any
 /// previous holder is fenced out. The status and wait returned are those
 /// the run is resumed from (every part of the statement sees one snapshot);
-/// the stored row becomes `running`.
+/// the stored row becomes `running`. `= ANY(ARRAY(…))` keeps every step on
+/// primary-key look-ups whatever the planner estimates.
 const CLAIM: &str = "WITH due AS (
         SELECT run_id FROM work WHERE locked_by IS NULL AND run_at <= $2
         ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED
@@ -95,15 +96,17 @@ const CLAIM: &str = "WITH due AS (
     ), picked AS (
         SELECT run_id FROM due UNION SELECT run_id FROM expired LIMIT $4
     ), leased AS (
-        UPDATE work w SET locked_by = $1, lease_until = $3 FROM picked
-        WHERE w.run_id = picked.run_id RETURNING w.run_id
+        UPDATE work SET locked_by = $1, lease_until = $3
+        WHERE run_id = ANY(ARRAY(SELECT run_id FROM picked)) RETURNING run_id
     ), before AS (
-        SELECT r.id, r.status, r.wait FROM runs r JOIN leased ON r.id = leased.run_id
+        SELECT id, status, wait FROM runs WHERE id = ANY(ARRAY(SELECT run_id FROM leased))
     )
     UPDATE runs r SET rev = r.rev + 1, status = 'running', wait = NULL, updated_at = $2
-    FROM before WHERE r.id = before.id
+    FROM before WHERE r.id = before.id AND r.id = ANY(ARRAY(SELECT id FROM before))
     RETURNING r.id, r.workflow, r.version, before.status, before.wait, r.step_index, r.failed_attempts, r.outcome, r.error, r.input, r.idempotency_key, r.rev, r.created_at, r.updated_at";
-const CLAIM_OUTPUTS: &str = "SELECT run_id, step_index, output FROM steps WHERE run_id = ANY($1::text[]) AND status IN ('completed', 'skipped') ORDER BY run_id, seq";
+/// Sorted in Rust: an `ORDER BY` here tempts the planner into walking the
+/// whole primary key in order.
+const CLAIM_OUTPUTS: &str = "SELECT run_id, step_index, output, seq FROM steps WHERE run_id = ANY($1::text[]) AND status IN ('completed', 'skipped')";
 const CLAIM_EFFECTS: &str = "SELECT key, run_id, step_id, status, request_digest, external_id, COALESCE(completed_at, started_at) FROM effects WHERE run_id = ANY($1::text[]) AND status = 'started'";
 /// Rows being committed right now are skipped: their commit sets the lease.
 const RENEW: &str = "UPDATE work SET lease_until = $2 WHERE run_id IN (
@@ -369,6 +372,8 @@ impl Store for PgStore {
             .enumerate()
             .map(|(i, c)| (c.run.id.clone(), i))
             .collect();
+        let mut outputs = outputs;
+        outputs.sort_by_cached_key(|r| (r.get::<_, String>(0), r.get::<_, i64>(3)));
         for r in &outputs {
             let run_id: String = r.get(0);
             let Some(&i) = index.get(&run_id) else {

@@ -95,7 +95,7 @@ async fn load(
 }
 
 impl PgStore {
-    async fn decide_in(
+    pub(crate) async fn decide_in(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         d: &DecideReview,

@@ -12,8 +12,10 @@
 //! database, so every lease found at start-up belongs to a dead process and
 //! is released at once: a restarted node resumes its runs immediately.
 
+mod integrations;
 mod ops;
 mod reviews;
+mod users;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Requests gathered into one transaction, at most.
 const MAX_BATCH: usize = 512;
-const SCHEMA_VERSION: i64 = 2;
+/// Version 3 belongs to users and sessions (another module); version 4
+/// (review integrations) is idempotent, so a database may reach 4 first.
+const SCHEMA_VERSION: i64 = 4;
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -239,7 +243,34 @@ fn migrate(conn: &Connection) -> Result<()> {
         ))
         .map_err(backend)?;
     }
+    // Version 3 (users, sessions) is idempotent: it also runs when a
+    // database reached 4 before this module existed.
+    if v < 3 || v == 4 && !has_table(conn, "users")? {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = {}; COMMIT;",
+            users::SCHEMA,
+            v.max(3)
+        ))
+        .map_err(backend)?;
+    }
+    if v < 4 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 4; COMMIT;",
+            include_str!("integrations.sql")
+        ))
+        .map_err(backend)?;
+    }
     Ok(())
+}
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(backend)
 }
 
 /// The group-commit loop.

@@ -92,7 +92,7 @@ fn fill(conn: &Connection, r: &mut Review) -> Result<()> {
     Ok(())
 }
 
-fn decide(conn: &Connection, d: &DecideReview) -> Result<Decided> {
+pub(crate) fn decide(conn: &Connection, d: &DecideReview) -> Result<Decided> {
     let Some(review) = load(conn, "id = ?1", [&d.review_id])? else {
         return Ok(Decided::NotFound);
     };

@@ -7,10 +7,14 @@
 //!
 //! Architecture invariant: only `store-*` crates know SQL.
 
+mod integrations;
 mod review;
 pub mod suite;
+mod users;
 
+pub use integrations::*;
 pub use review::*;
+pub use users::*;
 
 use async_trait::async_trait;
 pub use domain::run::{Position, RunStatus, StepStatus, WaitReason};
@@ -247,9 +251,11 @@ pub struct Token {
 }
 
 /// What the engine and the API need from a database. Review tasks are
-/// the supertrait [`Reviews`] (its own module and tables).
+/// the supertrait [`Reviews`], review integrations (Slack, email links)
+/// the supertrait [`Integrations`], people and their sessions the
+/// supertrait [`Users`] (their own modules and tables).
 #[async_trait]
-pub trait Store: Reviews + Send + Sync + 'static {
+pub trait Store: Reviews + Integrations + Users + Send + Sync + 'static {
     /// Short backend name for logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

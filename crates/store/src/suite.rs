@@ -7,8 +7,10 @@
 //! per case, or with [`run_all`].
 
 mod execution;
+mod integrations;
 mod records;
 mod reviews;
+mod users;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,8 +18,10 @@ use std::sync::Arc;
 use domain::event::{Hashed, kind, verify_chain};
 
 pub use execution::*;
+pub use integrations::*;
 pub use records::*;
 pub use reviews::*;
+pub use users::*;
 
 use crate::{
     Commit, Created, Effect, EffectStatus, Error, Lease, NewEvent, NewRun, OpResult, Position,
@@ -51,6 +55,10 @@ macro_rules! store_suite {
             reviews_are_created_once_per_step,
             approving_a_review_resumes_the_run,
             review_decisions_reject_escalate_and_filter,
+            slack_identities_map_and_replace,
+            a_nonce_decides_once,
+            notifications_journal_and_settings,
+            users_and_sessions,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
@@ -94,7 +102,8 @@ where
         tokens_crud,
         reviews_are_created_once_per_step,
         approving_a_review_resumes_the_run,
-        review_decisions_reject_escalate_and_filter
+        review_decisions_reject_escalate_and_filter,
+        users_and_sessions
     );
 }
 

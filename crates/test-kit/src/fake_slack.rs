@@ -1,5 +1,6 @@
 //! An in-process Slack Web API for the `slack` step's tests:
-//! `chat.postMessage`, `conversations.history` and `conversations.list`.
+//! `chat.postMessage`, `chat.update`, `conversations.history` and
+//! `conversations.list`.
 //!
 //! It checks what it is sent: the bearer token, the JSON content type,
 //! every argument name against the method's parameters in
@@ -231,6 +232,7 @@ fn answer(
     }
     match method {
         "chat.postMessage" => post_message(book, map),
+        "chat.update" => update_message(book, map),
         "conversations.history" => history(book, map),
         "conversations.list" => axum::Json(json!({
             "ok": true,
@@ -300,6 +302,39 @@ fn post_message(book: &mut Book, args: &serde_json::Map<String, Json>) -> Respon
         json!({ "ok": true, "channel": channel, "ts": ts, "message": { "text": text, "ts": ts } }),
     )
     .into_response()
+}
+
+/// `chat.update`: replaces the text and blocks of a posted message,
+/// found by channel ID and `ts`.
+fn update_message(book: &mut Book, args: &serde_json::Map<String, Json>) -> Response {
+    let Some(channel) = args
+        .get("channel")
+        .and_then(Json::as_str)
+        .filter(|c| CHANNELS.iter().any(|(_, id)| id == c))
+    else {
+        return ok_false("channel_not_found");
+    };
+    let ts = args.get("ts").and_then(Json::as_str).unwrap_or("");
+    let blocks = args.get("blocks").cloned();
+    if let Some(b) = &blocks
+        && let Err(p) = check_blocks(b)
+    {
+        book.problems.push(format!("chat.update: {p}"));
+        return ok_false("invalid_blocks");
+    }
+    let Some(m) = book
+        .posted
+        .iter_mut()
+        .find(|p| p.channel == channel && p.ts == ts)
+    else {
+        return ok_false("message_not_found");
+    };
+    if let Some(t) = args.get("text").and_then(Json::as_str) {
+        m.text = t.to_string();
+    }
+    m.blocks = blocks;
+    let text = m.text.clone();
+    axum::Json(json!({ "ok": true, "channel": channel, "ts": ts, "text": text })).into_response()
 }
 
 fn history(book: &mut Book, args: &serde_json::Map<String, Json>) -> Response {

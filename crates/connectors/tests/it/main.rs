@@ -6,6 +6,7 @@ pub use countersign_connectors as connectors;
 
 mod email;
 mod monday;
+mod review_notify;
 mod slack;
 
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ use crate::{TempDir, bin};
 #[test]
 fn help_documents_every_command() {
     for cmd in [
-        "serve", "worker", "demo", "validate", "run", "migrate", "token", "audit", "bench",
+        "serve", "worker", "demo", "validate", "run", "migrate", "token", "user", "audit", "bench",
     ] {
         let out = Command::new(bin()).args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help failed");

@@ -6,6 +6,8 @@ mod cli;
 mod crash;
 mod crash_connectors;
 mod multinode;
+mod slack_map;
+mod users;
 
 use std::path::PathBuf;
 

@@ -5,7 +5,11 @@
 //! - skip by policy (`when:` false, or a `rules` step said `review: skip`):
 //!   recorded as decided by `policy`, naming the rule; `approved.*` are the
 //!   AI drafts;
-//! - create the task (idempotently) and suspend until its deadline;
+//! - create the task (idempotently), notify people (`notify: [slack,
+//!   email]`, through the [`Notifier`] the kind was built with; each
+//!   notification journalled under its own key, so sent at most once) and
+//!   suspend until its deadline (or, when a notification should be tried
+//!   again, until the retry is due);
 //! - after a final approval: complete with the approved values;
 //! - after the deadline: apply `on_deadline`. An escalation moves the task
 //!   and keeps waiting; a rejection or auto-approval is committed as a
@@ -23,11 +27,24 @@ use domain::workflow::{Cx, StepDef};
 use serde_json::{Value as Json, json};
 use store::{NewEvent, NewReview, Review, ReviewAct, ReviewStatus};
 
+use crate::notify::{Notice, Notifier};
 use crate::now_ms;
 use crate::review::{fields_of, persist, results_of};
 use crate::step::{Step, StepCx, StepKind};
 
-pub struct Kind;
+/// The `review` kind; [`Kind::with_notifier`] makes it notify people.
+#[derive(Default)]
+pub struct Kind {
+    notifier: Option<Arc<dyn Notifier>>,
+}
+
+impl Kind {
+    pub fn with_notifier(notifier: Arc<dyn Notifier>) -> Kind {
+        Kind {
+            notifier: Some(notifier),
+        }
+    }
+}
 
 impl StepKind for Kind {
     fn name(&self) -> &'static str {
@@ -47,12 +64,18 @@ impl StepKind for Kind {
     ) -> Option<Arc<dyn Step>> {
         let before = cx.errors.len();
         let spec = review::parse_review(&def.body, earlier, cx)?;
-        (cx.errors.len() == before).then(|| Arc::new(ReviewStep { spec }) as Arc<dyn Step>)
+        (cx.errors.len() == before).then(|| {
+            Arc::new(ReviewStep {
+                spec,
+                notifier: self.notifier.clone(),
+            }) as Arc<dyn Step>
+        })
     }
 }
 
 struct ReviewStep {
     spec: ReviewSpec,
+    notifier: Option<Arc<dyn Notifier>>,
 }
 
 fn var_json(cx: &StepCx<'_>, name: &str) -> Json {
@@ -129,6 +152,42 @@ impl ReviewStep {
         }
     }
 
+    /// Notifies the channels of `notify:` (each at most once, journalled by
+    /// the notifier); answers when to try again, if a channel asked to.
+    async fn notify(&self, cx: &mut StepCx<'_>, r: &Review) -> Option<u64> {
+        let notifier = self.notifier.as_ref()?;
+        if self.spec.notify.is_empty() {
+            return None;
+        }
+        // An escalated task notifies its new queue once, under its own key,
+        // to the queue's configured targets (the step's are the first queue's).
+        let escalated = r.queue != self.spec.queue;
+        let notice = Notice {
+            review: r,
+            channels: &self.spec.notify,
+            slack_channel: if escalated {
+                None
+            } else {
+                self.spec.slack_channel.as_deref()
+            },
+            emails: if escalated {
+                &[]
+            } else {
+                &self.spec.notify_email
+            },
+            key: if escalated {
+                format!("{}:escalated-{}", cx.idempotency_key(), r.queue)
+            } else {
+                cx.idempotency_key()
+            },
+        };
+        let done = notifier.notify(cx.store, &notice).await;
+        for (kind, data) in &done.events {
+            cx.record(kind, data);
+        }
+        done.retry_after_ms
+    }
+
     /// The deadline passed: apply `on_deadline`.
     async fn expire(&self, cx: &mut StepCx<'_>, r: &Review, now: i64) -> StepOutcome {
         let Some(policy) =
@@ -192,7 +251,23 @@ impl ReviewStep {
             // rejected: the decision bumped the run's revision, so this
             // attempt's commit is refused and the run goes on from the
             // decision (queued again, or ended).
-            Ok(store::Decided::Done(after)) => self.waiting(&after),
+            Ok(store::Decided::Done(after)) => {
+                if after.status == ReviewStatus::Pending {
+                    // Escalated: tell the new queue. A failed notification
+                    // is retried when the step runs again (its timer).
+                    let retry_ms = self.notify(cx, &after).await;
+                    if let (StepOutcome::Suspend { output, reason, .. }, Some(ms)) =
+                        (self.waiting(&after), retry_ms)
+                    {
+                        return StepOutcome::Suspend {
+                            output,
+                            reason,
+                            deadline_ms: Some(now + ms as i64),
+                        };
+                    }
+                }
+                self.waiting(&after)
+            }
             Ok(_) => self.waiting(r),
             Err(e) => StepOutcome::Transient {
                 error: format!("recording the deadline decision failed: {e}"),
@@ -306,7 +381,29 @@ impl Step for ReviewStep {
             },
             ReviewStatus::Pending => match r.deadline_at_ms {
                 Some(d) if d <= now => self.expire(cx, &r, now).await,
-                _ => self.waiting(&r),
+                _ => {
+                    let retry_ms = self.notify(cx, &r).await;
+                    match (self.waiting(&r), retry_ms) {
+                        (
+                            StepOutcome::Suspend {
+                                output,
+                                reason,
+                                deadline_ms,
+                            },
+                            Some(ms),
+                        ) => {
+                            let retry_at = now + ms as i64;
+                            StepOutcome::Suspend {
+                                output,
+                                reason,
+                                deadline_ms: Some(
+                                    deadline_ms.map_or(retry_at, |d| d.min(retry_at)),
+                                ),
+                            }
+                        }
+                        (outcome, _) => outcome,
+                    }
+                }
             },
         }
     }

@@ -2,7 +2,10 @@
 //! real SQLite store and a running engine. One binary, modules by area.
 
 mod auth;
+mod browser;
+mod inbox;
 mod intake;
+mod integrations;
 mod misc;
 mod reviews;
 mod runs;

@@ -203,6 +203,80 @@ impl store::Reviews for Broken {
     }
 }
 
+#[async_trait]
+impl store::Integrations for Broken {
+    async fn map_slack_user(&self, _: store::SlackIdentity) -> Result<()> {
+        fail()
+    }
+    async fn slack_identity(&self, _: &str) -> Result<Option<store::SlackIdentity>> {
+        fail()
+    }
+    async fn list_slack_identities(&self) -> Result<Vec<store::SlackIdentity>> {
+        fail()
+    }
+    async fn decide_review_once(&self, _: &str, _: store::DecideReview) -> Result<store::Once> {
+        fail()
+    }
+    async fn nonce_used(&self, _: &str) -> Result<bool> {
+        fail()
+    }
+    async fn start_notification(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: i64,
+    ) -> Result<Option<store::Notification>> {
+        fail()
+    }
+    async fn finish_notification(
+        &self,
+        _: &str,
+        _: store::NotificationStatus,
+        _: Option<&str>,
+        _: i64,
+    ) -> Result<()> {
+        fail()
+    }
+    async fn notifications(&self, _: &str) -> Result<Vec<store::Notification>> {
+        fail()
+    }
+    async fn setting_or_insert(&self, _: &str, _: &str) -> Result<String> {
+        fail()
+    }
+}
+
+#[async_trait]
+impl store::Users for Broken {
+    async fn create_user(&self, _: store::User) -> Result<()> {
+        fail()
+    }
+    async fn user(&self, _: &str) -> Result<Option<store::User>> {
+        fail()
+    }
+    async fn user_by_email(&self, _: &str) -> Result<Option<store::User>> {
+        fail()
+    }
+    async fn list_users(&self) -> Result<Vec<store::User>> {
+        fail()
+    }
+    async fn set_password(&self, _: &str, _: &str) -> Result<bool> {
+        fail()
+    }
+    async fn create_session(&self, _: store::Session) -> Result<()> {
+        fail()
+    }
+    async fn session(&self, _: &str, _: i64) -> Result<Option<(store::Session, store::User)>> {
+        fail()
+    }
+    async fn delete_session(&self, _: &str) -> Result<()> {
+        fail()
+    }
+    async fn delete_expired_sessions(&self, _: i64) -> Result<u64> {
+        fail()
+    }
+}
+
 #[tokio::test]
 async fn metrics_count_runs_and_steps_in_prometheus_format() {
     let h = Harness::new().await;

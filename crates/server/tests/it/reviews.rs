@@ -56,7 +56,7 @@ impl Step for EmitStep {
 }
 
 /// Submits a `reviewed` run that needs review; returns `(run_id, review_id)`.
-async fn waiting(h: &Harness) -> (String, String) {
+pub async fn waiting(h: &Harness) -> (String, String) {
     let r = h
         .post(
             "/api/v1/workflows/reviewed/runs?wait=10",

@@ -4,7 +4,6 @@
 
 mod concurrency;
 mod suite;
-mod zz_probe;
 
 use std::sync::Arc;
 
