@@ -25,6 +25,7 @@
 //! other order could deadlock against them.
 
 mod batch;
+mod events;
 mod integrations;
 mod ops;
 mod reviews;

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::batch::Request;
-use crate::{CHANNEL, PgStore, backend, db, now_ms};
+use crate::{CHANNEL, PgStore, db, now_ms};
 
 const RUN_COLS: &str = "id, workflow, version, status, wait, step_index, failed_attempts, outcome, error, input, idempotency_key, rev, created_at, updated_at";
 
@@ -686,9 +686,5 @@ impl Store for PgStore {
             .await
             .map(|n| n > 0)
             .map_err(db)
-            .map_err(|e| match e {
-                Error::Backend(m) => backend(m),
-                e => e,
-            })
     }
 }
