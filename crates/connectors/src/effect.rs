@@ -8,9 +8,12 @@
 //!   the draft channel, a Monday update note instead of column writes).
 //! - `suggest`: never acts. The step's output is what would have been done
 //!   and an `effect.suggested` event says so.
-//! - `review`: refused when the workflow loads (the `review` step of issue 5
-//!   is not built yet), so a customer-facing effect never goes out
-//!   unreviewed by accident.
+//! - `review`: the rendered action's editable parts (email subject and
+//!   body, Slack text, CRM column values) become a review task
+//!   ([`engine::StepCx::require_approval`]) in the queue `review_queue`
+//!   (default `default`); the run waits, and the effect is performed, as
+//!   under `auto`, only after approval and with the approved edits. A
+//!   rejection ends the run `rejected` without performing anything.
 //! - outbox: when a connector has no credentials, `auto` and `draft`
 //!   effects land in the local outbox instead: the step's output says
 //!   `outbox: true` with what would have been sent, to whom, with which
@@ -21,7 +24,8 @@ use std::sync::Mutex;
 
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
-use engine::StepCx;
+use domain::yaml::Fields;
+use engine::{ActionField, Approval, StepCx};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
@@ -33,17 +37,52 @@ pub mod kind {
     pub const EFFECT_SUGGESTED: &str = "effect.suggested";
 }
 
-/// Refuses control levels a connector cannot honour yet; `true` if usable.
-pub fn check_control(def: &StepDef, cx: &mut Cx) -> bool {
-    if def.control == Control::Review {
-        cx.errors.push(def.body.error(format!(
-            "`control: review` on a `{}` step needs the `review` step, which this version does not have yet; \
-             use `control: suggest` (record only), `control: draft`, or put the step behind a rule",
-            def.kind
-        )));
-        return false;
+/// Reads `review_queue` (the queue of `control: review` tasks; default
+/// [`engine::approval::DEFAULT_QUEUE`]).
+pub fn review_queue(def: &StepDef, f: &mut Fields<'_>, cx: &mut Cx) -> String {
+    let Some(n) = f.get("review_queue") else {
+        return engine::approval::DEFAULT_QUEUE.to_string();
+    };
+    let q = n.as_str().ok().map(str::trim).unwrap_or_default();
+    let valid = !q.is_empty()
+        && q.len() <= 64
+        && q.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid {
+        cx.errors
+            .push(n.error("review_queue must be 1–64 characters of letters, digits, `_` and `-`"));
+    } else if def.control != Control::Review {
+        cx.errors
+            .push(n.error("review_queue only applies with `control: review`"));
     }
-    true
+    q.to_string()
+}
+
+/// Under `control: review`, asks for approval of the action: `Err` is the
+/// outcome to return now (waiting or rejected), `Ok` the approved values
+/// (empty when the step is not under review).
+pub async fn approval(
+    cx: &mut StepCx<'_>,
+    queue: &str,
+    fields: Vec<ActionField>,
+    action: Json,
+) -> Result<serde_json::Map<String, Json>, StepOutcome> {
+    if cx.step.control != Control::Review {
+        return Ok(serde_json::Map::new());
+    }
+    match cx.require_approval(queue, fields, action).await {
+        Approval::Approved(v) => Ok(v),
+        Approval::Pending(o) | Approval::Rejected(o) => Err(o),
+    }
+}
+
+/// The approved string value of `name`, if one was given.
+pub fn approved_str(values: &serde_json::Map<String, Json>, name: &str) -> Option<String> {
+    match values.get(name)? {
+        Json::String(s) => Some(s.clone()),
+        Json::Null => None,
+        v => Some(v.to_string()),
+    }
 }
 
 /// Records what a `suggest` step would do; never acts.

@@ -4,6 +4,7 @@
 //! | kind    | target                                   | reconciliation                      |
 //! |---------|------------------------------------------|-------------------------------------|
 //! | `crm`   | Monday.com GraphQL (upsert by key column)| find the item by the upsert key     |
+//! | `crm`   | Monday.com `create_update` on an item    | the item's updates, by a hidden key marker |
 //! | `slack` | `chat.postMessage` / incoming webhook    | message `metadata` carrying the key |
 //! | `email` | Gmail API (`messages.send`, drafts), SMTP| Gmail: `rfc822msgid:` search; SMTP: none |
 //!
@@ -203,6 +204,16 @@ pub async fn check_workflow_with(
     let mut out = Vec::new();
     for def in crm {
         let mut cx = domain::workflow::Cx::default();
+        if monday::update::is_update(def) {
+            if let Some(spec) = monday::update::parse(def, &wf.scope_for(def.index), &mut cx) {
+                out.extend(
+                    monday::update::check(&api, &spec)
+                        .await
+                        .map_err(|e| e.describe(&[api.token().to_string()]))?,
+                );
+            }
+            continue;
+        }
         let Some(spec) = monday::parse(def, &wf.scope_for(def.index), &mut cx) else {
             continue;
         };

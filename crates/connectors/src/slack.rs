@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use domain::expr::{JsonTemplate, Scope, Template, Vars};
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
-use engine::{Reconciled, Step, StepCx, StepKind};
+use engine::{ActionField, Reconciled, Step, StepCx, StepKind};
 use serde_json::{Value as Json, json};
 
 use crate::effect::{self, Unreachable};
@@ -71,6 +71,7 @@ struct Spec {
     blocks: Option<Blocks>,
     draft_channel: Option<Template>,
     webhook: Option<Template>,
+    review_queue: String,
     timeout_ms: u64,
 }
 
@@ -126,9 +127,11 @@ fn parse(def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Spec> {
             "`control: draft` posts the message to a reviewer's channel first: add `draft_channel`",
         ));
     }
+    let review_queue = effect::review_queue(def, &mut f, cx);
     f.finish(&mut cx.errors);
     Some(Spec {
         path: def.body.path.clone(),
+        review_queue,
         channel: channel?,
         text,
         blocks,
@@ -144,22 +147,19 @@ impl StepKind for Kind {
     }
 
     fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
-        let ok = effect::check_control(def, cx);
         let spec = parse(def, scope, cx)?;
         if let Some(s) = &self.settings {
             cx.secrets.push(s.token.clone());
         }
-        ok.then(|| {
-            Arc::new(SlackStep {
-                spec,
-                api: self.settings.clone().map(|s| Api {
-                    client: self.client.clone(),
-                    settings: s,
-                }),
+        Some(Arc::new(SlackStep {
+            spec,
+            api: self.settings.clone().map(|s| Api {
                 client: self.client.clone(),
-                unreachable: Unreachable::default(),
-            }) as Arc<dyn Step>
-        })
+                settings: s,
+            }),
+            client: self.client.clone(),
+            unreachable: Unreachable::default(),
+        }) as Arc<dyn Step>)
     }
 }
 
@@ -538,10 +538,27 @@ impl Step for SlackStep {
         if self.unreachable.take(&key) {
             return effect::reconcile_failed("slack");
         }
-        let msg = match self.render(cx.vars, cx.step.control) {
+        let mut msg = match self.render(cx.vars, cx.step.control) {
             Ok(m) => m,
             Err(e) => return e.into_outcome(&secrets),
         };
+        // `control: review`: the exact text is approved (and maybe edited)
+        // before anything is posted.
+        let approved = match effect::approval(
+            cx,
+            &self.spec.review_queue,
+            vec![ActionField::text("text", msg.text.clone())],
+            json!({ "connector": "slack", "action": "chat.postMessage", "channel": msg.channel,
+                "text": msg.text, "blocks": msg.blocks }),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        };
+        if let Some(t) = effect::approved_str(&approved, "text") {
+            msg.text = t;
+        }
         let preview = json!({ "channel": msg.channel, "text": msg.text, "blocks": msg.blocks });
         if cx.step.control == Control::Suggest {
             return effect::suggest(cx, "slack", "chat.postMessage", preview);

@@ -9,6 +9,7 @@
 //! again by the poller through their work items. Steps are known only
 //! through the [`Step`] trait, so new kinds plug in without engine changes.
 
+pub mod approval;
 mod catalog;
 mod driver;
 mod engine;
@@ -19,6 +20,7 @@ pub mod review;
 pub mod step;
 pub mod steps;
 
+pub use approval::{ActionField, Approval};
 pub use catalog::{
     Catalog, Compiled, Env, Files, LoadError, bundle, compile, compile_with, unbundle,
 };

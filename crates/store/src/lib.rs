@@ -7,11 +7,13 @@
 //!
 //! Architecture invariant: only `store-*` crates know SQL.
 
+mod events;
 mod integrations;
 mod review;
 pub mod suite;
 mod users;
 
+pub use events::*;
 pub use integrations::*;
 pub use review::*;
 pub use users::*;
@@ -253,9 +255,10 @@ pub struct Token {
 /// What the engine and the API need from a database. Review tasks are
 /// the supertrait [`Reviews`], review integrations (Slack, email links)
 /// the supertrait [`Integrations`], people and their sessions the
-/// supertrait [`Users`] (their own modules and tables).
+/// supertrait [`Users`] (their own modules and tables); reading events
+/// across runs by kind the supertrait [`EventsByKind`].
 #[async_trait]
-pub trait Store: Reviews + Integrations + Users + Send + Sync + 'static {
+pub trait Store: Reviews + Integrations + Users + EventsByKind + Send + Sync + 'static {
     /// Short backend name for logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -6,6 +6,7 @@
 //! with [`store_suite!`](crate::store_suite), which makes one `#[tokio::test]`
 //! per case, or with [`run_all`].
 
+mod events;
 mod execution;
 mod integrations;
 mod records;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use domain::event::{Hashed, kind, verify_chain};
 
+pub use events::*;
 pub use execution::*;
 pub use integrations::*;
 pub use records::*;
@@ -50,6 +52,7 @@ macro_rules! store_suite {
             leases_renew_and_release,
             retry_and_cancel,
             events_form_a_hash_chain,
+            events_by_kind_across_runs_newest_first,
             queries_filter_and_page,
             tokens_crud,
             reviews_are_created_once_per_step,
@@ -98,6 +101,7 @@ where
         leases_renew_and_release,
         retry_and_cancel,
         events_form_a_hash_chain,
+        events_by_kind_across_runs_newest_first,
         queries_filter_and_page,
         tokens_crud,
         reviews_are_created_once_per_step,

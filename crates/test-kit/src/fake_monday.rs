@@ -10,7 +10,8 @@
 //! `API-Version: 2026-10`.
 //!
 //! It executes what the connector sends: `items_page_by_column_values`,
-//! `create_item`, `change_multiple_column_values`, `boards { columns }` and
+//! `create_item`, `change_multiple_column_values`, `create_update`,
+//! `items(ids:) { updates }`, `boards { columns }` and
 //! `complexity`, against boards set up by the test, and checks
 //! `column_values` against the board (unknown column → `InvalidColumnIdException`,
 //! a status/dropdown label the column lacks → `ColumnValueException`).
@@ -74,6 +75,16 @@ struct Book {
     faults: Vec<Fault>,
     delay_ms: u64,
     in_flight: BTreeMap<String, u32>,
+    /// Updates (comments) on items, oldest first.
+    updates: Vec<Update>,
+}
+
+/// An update (comment) added to an item with `create_update`.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    pub id: String,
+    pub item_id: String,
+    pub body: String,
 }
 
 #[derive(Debug)]
@@ -151,6 +162,16 @@ impl FakeMonday {
     }
 
     /// Every `(query, variables)` received.
+    /// The updates on `item`, oldest first.
+    pub fn updates(&self, item: &str) -> Vec<Update> {
+        self.book()
+            .updates
+            .iter()
+            .filter(|u| u.item_id == item)
+            .cloned()
+            .collect()
+    }
+
     pub fn documents(&self) -> Vec<(String, Json)> {
         self.book().documents.clone()
     }
@@ -544,6 +565,60 @@ fn exec(book: &mut Book, field: &str, args: &Map<String, Json>) -> Result<Json, 
                 it.values.extend(values);
                 Ok(json!({ "id": item }))
             }
+        }
+        "create_update" => {
+            let item = args.get("item_id").map(scalar).unwrap_or_default();
+            let exists = book
+                .boards
+                .values()
+                .any(|b| b.items.iter().any(|i| i.id == item));
+            if !exists {
+                return Err(gql_error(
+                    "InvalidItemIdException",
+                    &format!("Item {item} not found"),
+                    json!({ "item_id": item }),
+                ));
+            }
+            let Some(body) = args.get("body").and_then(Json::as_str) else {
+                return Err(gql_error(
+                    "InvalidArgumentException",
+                    "body must be a string",
+                    json!({}),
+                ));
+            };
+            book.next_id += 1;
+            let id = book.next_id.to_string();
+            book.updates.push(Update {
+                id: id.clone(),
+                item_id: item,
+                body: body.to_string(),
+            });
+            Ok(json!({ "id": id }))
+        }
+        "items" => {
+            let ids: Vec<String> = match args.get("ids") {
+                Some(Json::Array(a)) => a.iter().map(scalar).collect(),
+                Some(v) => vec![scalar(v)],
+                None => Vec::new(),
+            };
+            let limit = args.get("limit").and_then(Json::as_u64).unwrap_or(25) as usize;
+            let mut out = Vec::new();
+            for b in book.boards.values() {
+                for it in b.items.iter().filter(|i| ids.contains(&i.id)) {
+                    // Newest first, as Monday lists them; `limit` of the
+                    // nested `updates(limit:)` is not read by this fake.
+                    let updates: Vec<Json> = book
+                        .updates
+                        .iter()
+                        .rev()
+                        .filter(|u| u.item_id == it.id)
+                        .map(|u| json!({ "id": u.id, "body": u.body }))
+                        .collect();
+                    out.push(json!({ "id": it.id, "name": it.name, "updates": updates }));
+                }
+            }
+            out.truncate(limit);
+            Ok(Json::Array(out))
         }
         other => Err(gql_error(
             "UnsupportedByFake",

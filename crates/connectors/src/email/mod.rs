@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use domain::expr::{Scope, Template, Vars};
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
-use engine::{Reconciled, Step, StepCx, StepKind};
+use engine::{ActionField, Reconciled, Step, StepCx, StepKind};
 use lettre::message::Mailbox;
 use serde_json::{Value as Json, json};
 
@@ -119,6 +119,7 @@ struct Spec {
     subject: Template,
     body: Option<Template>,
     html: Option<Template>,
+    review_queue: String,
     timeout_ms: u64,
 }
 
@@ -164,6 +165,7 @@ fn parse(def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Spec> {
     let has_body = body_node.is_some() || html_node.is_some();
     let body = body_node.and_then(|n| cx.take(Template::compile(n, scope)));
     let html = html_node.and_then(|n| cx.take(Template::compile(n, scope)));
+    let review_queue = effect::review_queue(def, &mut f, cx);
     f.finish(&mut cx.errors);
     if !has_body {
         cx.errors.push(
@@ -179,6 +181,7 @@ fn parse(def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Spec> {
         subject: subject?,
         body,
         html,
+        review_queue,
         timeout_ms: def.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
     })
 }
@@ -189,7 +192,6 @@ impl StepKind for Kind {
     }
 
     fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
-        let ok = effect::check_control(def, cx);
         let spec = parse(def, scope, cx)?;
         match &self.backend {
             Backend::Gmail(g, _) => cx.secrets.extend(g.settings().secrets()),
@@ -206,13 +208,11 @@ impl StepKind for Kind {
             ));
             return None;
         }
-        ok.then(|| {
-            Arc::new(EmailStep {
-                spec,
-                backend: self.backend.clone(),
-                unreachable: Unreachable::default(),
-            }) as Arc<dyn Step>
-        })
+        Some(Arc::new(EmailStep {
+            spec,
+            backend: self.backend.clone(),
+            unreachable: Unreachable::default(),
+        }) as Arc<dyn Step>)
     }
 }
 
@@ -349,10 +349,26 @@ impl Step for EmailStep {
             return effect::reconcile_failed("email");
         }
         let secrets = self.secrets();
-        let email = match self.render(cx.vars, &key) {
+        let mut email = match self.render(cx.vars, &key) {
             Ok(m) => m,
             Err(e) => return e.into_outcome(&secrets),
         };
+        // `control: review`: the exact email is approved (subject and body
+        // maybe edited) before anything is sent.
+        let mut fields = vec![ActionField::text("subject", email.subject.clone())];
+        if let Some(t) = &email.text {
+            fields.push(ActionField::text("body", t.clone()));
+        }
+        if let Some(h) = &email.html {
+            fields.push(ActionField::text("html", h.clone()));
+        }
+        let mut action = email.preview();
+        action["connector"] = json!("email");
+        let approved = match effect::approval(cx, &self.spec.review_queue, fields, action).await {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        };
+        apply_approved(&mut email, &approved);
         let control = cx.step.control;
         let draft = control == Control::Draft;
         let preview = email.preview();
@@ -433,9 +449,14 @@ impl Step for EmailStep {
         };
         let key = cx.idempotency_key();
         let control = cx.step.control;
-        let Ok(email) = self.render(cx.vars, &key) else {
+        let Ok(mut email) = self.render(cx.vars, &key) else {
             return Reconciled::NotDone;
         };
+        if control == Control::Review
+            && let Some(approved) = cx.approved_action().await
+        {
+            apply_approved(&mut email, &approved);
+        }
         match g
             .find(
                 &email.message_id,
@@ -460,6 +481,23 @@ impl Step for EmailStep {
                 Reconciled::Unknown
             }
         }
+    }
+}
+
+/// Applies a reviewer's edits (`control: review`) to the rendered email.
+fn apply_approved(email: &mut Email, approved: &serde_json::Map<String, Json>) {
+    if let Some(s) = effect::approved_str(approved, "subject") {
+        email.subject = s;
+    }
+    if email.text.is_some()
+        && let Some(t) = effect::approved_str(approved, "body")
+    {
+        email.text = Some(t);
+    }
+    if email.html.is_some()
+        && let Some(h) = effect::approved_str(approved, "html")
+    {
+        email.html = Some(h);
     }
 }
 

@@ -32,13 +32,31 @@ pub const CHANGE_VALUES: &str = "mutation Change($board: ID!, $item: ID!, $value
   complexity { before query after reset_in_x_seconds }
 }";
 
+/// Adds an update (a comment) to an item.
+pub const CREATE_UPDATE: &str = "mutation Update($item: ID!, $body: String!) {
+  create_update(item_id: $item, body: $body) { id }
+  complexity { before query after reset_in_x_seconds }
+}";
+
+/// An item's recent updates, to find one carrying a marker (reconciliation).
+pub const ITEM_UPDATES: &str = "query Updates($item: ID!, $limit: Int) {
+  items(ids: [$item]) { id updates(limit: $limit) { id body } }
+}";
+
 /// The board's columns, for `countersign crm check` / `validate --online`.
 pub const BOARD_COLUMNS: &str = "query Columns($board: ID!) {
   boards(ids: [$board]) { id name columns { id title type settings } }
 }";
 
 /// Every document this client sends, for the fake's schema tests.
-pub const DOCUMENTS: &[&str] = &[LOOKUP, CREATE_ITEM, CHANGE_VALUES, BOARD_COLUMNS];
+pub const DOCUMENTS: &[&str] = &[
+    LOOKUP,
+    CREATE_ITEM,
+    CHANGE_VALUES,
+    CREATE_UPDATE,
+    ITEM_UPDATES,
+    BOARD_COLUMNS,
+];
 
 pub const DEFAULT_URL: &str = "https://api.monday.com/v2";
 

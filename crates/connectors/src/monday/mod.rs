@@ -1,5 +1,6 @@
 //! `crm` with `monday:`: upsert an item on a Monday.com board by a key
-//! column, with every other column mapped explicitly.
+//! column, with every other column mapped explicitly, or (with `update:`,
+//! see [`update`]) add an update to an existing item.
 //!
 //! ```yaml
 //! - id: crm
@@ -26,6 +27,7 @@
 pub mod check;
 pub mod client;
 pub mod columns;
+pub mod update;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,7 +36,7 @@ use async_trait::async_trait;
 use domain::expr::{Scope, Template, Vars};
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
-use engine::{Reconciled, Step, StepCx, StepKind};
+use engine::{ActionField, Reconciled, Step, StepCx, StepKind};
 use serde_json::{Map, Value as Json, json};
 
 pub use client::{API_VERSION, Api, DEFAULT_URL, Settings};
@@ -87,6 +89,8 @@ pub struct Spec {
     pub item_name: Template,
     pub key_column: Option<String>,
     pub columns: Vec<Mapping>,
+    /// The queue of `control: review` tasks.
+    pub review_queue: String,
     pub timeout_ms: u64,
 }
 
@@ -138,6 +142,7 @@ pub fn parse(def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Spec> {
             "`upsert_by.column` is `{col}`, but `columns` does not map `{col}`: map it (e.g. `{col}: {{ email: \"{{{{ input.email }}}}\" }}`) so a created item carries its key"
         )));
     }
+    let review_queue = effect::review_queue(def, &mut f, cx);
     f.finish(&mut cx.errors);
     let (upsert_column, upsert_value) = upsert?;
     Some(Spec {
@@ -149,6 +154,7 @@ pub fn parse(def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Spec> {
         item_name: item_name?,
         key_column,
         columns,
+        review_queue,
         timeout_ms: def.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
     })
 }
@@ -159,12 +165,26 @@ impl StepKind for Kind {
     }
 
     fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
-        let mut ok = effect::check_control(def, cx);
+        let mut ok = true;
         if def.control == Control::Draft {
             cx.errors.push(def.body.error(
                 "`control: draft` is not supported by the Monday connector yet; use `control: suggest` to record the upsert without writing",
             ));
             ok = false;
+        }
+        if update::is_update(def) {
+            let spec = update::parse(def, scope, cx)?;
+            if let Some(api) = &self.api {
+                cx.secrets.push(api.token().to_string());
+            }
+            return ok.then(|| {
+                Arc::new(update::UpdateStep {
+                    spec,
+                    api: self.api.clone(),
+                    boards: self.boards.clone(),
+                    unreachable: Unreachable::default(),
+                }) as Arc<dyn Step>
+            });
         }
         let spec = parse(def, scope, cx)?;
         if let Some(api) = &self.api {
@@ -314,10 +334,40 @@ impl Step for CrmStep {
         if self.unreachable.take(&idem) {
             return effect::reconcile_failed("monday");
         }
-        let up = match self.render(cx.vars, &idem) {
+        let mut up = match self.render(cx.vars, &idem) {
             Ok(u) => u,
             Err(e) => return e.into_outcome(&secrets),
         };
+        // `control: review`: the exact column values are approved (maybe
+        // edited) before anything is written. The upsert key and the hidden
+        // key column are not editable: they identify the item.
+        let mut fields = vec![ActionField::text("item_name", up.name.clone())];
+        for (col, v) in &up.values {
+            if col == &self.spec.upsert_column || Some(col) == self.spec.key_column.as_ref() {
+                continue;
+            }
+            fields.push(ActionField {
+                name: col.clone(),
+                draft: v.clone(),
+                schema: v.is_string().then(|| json!({ "type": "string" })),
+            });
+        }
+        let action = json!({ "connector": "monday", "action": "upsert", "board": up.board,
+            "upsert_by": { "column": self.spec.upsert_column, "value": up.key },
+            "item_name": up.name, "group": up.group, "column_values": up.values });
+        let approved = match effect::approval(cx, &self.spec.review_queue, fields, action).await {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        };
+        for (name, v) in approved {
+            if name == "item_name" {
+                if let Some(s) = v.as_str() {
+                    up.name = s.to_string();
+                }
+            } else if up.values.contains_key(&name) {
+                up.values.insert(name, v);
+            }
+        }
         let preview = json!({ "board": up.board, "upsert_by": { "column": self.spec.upsert_column, "value": up.key }, "item_name": up.name, "group": up.group, "column_values": up.values });
         if cx.step.control == Control::Suggest {
             return effect::suggest(cx, "monday", "upsert", preview);

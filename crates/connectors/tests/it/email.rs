@@ -375,11 +375,14 @@ async fn suggest_records_and_never_sends() {
 }
 
 #[tokio::test]
-async fn review_control_drafts_over_smtp_and_bad_bodies_are_refused_at_load() {
+async fn review_queue_without_review_drafts_over_smtp_and_bad_bodies_are_refused_at_load() {
     let yaml = WF.replace("    email:\n", "    control: review\n    email:\n");
+    assert_eq!(load_errors(&yaml, connectors::Config::default()), "");
+    let yaml = WF.replace("    email:\n", "    email:\n      review_queue: support\n");
     let e = load_errors(&yaml, connectors::Config::default());
     assert!(
-        e.contains("control: review") && e.contains("steps[0].email"),
+        e.contains("review_queue only applies with `control: review`")
+            && e.contains("steps[0].email"),
         "{e}"
     );
     let e = load_errors(

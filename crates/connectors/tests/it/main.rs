@@ -4,6 +4,7 @@
 
 pub use countersign_connectors as connectors;
 
+mod action_review;
 mod email;
 mod monday;
 mod review_notify;

@@ -344,3 +344,147 @@ async fn crm_check_reports_mapping_errors_before_any_run() {
 fn fixture_env() -> engine::Env {
     test_kit::fixture::env(&[])
 }
+
+const UPDATE_WF: &str = r#"
+name: crm-note
+steps:
+  - id: note
+    retry: { max_attempts: 4, initial: 10ms, max: 50ms, jitter: none }
+    crm:
+      monday:
+        board: "4242"
+        update:
+          item_by: { column: email, value: "{{ input.email }}" }
+          body: "Reply sent to {{ input.name }}: {{ input.summary }}"
+"#;
+
+fn existing_item(fake: &FakeMonday) -> String {
+    fake.add_item(
+        BOARD,
+        "Ada",
+        json!({ "email": { "email": "ada@example.com", "text": "ada@example.com" } }),
+    )
+}
+
+#[tokio::test]
+async fn create_update_adds_one_update_carrying_a_hidden_key_marker() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    let item = existing_item(&fake);
+    let (engine, store) = engine(UPDATE_WF, config(&fake, TOKEN)).await;
+    let r = run(&engine, &store, input("ada@example.com", "billing")).await;
+    assert_eq!(r.status, RunStatus::Completed, "{r:#?}");
+    assert_eq!(fake.problems(), Vec::<String>::new());
+    let updates = fake.updates(&item);
+    assert_eq!(updates.len(), 1);
+    assert!(
+        updates[0]
+            .body
+            .starts_with("Reply sent to Ada: Invoice wrong"),
+        "{:?}",
+        updates[0].body
+    );
+    assert!(
+        updates[0]
+            .body
+            .ends_with(&monday::update::marker(&format!("{}:note", r.id))),
+        "{:?}",
+        updates[0].body
+    );
+    let out = &outputs(&store, &r.id).await["note"];
+    assert_eq!(
+        (
+            out["action"].clone(),
+            out["item_id"].clone(),
+            out["update_id"].clone()
+        ),
+        (json!("update"), json!(item), json!(updates[0].id))
+    );
+    let done = events_of(&store, &r.id, kind::EFFECT_COMPLETED).await;
+    assert_eq!(done[0]["external_id"], json!(updates[0].id));
+    assert_eq!(fake.items(BOARD).len(), 1, "no item created");
+}
+
+#[tokio::test]
+async fn create_update_without_the_item_fails_naming_item_by() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    let (engine, store) = engine(UPDATE_WF, config(&fake, TOKEN)).await;
+    let r = run(&engine, &store, input("nobody@example.com", "billing")).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+    let err = r.error.unwrap_or_default();
+    assert!(
+        err.contains("steps[0].crm.monday.update.item_by") && err.contains("no item"),
+        "{err}"
+    );
+    assert!(
+        !fake
+            .documents()
+            .iter()
+            .any(|(q, _)| q.starts_with("mutation")),
+        "nothing written"
+    );
+    let e = load_errors(
+        &UPDATE_WF.replace(
+            "        update:\n",
+            "        item_name: x\n        update:\n",
+        ),
+        connectors::Config::default(),
+    );
+    assert!(e.contains("`item_name` belongs to an upsert"), "{e}");
+    // The online check finds a missing `item_by` column before any run.
+    let problems = connectors::check_workflow(
+        &UPDATE_WF.replace("column: email", "column: e_mail"),
+        "test.yaml",
+        &fixture_env(),
+        reqwest::Client::new(),
+        &config(&fake, TOKEN),
+    )
+    .await
+    .unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.path == "steps[0].crm.monday.update.item_by.column"
+                && p.message.contains("no column `e_mail`")),
+        "{problems:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_mid_create_update_is_reconciled_by_the_marker() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    let item = existing_item(&fake);
+    fake.delay(60_000);
+    let dir = TempDir::new("monday-update-crash");
+    let db = dir.path().join("cs.db");
+    let (run_id, kill) = doomed(
+        db.clone(),
+        UPDATE_WF.to_string(),
+        config(&fake, TOKEN),
+        input("ada@example.com", "billing"),
+    )
+    .await;
+    eventually("the update is posted", TIMEOUT, || {
+        fake.updates(&item).len() == 1
+    })
+    .await;
+    kill.now().await;
+    fake.delay(0);
+    let store = reopen(&db);
+    let engine = engine_on(store.clone(), UPDATE_WF, config(&fake, TOKEN)).await;
+    let r = wait_terminal(&store, &run_id).await;
+    assert_eq!(r.status, RunStatus::Completed, "{r:#?}");
+    engine.shutdown(std::time::Duration::from_secs(1)).await;
+    let updates = fake.updates(&item);
+    assert_eq!(updates.len(), 1, "exactly one update per idempotency key");
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec[0]["result"], json!("found"), "{rec:?}");
+    let out = &outputs(&store, &run_id).await["note"];
+    assert_eq!(
+        (out["reconciled"].clone(), out["update_id"].clone()),
+        (json!(true), json!(updates[0].id))
+    );
+    assert_eq!(fake.problems(), Vec::<String>::new());
+}

@@ -156,11 +156,16 @@ async fn suggest_records_and_never_posts() {
 }
 
 #[tokio::test]
-async fn review_control_and_bad_bodies_are_refused_at_load() {
+async fn bad_review_queues_and_bad_bodies_are_refused_at_load() {
     let yaml = wf("#ops-intake").replace("    slack:\n", "    control: review\n    slack:\n");
+    assert_eq!(load_errors(&yaml, connectors::Config::default()), "");
+    let yaml = wf("#ops-intake").replace(
+        "    slack:\n",
+        "    control: review\n    slack:\n      review_queue: \"bad queue\"\n",
+    );
     let e = load_errors(&yaml, connectors::Config::default());
     assert!(
-        e.contains("control: review") && e.contains("steps[0].slack"),
+        e.contains("review_queue must be") && e.contains("steps[0].slack"),
         "{e}"
     );
     let e = load_errors(

@@ -54,7 +54,7 @@ fn draft_text(fields: &[Field], name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn age(now_ms: i64, at_ms: i64) -> String {
+pub(super) fn age(now_ms: i64, at_ms: i64) -> String {
     let s = (now_ms - at_ms).max(0) / 1000;
     match s {
         0..60 => format!("{s}s"),
@@ -64,7 +64,7 @@ fn age(now_ms: i64, at_ms: i64) -> String {
     }
 }
 
-fn when(at_ms: i64) -> String {
+pub(super) fn when(at_ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(at_ms)
         .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
 }
@@ -395,8 +395,9 @@ fn masked(node: &Node) -> Value {
     }
 }
 
-/// The steps after the review step, as the workflow version of the run
-/// defines them.
+/// The steps after the review step (and the reviewed step itself when it
+/// is a side-effecting step under `control: review`), as the workflow
+/// version of the run defines them.
 async fn later_steps(state: &AppState, r: &Review, version: i64) -> String {
     let compiled = match state.engine.catalog().version(&r.workflow, version).await {
         Ok(Some(c)) => c,
@@ -406,7 +407,8 @@ async fn later_steps(state: &AppState, r: &Review, version: i64) -> String {
         .def
         .steps
         .iter()
-        .filter(|s| s.index > r.step_index)
+        // An action under `control: review` is itself what happens next.
+        .filter(|s| s.index > r.step_index || (s.index == r.step_index && s.kind != "review"))
         .collect();
     if steps.is_empty() {
         return "<p>Nothing more: approving ends the run.</p>".into();

@@ -1,5 +1,6 @@
 //! The review inbox: server-rendered HTML for people (sign-in, the list of
-//! pending tasks, the task page with its decision forms).
+//! pending tasks, the task page with its decision forms, the outbox of
+//! effects recorded instead of sent).
 //!
 //! Plain forms that work without JavaScript; every untrusted string goes
 //! through [`escape`]; the stylesheet is our own and inline and the one
@@ -12,6 +13,7 @@
 //! from our own origin when the browser says where it came from.
 
 mod inbox;
+mod outbox;
 mod session;
 
 use axum::Router;
@@ -34,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/inbox", get(inbox::list))
         .route("/inbox/{id}", get(inbox::task))
         .route("/inbox/{id}/decision", post(inbox::decide))
+        .route("/outbox", get(outbox::list))
         .route("/assets/inbox.js", get(script))
 }
 
@@ -102,7 +105,7 @@ ol.steps{padding-left:1.3rem}ol.steps li{margin-bottom:.5rem}
 pub(crate) fn page(title: &str, user: Option<(&str, &str)>, body: &str) -> String {
     let nav = match user {
         Some((email, csrf)) => format!(
-            "<header class=\"top\"><a class=\"brand\" href=\"/inbox\">Countersign</a><a href=\"/inbox\" accesskey=\"i\">Inbox</a><span class=\"muted\">{}</span><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button class=\"link\" type=\"submit\">Sign out</button></form></header>",
+            "<header class=\"top\"><a class=\"brand\" href=\"/inbox\">Countersign</a><a href=\"/inbox\" accesskey=\"i\">Inbox</a><a href=\"/outbox\" accesskey=\"o\">Outbox</a><span class=\"muted\">{}</span><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button class=\"link\" type=\"submit\">Sign out</button></form></header>",
             escape(email),
             escape(csrf)
         ),

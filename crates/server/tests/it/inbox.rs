@@ -379,3 +379,66 @@ async fn decisions_check_csrf_and_show_field_errors() {
     assert!(page.text.contains("Rejected by user:ops@example.com"));
     assert!(!page.text.contains(&path), "decided: no forms");
 }
+
+#[tokio::test]
+async fn the_outbox_lists_recorded_effects_as_not_sent_escaped_for_signed_in_people() {
+    let h = Harness::new().await;
+    add_user(&h, "view@example.com", UserRole::Viewer, &[]).await;
+    let mut run = store::suite::new_run("run-outbox-1", "triage", 1_000, None, None);
+    run.events.push(store::NewEvent {
+        kind: "outbox.recorded".into(),
+        actor: "system".into(),
+        data: serde_json::json!({
+            "key": "run-outbox-1:reply", "step": "reply", "connector": "email",
+            "action": "messages.send", "to": { "to": ["Zoë <zoe@example.org>"] },
+            "payload": { "subject": "<script>alert(1)</script>", "body": "Hello Zoë" },
+            "note": "OUTBOX — not sent",
+        })
+        .to_string(),
+        at_ms: 2_000,
+    });
+    run.events.push(store::NewEvent {
+        kind: "effect.suggested".into(),
+        actor: "system".into(),
+        data: r#"{"connector":"slack","suggestion":"only suggested"}"#.into(),
+        at_ms: 2_001,
+    });
+    h.store.create_run(run).await.unwrap();
+
+    // Signed out: to the sign-in page, nothing shown.
+    let anon = h.send(get("/outbox", "")).await;
+    assert_eq!(anon.status, StatusCode::SEE_OTHER, "{}", anon.text);
+    assert!(!anon.text.contains("zoe@example.org"));
+
+    let viewer = sign_in(&h, "view@example.com").await;
+    let inbox = h.send(get("/inbox", &viewer.cookie)).await;
+    assert!(inbox.text.contains("href=\"/outbox\""), "{}", inbox.text);
+    let page = h.send(get("/outbox", &viewer.cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(
+        page.text.matches("class=\"outbox-entry\"").count(),
+        1,
+        "{}",
+        page.text
+    );
+    for shown in [
+        "not sent",
+        "email",
+        "messages.send",
+        "Zoë &lt;zoe@example.org&gt;",
+        "Hello Zoë",
+        "href=\"/api/v1/runs/run-outbox-1\"",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+    ] {
+        assert!(
+            page.text.contains(shown),
+            "missing {shown:?}: {}",
+            page.text
+        );
+    }
+    assert!(!page.text.contains("<script>alert(1)"), "{}", page.text);
+    assert!(
+        !page.text.contains("only suggested"),
+        "other kinds are not listed"
+    );
+}

@@ -247,6 +247,13 @@ impl store::Integrations for Broken {
 }
 
 #[async_trait]
+impl store::EventsByKind for Broken {
+    async fn events_by_kind(&self, _: &str, _: Option<i64>, _: usize) -> Result<Vec<store::Event>> {
+        fail()
+    }
+}
+
+#[async_trait]
 impl store::Users for Broken {
     async fn create_user(&self, _: store::User) -> Result<()> {
         fail()
