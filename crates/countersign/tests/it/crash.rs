@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use test_kit::fake_http::FakeHttp;
 
-use crate::{TempDir, bin};
+use crate::{TempDir, bin, free_port, token, wait_healthy};
 
 const RUNS: usize = 300;
 const KILLS: usize = 5;
@@ -71,49 +71,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("server did not become healthy");
-}
-
-fn token(dir: &TempDir) -> String {
-    let out = Command::new(bin())
-        .args([
-            "token",
-            "create",
-            "--name",
-            "crash",
-            "--scopes",
-            "admin",
-            "--database",
-            &format!("sqlite://{}", dir.0.join("cs.db").display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

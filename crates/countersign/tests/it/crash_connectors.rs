@@ -14,7 +14,7 @@ use test_kit::fake_gmail::{self, FakeGmail};
 use test_kit::fake_monday::{self, FakeMonday};
 use test_kit::fake_slack::{self, FakeSlack};
 
-use crate::{TempDir, bin};
+use crate::{TempDir, bin, free_port, token, wait_healthy};
 
 const RUNS: usize = 100;
 const KILLS: usize = 6;
@@ -143,49 +143,6 @@ fn jitter(lo: u64, hi: u64) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as u64);
     lo + nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) % (hi - lo)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("server did not become healthy");
-}
-
-fn token(dir: &TempDir) -> String {
-    let out = Command::new(bin())
-        .args([
-            "token",
-            "create",
-            "--name",
-            "crash",
-            "--scopes",
-            "admin",
-            "--database",
-            &format!("sqlite://{}", dir.0.join("cs.db").display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Every run of the workflow, by status.

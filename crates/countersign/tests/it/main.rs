@@ -42,3 +42,50 @@ fn uuid_like() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
 }
+
+/// A free TCP port on loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `GET {base}/healthz` until it answers 200, for at most a minute.
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{base} did not become healthy within a minute");
+}
+
+/// Creates an admin token in the SQLite database under `dir` with the CLI
+/// and returns its secret.
+pub fn token(dir: &TempDir) -> String {
+    let out = std::process::Command::new(bin())
+        .args([
+            "token",
+            "create",
+            "--name",
+            "e2e",
+            "--scopes",
+            "admin",
+            "--database",
+            &format!("sqlite://{}", dir.0.join("cs.db").display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -16,7 +16,7 @@ use store_postgres::PgStore;
 use store_postgres::scratch::ScratchDb;
 use test_kit::fake_http::FakeHttp;
 
-use crate::{TempDir, bin};
+use crate::{TempDir, bin, free_port, wait_healthy};
 
 const RUNS: usize = 1_000;
 
@@ -79,27 +79,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the API node did not become healthy");
 }
 
 async fn count(store: &PgStore, status: RunStatus) -> usize {
