@@ -308,6 +308,35 @@ pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
     println!(
         "    curl -s -X POST 'http://{listen}/api/v1/workflows/inbound-request/runs?wait=10' \\\n      -H \"Authorization: Bearer {secret}\" -H 'Content-Type: application/json' \\\n      -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\",\"message\":\"Our invoice is wrong, please call me urgently\"}}'"
     );
+    // A demo reviewer account (admin role) with a fresh password each start.
+    let demo_email = "demo@countersign.local";
+    let password = server::new_password();
+    let hash = server::hash_password(&password).map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot hash the demo password: {e}"),
+    })?;
+    let stored = match store.user_by_email(demo_email).await {
+        Ok(Some(u)) => store.set_password(&u.id, &hash).await.map(|_| ()),
+        Ok(None) => {
+            store
+                .create_user(store::User {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    email: demo_email.to_string(),
+                    role: store::UserRole::Admin,
+                    queues: Vec::new(),
+                    password_hash: hash,
+                    created_at_ms: engine::now_ms(),
+                    disabled_at_ms: None,
+                })
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    stored.map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot create the demo user: {e}"),
+    })?;
+    println!("  Review inbox: http://{listen}/inbox   sign in as {demo_email} / {password}");
     println!("  Web form: http://{listen}/forms/inbound-request");
     println!("  Runs:     http://{listen}/api/v1/runs   (same bearer token)");
     println!("  OpenAPI:  http://{listen}/api/openapi.json");
