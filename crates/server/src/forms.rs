@@ -181,7 +181,18 @@ fn not_found(name: &str) -> Response {
         .into_response()
 }
 
-/// `GET /forms/{name}`.
+/// `GET /forms/{name}`: the HTML form of a workflow with a form trigger.
+#[utoipa::path(
+    get,
+    path = "/forms/{name}",
+    tag = "forms",
+    params(("name" = String, Path, description = "Workflow name")),
+    responses(
+        (status = 200, description = "The form", body = String, content_type = "text/html"),
+        (status = 404, description = "No such workflow, or it has no form trigger", body = String, content_type = "text/html"),
+    ),
+    security(())
+)]
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let Some(wf) = state.engine.catalog().get(&name) else {
         return not_found(&name);
@@ -229,6 +240,20 @@ fn to_json(schema: &Value, pairs: Vec<(String, String)>) -> Map<String, Value> {
 }
 
 /// `POST /forms/{name}` (application/x-www-form-urlencoded).
+#[utoipa::path(
+    post,
+    path = "/forms/{name}",
+    tag = "forms",
+    params(("name" = String, Path, description = "Workflow name")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The form's fields, converted to JSON by the input schema's declared types"),
+    responses(
+        (status = 202, description = "Run created: a thank-you page", body = String, content_type = "text/html"),
+        (status = 404, description = "No such workflow, or it has no form trigger", body = String, content_type = "text/html"),
+        (status = 422, description = "Invalid input: the form again, with errors", body = String, content_type = "text/html"),
+        (status = 500, description = "The run could not be saved", body = String, content_type = "text/html"),
+    ),
+    security(())
+)]
 pub async fn submit(
     State(state): State<AppState>,
     Path(name): Path<String>,

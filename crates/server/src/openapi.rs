@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{error, health, intake, reviews, runs, views};
+use crate::{error, forms, health, intake, integrations, reviews, runs, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,11 @@ use crate::{error, health, intake, reviews, runs, views};
         health::healthz,
         health::readyz,
         health::metrics,
+        forms::show,
+        forms::submit,
+        integrations::slack::interactivity,
+        integrations::links::show,
+        integrations::links::confirm,
     ),
     components(schemas(
         error::Problem,
@@ -34,6 +39,8 @@ use crate::{error, health, intake, reviews, runs, views};
         views::RunSummary,
         views::RunPage,
         views::RunView,
+        views::RunReviewView,
+        views::RunReviewLinks,
         views::PositionView,
         views::StepAttempt,
         views::EffectView,
@@ -51,6 +58,8 @@ use crate::{error, health, intake, reviews, runs, views};
         (name = "runs", description = "Start, read, retry and cancel runs"),
         (name = "reviews", description = "Review tasks: read and decide (approve with edits, reject, escalate)"),
         (name = "health", description = "Probes for orchestrators"),
+        (name = "forms", description = "Public HTML intake forms (no token)"),
+        (name = "integrations", description = "Slack buttons and email approval links, authenticated by signatures instead of tokens"),
     )
 )]
 pub struct ApiDoc;

@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, FieldProblem, Problem};
-use crate::views::{EventPage, EventView, RunPage, RunSummary, RunView};
+use crate::views::{EventPage, EventView, RunPage, RunReviewView, RunSummary, RunView};
 
 const DEFAULT_RUNS: usize = 50;
 const MAX_RUNS: usize = 200;
@@ -129,7 +129,32 @@ pub async fn get_run(
         .run_detail(&id)
         .await?
         .ok_or_else(|| unknown_run(&id))?;
-    Ok(Json(RunView::from_detail(&detail)))
+    let mut view = RunView::from_detail(&detail);
+    view.review = current_review(&state, &detail).await?;
+    Ok(Json(view))
+}
+
+/// The run's pending review task, else its latest: the task of the
+/// highest step (at or below the run's position) that created one.
+async fn current_review(
+    state: &AppState,
+    d: &store::RunDetail,
+) -> Result<Option<RunReviewView>, ApiError> {
+    let mut indices: Vec<usize> = d.steps.iter().map(|s| s.index).collect();
+    indices.push(d.run.position.index);
+    indices.sort_unstable();
+    indices.dedup();
+    for index in indices.into_iter().rev() {
+        if let Some(r) = state
+            .engine
+            .store()
+            .review_for_step(&d.run.id, index)
+            .await?
+        {
+            return Ok(Some(RunReviewView::from_review(&r)));
+        }
+    }
+    Ok(None)
 }
 
 /// A run's audit log, oldest first.

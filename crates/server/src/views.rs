@@ -115,6 +115,47 @@ pub struct RunView {
     pub steps: Vec<StepAttempt>,
     /// The effect journal: calls that changed outside systems.
     pub effects: Vec<EffectView>,
+    /// The run's current review task: the pending one, else the latest;
+    /// null when the run has none.
+    pub review: Option<RunReviewView>,
+}
+
+/// The review task of a run, in brief; the full task is at `links.self`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunReviewView {
+    pub id: String,
+    /// Id of the `review` step.
+    pub step: String,
+    pub queue: String,
+    /// pending, approved, rejected.
+    pub status: String,
+    pub deadline_at_ms: Option<i64>,
+    pub links: RunReviewLinks,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunReviewLinks {
+    /// The task: `GET /api/v1/reviews/{id}`.
+    #[serde(rename = "self")]
+    pub review: String,
+    /// The task in the web inbox: `/inbox/{id}`.
+    pub inbox: String,
+}
+
+impl RunReviewView {
+    pub fn from_review(r: &store::Review) -> RunReviewView {
+        RunReviewView {
+            id: r.id.clone(),
+            step: r.step_id.clone(),
+            queue: r.queue.clone(),
+            status: r.status.as_str().into(),
+            deadline_at_ms: r.deadline_at_ms,
+            links: RunReviewLinks {
+                review: format!("/api/v1/reviews/{}", r.id),
+                inbox: format!("/inbox/{}", r.id),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -187,6 +228,7 @@ impl RunView {
                     at: rfc3339(e.at_ms),
                 })
                 .collect(),
+            review: None,
         }
     }
 }

@@ -121,6 +121,24 @@ fn fields_table(r: &Review) -> String {
 }
 
 /// GET: a confirmation page; decides nothing.
+///
+/// The signed token in the path is the credential (no bearer token). An
+/// `open` link redirects to the task in the web inbox.
+#[utoipa::path(
+    get,
+    path = "/review/{token}",
+    tag = "integrations",
+    params(("token" = String, Path, description = "Signed, single-use approval link token from a notification email")),
+    responses(
+        (status = 200, description = "Confirmation page with a button that POSTs to the same URL", body = String, content_type = "text/html"),
+        (status = 303, description = "An `open` link: redirect to the task in the web inbox"),
+        (status = 400, description = "Malformed token", body = String, content_type = "text/html"),
+        (status = 403, description = "Tampered token (signature mismatch)", body = String, content_type = "text/html"),
+        (status = 410, description = "Expired or used link, or the task is already decided", body = String, content_type = "text/html"),
+        (status = 503, description = "The link secret is unavailable", body = String, content_type = "text/html"),
+    ),
+    security(())
+)]
 pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let (link, review) = match check(&state, &token).await {
         Ok(x) => x,
@@ -158,6 +176,25 @@ pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> R
 }
 
 /// POST: applies the link's decision once.
+///
+/// The signed token in the path is the credential (no bearer token); its
+/// nonce is used up in the decision's transaction.
+#[utoipa::path(
+    post,
+    path = "/review/{token}",
+    tag = "integrations",
+    params(("token" = String, Path, description = "Signed, single-use approval link token from a notification email")),
+    responses(
+        (status = 200, description = "The decision was applied", body = String, content_type = "text/html"),
+        (status = 303, description = "An `open` link: redirect to the task in the web inbox"),
+        (status = 400, description = "Malformed token", body = String, content_type = "text/html"),
+        (status = 403, description = "Tampered token (signature mismatch)", body = String, content_type = "text/html"),
+        (status = 409, description = "The decision was refused", body = String, content_type = "text/html"),
+        (status = 410, description = "Expired or used link, or the task or run already ended", body = String, content_type = "text/html"),
+        (status = 503, description = "The link secret or the database is unavailable", body = String, content_type = "text/html"),
+    ),
+    security(())
+)]
 pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let (link, review) = match check(&state, &token).await {
         Ok(x) => x,

@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 use store::Review;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 
 pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
@@ -108,6 +108,29 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Slack interactivity: the Approve / Reject buttons of a review message.
+/// Not bearer-authenticated: the request must carry `X-Slack-Request-Timestamp`
+/// (within 5 minutes of now) and `X-Slack-Signature`, `v0=` hex
+/// HMAC-SHA256(`SLACK_SIGNING_SECRET`, `v0:{timestamp}:{raw body}`).
+/// Each signed request decides at most once (replays answer 409).
+#[utoipa::path(
+    post,
+    path = "/integrations/slack/interactivity",
+    tag = "integrations",
+    params(
+        ("X-Slack-Request-Timestamp" = String, Header, description = "Unix seconds when Slack sent the request; must be within 5 minutes of now"),
+        ("X-Slack-Signature" = String, Header, description = "`v0=` followed by hex HMAC-SHA256 of `v0:{timestamp}:{raw body}` keyed with `SLACK_SIGNING_SECRET`"),
+    ),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`payload=` holding Slack's block_actions JSON"),
+    responses(
+        (status = 200, description = "An ephemeral Slack message telling the clicker what happened", body = Object, content_type = "application/json"),
+        (status = 400, description = "Malformed payload", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, stale or mismatched signature", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Slack interactivity is not configured (`SLACK_SIGNING_SECRET`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The request was already handled (replayed)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
 pub async fn interactivity(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -43,6 +43,10 @@ async fn the_openapi_document_lists_every_path_and_the_bearer_scheme() {
         "/api/v1/runs/{id}/cancel",
         "/healthz",
         "/readyz",
+        "/metrics",
+        "/forms/{name}",
+        "/integrations/slack/interactivity",
+        "/review/{token}",
     ] {
         assert!(
             paths.contains_key(p),
@@ -62,6 +66,36 @@ async fn the_openapi_document_lists_every_path_and_the_bearer_scheme() {
         );
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+
+    // Routes authenticated by signatures (or public): form-urlencoded in,
+    // HTML out, and no bearer requirement.
+    for (p, m) in [
+        ("/forms/{name}", "get"),
+        ("/forms/{name}", "post"),
+        ("/review/{token}", "get"),
+        ("/review/{token}", "post"),
+        ("/integrations/slack/interactivity", "post"),
+    ] {
+        let op = &doc["paths"][p][m];
+        assert!(op.is_object(), "{m} {p} missing");
+        assert!(
+            !op["security"].to_string().contains("bearer"),
+            "{m} {p} asks for a bearer token: {op}"
+        );
+    }
+    for p in ["/forms/{name}", "/integrations/slack/interactivity"] {
+        assert!(
+            doc["paths"][p]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+                .is_object(),
+            "{p} is not form-urlencoded"
+        );
+    }
+    assert!(
+        doc["paths"]["/review/{token}"]["get"]["responses"]["200"]["content"]["text/html"]
+            .is_object()
+    );
+    let slack = doc["paths"]["/integrations/slack/interactivity"]["post"].to_string();
+    assert!(slack.contains("X-Slack-Signature"), "{slack}");
 }
 
 #[tokio::test]

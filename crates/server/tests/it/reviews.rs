@@ -295,6 +295,77 @@ async fn a_rejection_ends_the_run_and_escalation_moves_the_task() {
 }
 
 #[tokio::test]
+async fn a_run_shows_its_current_review_task() {
+    let h = Harness::new().await;
+    let r = h
+        .post(
+            "/api/v1/workflows/slow/runs?wait=0.2",
+            Some(&h.tokens.writer),
+            "{}",
+        )
+        .await;
+    let slow = r.json["run_id"].as_str().unwrap().to_string();
+    let r = h
+        .get(&format!("/api/v1/runs/{slow}"), Some(&h.tokens.reader))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let obj = r.json.as_object().unwrap();
+    assert!(obj.contains_key("review"), "no `review` field: {}", r.text);
+    assert!(obj["review"].is_null(), "{}", r.text);
+
+    let (run_id, id) = waiting(&h).await;
+    let run_path = format!("/api/v1/runs/{run_id}");
+    let r = h.get(&run_path, Some(&h.tokens.reader)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let review = &r.json["review"];
+    assert_eq!(review["id"], id.as_str(), "{}", r.text);
+    assert_eq!(review["queue"], "operations", "{}", r.text);
+    assert_eq!(review["status"], "pending", "{}", r.text);
+    assert!(
+        review["step"].as_str().is_some_and(|s| !s.is_empty()),
+        "{}",
+        r.text
+    );
+    assert!(
+        review.as_object().unwrap().contains_key("deadline_at_ms"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        review["links"]["self"],
+        format!("/api/v1/reviews/{id}").as_str()
+    );
+    assert_eq!(review["links"]["inbox"], format!("/inbox/{id}").as_str());
+
+    let r = h
+        .post(
+            &format!("/api/v1/reviews/{id}/decision"),
+            Some(&h.tokens.reviewer),
+            r#"{"decision":"approve"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_terminal(&h, &run_id).await;
+    let r = h.get(&run_path, Some(&h.tokens.reader)).await;
+    assert_eq!(
+        (
+            r.json["review"]["id"].as_str(),
+            r.json["review"]["status"].as_str()
+        ),
+        (Some(id.as_str()), Some("approved")),
+        "{}",
+        r.text
+    );
+
+    let doc = h.get("/api/openapi.json", None).await;
+    let props = &doc.json["components"]["schemas"]["RunView"];
+    assert!(
+        props.to_string().contains("\"review\""),
+        "RunView schema lacks `review`: {props}"
+    );
+}
+
+#[tokio::test]
 async fn the_openapi_document_lists_the_review_endpoints() {
     let h = Harness::new().await;
     let doc = h.get("/api/openapi.json", None).await;
