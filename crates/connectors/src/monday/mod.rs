@@ -230,39 +230,15 @@ impl CrmStep {
     fn render(&self, vars: &Vars, idem: &str) -> Result<Upsert, Error> {
         let s = &self.spec;
         let perm = |f: &str, e: String| Error::permanent(self.field(f), e);
-        let board = s
-            .board
-            .render(vars)
-            .map_err(|e| perm("board", e))?
-            .trim()
-            .to_string();
-        if board.is_empty() || !board.chars().all(|c| c.is_ascii_digit()) {
-            return Err(perm(
-                "board",
-                format!("the board ID must be a number, got {board:?}"),
-            ));
-        }
-        let key = s
-            .upsert_value
-            .render(vars)
-            .map_err(|e| perm("upsert_by.value", e))?
-            .trim()
-            .to_string();
-        if key.is_empty() {
-            return Err(perm(
-                "upsert_by.value",
-                "the upsert key rendered empty".into(),
-            ));
-        }
-        let name = s
-            .item_name
-            .render(vars)
-            .map_err(|e| perm("item_name", e))?
-            .trim()
-            .to_string();
-        if name.is_empty() {
-            return Err(perm("item_name", "the item name rendered empty".into()));
-        }
+        let board = render_board(&s.board, vars, &perm)?;
+        let key = render_required(
+            &s.upsert_value,
+            vars,
+            "upsert_by.value",
+            "the upsert key",
+            &perm,
+        )?;
+        let name = render_required(&s.item_name, vars, "item_name", "the item name", &perm)?;
         let group = match &s.group {
             Some(g) => Some(g.render(vars).map_err(|e| perm("group", e))?),
             None => None,
@@ -476,4 +452,44 @@ impl Step for CrmStep {
             }
         }
     }
+}
+
+/// Renders the board ID; it must be a number.
+pub(super) fn render_board(
+    t: &Template,
+    vars: &Vars,
+    perm: &dyn Fn(&str, String) -> Error,
+) -> Result<String, Error> {
+    let board = t
+        .render(vars)
+        .map_err(|e| perm("board", e))?
+        .trim()
+        .to_string();
+    if board.is_empty() || !board.chars().all(|c| c.is_ascii_digit()) {
+        return Err(perm(
+            "board",
+            format!("the board ID must be a number, got {board:?}"),
+        ));
+    }
+    Ok(board)
+}
+
+/// Renders a template that must not come out empty (trimmed), naming the
+/// field to fix when it does.
+pub(super) fn render_required(
+    t: &Template,
+    vars: &Vars,
+    field: &str,
+    what: &str,
+    perm: &dyn Fn(&str, String) -> Error,
+) -> Result<String, Error> {
+    let v = t
+        .render(vars)
+        .map_err(|e| perm(field, e))?
+        .trim()
+        .to_string();
+    if v.is_empty() {
+        return Err(perm(field, format!("{what} rendered empty")));
+    }
+    Ok(v)
 }

@@ -162,32 +162,14 @@ impl UpdateStep {
 
     fn render(&self, vars: &Vars) -> Result<Rendered, Error> {
         let perm = |f: &str, e: String| Error::permanent(self.field(f), e);
-        let board = self
-            .spec
-            .board
-            .render(vars)
-            .map_err(|e| perm("board", e))?
-            .trim()
-            .to_string();
-        if board.is_empty() || !board.chars().all(|c| c.is_ascii_digit()) {
-            return Err(perm(
-                "board",
-                format!("the board ID must be a number, got {board:?}"),
-            ));
-        }
-        let value = self
-            .spec
-            .item_value
-            .render(vars)
-            .map_err(|e| perm("update.item_by.value", e))?
-            .trim()
-            .to_string();
-        if value.is_empty() {
-            return Err(perm(
-                "update.item_by.value",
-                "the item's key rendered empty".into(),
-            ));
-        }
+        let board = super::render_board(&self.spec.board, vars, &perm)?;
+        let value = super::render_required(
+            &self.spec.item_value,
+            vars,
+            "update.item_by.value",
+            "the item's key",
+            &perm,
+        )?;
         let body = self
             .spec
             .body
