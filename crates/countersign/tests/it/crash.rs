@@ -3,13 +3,13 @@
 //! run must complete, none may be lost or duplicated, and the receiving
 //! fake must see each effect once per idempotency key.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use test_kit::fake_http::FakeHttp;
 
-use crate::{TempDir, bin, free_port, token, wait_healthy};
+use crate::{Proc, TempDir, bin, free_port, token, wait_healthy};
 
 const RUNS: usize = 300;
 const KILLS: usize = 5;
@@ -35,44 +35,6 @@ steps:
         then: { fail: "unexpected status" }
 "#;
 
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(dir: &TempDir, port: u16, fake_url: &str) -> Server {
-        let child = Command::new(bin())
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database",
-                &format!("sqlite://{}", dir.0.join("cs.db").display()),
-                "--workflows",
-                &dir.0.join("workflows").display().to_string(),
-            ])
-            .env("CRASH_FAKE_URL", fake_url)
-            .env("COUNTERSIGN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn countersign serve");
-        Server { child }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill(); // SIGKILL on Unix
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_run_and_duplicates_no_effect() {
     let fake = FakeHttp::start().await;
@@ -88,7 +50,7 @@ async fn sigkill_loses_no_run_and_duplicates_no_effect() {
         .build()
         .unwrap();
 
-    let mut server = Some(Server::start(&dir, port, &fake.url()));
+    let mut server = Some(Proc::serve(&dir, port, &[("CRASH_FAKE_URL", fake.url())]));
     wait_healthy(&client, &base).await;
 
     // Submit every run, each under its own Idempotency-Key, re-sending
@@ -99,9 +61,9 @@ async fn sigkill_loses_no_run_and_duplicates_no_effect() {
     let mut n = 0;
     while n < RUNS {
         if kills < KILLS && Instant::now() >= next_kill {
-            server.take().expect("server").kill();
+            server.take().expect("server").sigkill();
             kills += 1;
-            server = Some(Server::start(&dir, port, &fake.url()));
+            server = Some(Proc::serve(&dir, port, &[("CRASH_FAKE_URL", fake.url())]));
             wait_healthy(&client, &base).await;
             next_kill = Instant::now() + Duration::from_millis(100 + (n as u64 * 37) % 250);
         }
@@ -125,9 +87,9 @@ async fn sigkill_loses_no_run_and_duplicates_no_effect() {
     // Keep killing while runs are still in flight, at least KILLS times in all.
     while kills < KILLS + 2 {
         tokio::time::sleep(Duration::from_millis(120)).await;
-        server.take().expect("server").kill();
+        server.take().expect("server").sigkill();
         kills += 1;
-        server = Some(Server::start(&dir, port, &fake.url()));
+        server = Some(Proc::serve(&dir, port, &[("CRASH_FAKE_URL", fake.url())]));
         wait_healthy(&client, &base).await;
     }
     assert_eq!(ids.len(), RUNS, "one run per idempotency key");

@@ -6,7 +6,7 @@
 //! the fake Monday board.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use test_kit::fake_gmail::{self, FakeGmail};
 use test_kit::fake_monday::{self, FakeMonday};
 use test_kit::fake_slack::{self, FakeSlack};
 
-use crate::{TempDir, bin, free_port, token, wait_healthy};
+use crate::{Proc, TempDir, bin, free_port, token, wait_healthy};
 
 const RUNS: usize = 100;
 const KILLS: usize = 6;
@@ -98,44 +98,6 @@ impl Fakes {
     }
 }
 
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(dir: &TempDir, port: u16, env: &[(&'static str, String)]) -> Server {
-        let child = Command::new(bin())
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database",
-                &format!("sqlite://{}", dir.0.join("cs.db").display()),
-                "--workflows",
-                &dir.0.join("workflows").display().to_string(),
-            ])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("COUNTERSIGN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn countersign serve");
-        Server { child }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill(); // SIGKILL on Unix
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A pseudo-random number in `lo..hi` from the clock: kill moments differ
 /// from one test run to the next.
 fn jitter(lo: u64, hi: u64) -> u64 {
@@ -187,7 +149,7 @@ async fn sigkill_mid_vendor_call_duplicates_no_message_item_or_email() {
         .build()
         .unwrap();
 
-    let mut server = Some(Server::start(&dir, port, &env));
+    let mut server = Some(Proc::serve(&dir, port, &env));
     wait_healthy(&client, &base).await;
 
     let mut kills = 0;
@@ -196,9 +158,9 @@ async fn sigkill_mid_vendor_call_duplicates_no_message_item_or_email() {
     let mut n = 0;
     while n < RUNS {
         if kills < KILLS && Instant::now() >= next_kill {
-            server.take().expect("server").kill();
+            server.take().expect("server").sigkill();
             kills += 1;
-            server = Some(Server::start(&dir, port, &env));
+            server = Some(Proc::serve(&dir, port, &env));
             wait_healthy(&client, &base).await;
             next_kill = Instant::now() + Duration::from_millis(jitter(60, 250));
         }
@@ -222,9 +184,9 @@ async fn sigkill_mid_vendor_call_duplicates_no_message_item_or_email() {
     // Keep killing while runs are still in flight.
     while kills < KILLS + 3 {
         tokio::time::sleep(Duration::from_millis(jitter(50, 250))).await;
-        server.take().expect("server").kill();
+        server.take().expect("server").sigkill();
         kills += 1;
-        server = Some(Server::start(&dir, port, &env));
+        server = Some(Proc::serve(&dir, port, &env));
         wait_healthy(&client, &base).await;
     }
     assert_eq!(ids.len(), RUNS, "one run per idempotency key");

@@ -89,3 +89,69 @@ pub fn token(dir: &TempDir) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A child `countersign` process, SIGKILLed and reaped on drop.
+pub struct Proc {
+    child: std::process::Child,
+}
+
+impl Proc {
+    /// Starts `countersign ARGS…` with extra environment variables; logs at
+    /// `warn` to this test's stderr. `COUNTERSIGN_DATABASE_URL` is removed
+    /// so every test names its database.
+    pub fn spawn(args: &[&str], env: &[(&str, String)]) -> Proc {
+        let child = std::process::Command::new(bin())
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("COUNTERSIGN_LOG", "warn")
+            .env_remove("COUNTERSIGN_DATABASE_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn countersign");
+        Proc { child }
+    }
+
+    /// `countersign serve` on `port` over the SQLite database and the
+    /// `workflows` folder in `dir`.
+    pub fn serve(dir: &TempDir, port: u16, env: &[(&str, String)]) -> Proc {
+        Proc::spawn(
+            &[
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database",
+                &format!("sqlite://{}", dir.0.join("cs.db").display()),
+                "--workflows",
+                &dir.0.join("workflows").display().to_string(),
+            ],
+            env,
+        )
+    }
+
+    /// SIGKILL (on Unix) and wait for the process to go.
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: asks for a graceful stop.
+    pub fn sigterm(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("poll countersign")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.sigkill();
+    }
+}

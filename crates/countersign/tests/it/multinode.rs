@@ -6,7 +6,7 @@
 //! per idempotency key.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use store_postgres::PgStore;
 use store_postgres::scratch::ScratchDb;
 use test_kit::fake_http::FakeHttp;
 
-use crate::{TempDir, bin, free_port, wait_healthy};
+use crate::{Proc, TempDir, bin, free_port, wait_healthy};
 
 const RUNS: usize = 1_000;
 
@@ -40,46 +40,6 @@ steps:
       - when: call.status != 200
         then: { fail: "unexpected status" }
 "#;
-
-/// A child `countersign` process, killed on drop.
-struct Node {
-    child: Child,
-}
-
-impl Node {
-    fn start(args: &[&str], fake_url: &str) -> Node {
-        let child = Command::new(bin())
-            .args(args)
-            .env("MN_FAKE_URL", fake_url)
-            .env("COUNTERSIGN_LOG", "warn")
-            .env_remove("COUNTERSIGN_DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn countersign");
-        Node { child }
-    }
-
-    fn sigkill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL on Unix
-        let _ = self.child.wait();
-    }
-
-    fn sigterm(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn count(store: &PgStore, status: RunStatus) -> usize {
     let mut n = 0;
@@ -139,7 +99,7 @@ async fn three_workers_and_an_api_node_share_one_database() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let listen = format!("127.0.0.1:{port}");
-    let _api = Node::start(
+    let _api = Proc::spawn(
         &[
             "serve",
             "--no-workers",
@@ -150,10 +110,10 @@ async fn three_workers_and_an_api_node_share_one_database() {
             "--workflows",
             &wf_dir,
         ],
-        &fake.url(),
+        &[("MN_FAKE_URL", fake.url())],
     );
     let worker = || {
-        Node::start(
+        Proc::spawn(
             &[
                 "worker",
                 "--database",
@@ -163,7 +123,7 @@ async fn three_workers_and_an_api_node_share_one_database() {
                 "--lease",
                 "3s",
             ],
-            &fake.url(),
+            &[("MN_FAKE_URL", fake.url())],
         )
     };
     let mut workers = vec![worker(), worker(), worker()];
@@ -219,7 +179,7 @@ async fn three_workers_and_an_api_node_share_one_database() {
     workers[2].sigterm();
     let stop_deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = workers[2].child.try_wait().unwrap() {
+        if let Some(s) = workers[2].try_wait() {
             break s;
         }
         assert!(
