@@ -167,16 +167,19 @@ impl Engine {
         });
         let now = now_ms();
         let id = uuid::Uuid::now_v7().to_string();
+        // The input is serialised once: the run row and `run.received`
+        // share the text (spliced, not re-encoded through a value tree).
+        let input_text = input.to_string();
+        let received = format!(
+            r#"{{"idempotency_key":{},"input":{input_text},"version":{},"workflow":{}}}"#,
+            json!(idempotency_key),
+            wf.version,
+            json!(wf.def.name),
+        );
         let mut events = vec![NewEvent {
             kind: kind::RUN_RECEIVED.into(),
             actor: actor.to_string(),
-            data: json!({
-                "workflow": wf.def.name,
-                "version": wf.version,
-                "input": input,
-                "idempotency_key": idempotency_key,
-            })
-            .to_string(),
+            data: received,
             at_ms: now,
         }];
         if !changed.is_empty() {
@@ -198,7 +201,6 @@ impl Engine {
             node: self.inner.node.clone(),
             until_ms: now + self.inner.config.lease_ms,
         });
-        let input_text = input.to_string();
         let created = self
             .inner
             .store
