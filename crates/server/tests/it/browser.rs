@@ -286,6 +286,24 @@ impl Driver {
         }
     }
 
+    /// Polls the page source until it contains `needle`, for at most 20 s.
+    /// Use it after a form posts back to the same path, where the URL
+    /// alone cannot tell the old page from the new one.
+    async fn wait_text(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = self.source().await;
+            if page.contains(needle) {
+                return page;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the page never showed {needle:?}: {page}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// On a phone-sized window nothing reaches past the right edge (no
     /// sideways scrolling); the window is restored afterwards.
     async fn assert_fits_a_phone(&self, what: &str) {
@@ -469,12 +487,10 @@ async fn a_reviewer_edits_and_approves_in_headless_chromium() {
     }
 
     driver.click("#approve button[type=submit]").await;
+    // The decision posts back to this same path, so wait for its result
+    // rather than for the URL (which already matches before the post).
+    driver.wait_text("Approved by user:ann@example.com").await;
     driver.wait_path(&format!("/inbox/{}", review.id)).await;
-    let after = driver.source().await;
-    assert!(
-        after.contains("Approved by user:ann@example.com"),
-        "{after}"
-    );
     driver.quit().await;
 
     // The run continued with the edited value.
