@@ -5,14 +5,18 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use engine::SubmitError;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::AppState;
+use crate::web::ui;
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content and attribute values (the email
+/// link pages still build their HTML by hand; everything else renders
+/// templates).
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -28,16 +32,34 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1b1b1b}\
-label{display:block;font-weight:600;margin-top:1rem}input,textarea,select{width:100%;padding:.5rem;font:inherit;box-sizing:border-box;border:1px solid #888;border-radius:4px}\
-textarea{min-height:8rem}.err{color:#a00;font-weight:400}.req{color:#a00}button{margin-top:1.5rem;padding:.6rem 1.4rem;font:inherit;background:#1d4ed8;color:#fff;border:0;border-radius:4px}\
-.box{border:1px solid #ccc;border-radius:6px;padding:1rem;margin-top:1rem}code{background:#f3f3f3;padding:0 .3rem}";
+/// One control of the form, as the template draws it.
+#[derive(Debug, Serialize)]
+struct FormField {
+    id: String,
+    label: String,
+    required: bool,
+    /// `select`, `checkbox`, `number`, `textarea` or `input`.
+    kind: &'static str,
+    input_type: &'static str,
+    value: String,
+    options: Vec<String>,
+    maxlength: Option<u64>,
+    step_any: bool,
+    errors: Vec<String>,
+}
 
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title><style>{STYLE}</style></head><body><h1>{t}</h1>{body}</body></html>",
-        t = escape(title)
-    )
+#[derive(Debug, Default, Serialize)]
+struct FormPage {
+    me: Option<()>,
+    nav: &'static str,
+    title: String,
+    name: String,
+    fields: Vec<FormField>,
+    other_errors: Vec<String>,
+    has_errors: bool,
+    reference: Option<String>,
+    missing: bool,
+    failed: bool,
 }
 
 struct Field<'a> {
@@ -67,118 +89,91 @@ fn fields(schema: &Value) -> Vec<Field<'_>> {
 }
 
 fn render_form(
+    status: StatusCode,
     name: &str,
     title: &str,
     schema: &Value,
     values: &Map<String, Value>,
     errors: &[(String, String)],
-) -> String {
-    let mut body = String::new();
-    if !errors.is_empty() {
-        body.push_str(
-            "<p class=\"err\" role=\"alert\">Please correct the fields marked below.</p>",
-        );
-    }
-    body.push_str(&format!(
-        "<form method=\"post\" action=\"/forms/{}\">",
-        escape(name)
-    ));
-    for f in fields(schema) {
-        let id = escape(f.name);
-        let label = f.schema["title"].as_str().unwrap_or(f.name);
-        let value = match values.get(f.name) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => String::new(),
-            Some(v) => v.to_string(),
-        };
-        body.push_str(&format!(
-            "<label for=\"{id}\">{}{}</label>",
-            escape(label),
-            if f.required {
-                " <span class=\"req\" aria-hidden=\"true\">*</span>"
-            } else {
-                ""
+) -> Response {
+    let all = fields(schema);
+    let field_of = |ptr: &str| ptr.trim_start_matches('/').to_string();
+    let controls = all
+        .iter()
+        .map(|f| {
+            let value = match values.get(f.name) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(v) => v.to_string(),
+            };
+            let max = f.schema["maxLength"].as_u64();
+            let options: Vec<String> = f.schema["enum"]
+                .as_array()
+                .map(|os| {
+                    os.iter()
+                        .map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let kind = match f.schema["type"].as_str() {
+                _ if f.schema["enum"].is_array() => "select",
+                Some("boolean") => "checkbox",
+                Some("integer" | "number") => "number",
+                _ if max.is_none_or(|m| m > 500) => "textarea",
+                _ => "input",
+            };
+            FormField {
+                id: f.name.to_string(),
+                label: f.schema["title"].as_str().unwrap_or(f.name).to_string(),
+                required: f.required,
+                kind,
+                input_type: if f.schema["format"] == "email" {
+                    "email"
+                } else {
+                    "text"
+                },
+                value,
+                options,
+                maxlength: max,
+                step_any: f.schema["type"] == "number",
+                errors: errors
+                    .iter()
+                    .filter(|(p, _)| field_of(p) == f.name)
+                    .map(|(_, m)| m.clone())
+                    .collect(),
             }
-        ));
-        let req = if f.required { " required" } else { "" };
-        let max = f.schema["maxLength"].as_u64();
-        let maxattr = max
-            .map(|m| format!(" maxlength=\"{m}\""))
-            .unwrap_or_default();
-        if let Some(options) = f.schema["enum"].as_array() {
-            body.push_str(&format!(
-                "<select id=\"{id}\" name=\"{id}\"{req}><option value=\"\"></option>"
-            ));
-            for o in options {
-                let o = o.as_str().map_or_else(|| o.to_string(), str::to_string);
-                let sel = if o == value { " selected" } else { "" };
-                body.push_str(&format!("<option{sel}>{}</option>", escape(&o)));
-            }
-            body.push_str("</select>");
-        } else {
-            match f.schema["type"].as_str() {
-                Some("boolean") => body.push_str(&format!(
-                    "<input type=\"checkbox\" id=\"{id}\" name=\"{id}\" value=\"true\"{}>",
-                    if value == "true" { " checked" } else { "" }
-                )),
-                Some("integer" | "number") => body.push_str(&format!(
-                    "<input type=\"number\" id=\"{id}\" name=\"{id}\" value=\"{}\"{req}{}>",
-                    escape(&value),
-                    if f.schema["type"] == "number" {
-                        " step=\"any\""
-                    } else {
-                        ""
-                    }
-                )),
-                _ if max.is_none_or(|m| m > 500) => body.push_str(&format!(
-                    "<textarea id=\"{id}\" name=\"{id}\"{req}{maxattr}>{}</textarea>",
-                    escape(&value)
-                )),
-                _ => body.push_str(&format!(
-                    "<input type=\"{}\" id=\"{id}\" name=\"{id}\" value=\"{}\"{req}{maxattr}>",
-                    if f.schema["format"] == "email" {
-                        "email"
-                    } else {
-                        "text"
-                    },
-                    escape(&value)
-                )),
-            }
-        }
-        for (ptr, msg) in errors {
-            if ptr.trim_start_matches('/') == f.name {
-                body.push_str(&format!("<div class=\"err\">{}</div>", escape(msg)));
-            }
-        }
-    }
-    for (ptr, msg) in errors {
-        if !fields(schema)
-            .iter()
-            .any(|f| ptr.trim_start_matches('/') == f.name)
-        {
-            body.push_str(&format!(
-                "<div class=\"err\">{}: {}</div>",
-                escape(ptr),
-                escape(msg)
-            ));
-        }
-    }
-    body.push_str("<button type=\"submit\">Send</button></form>");
-    page(title, &body)
+        })
+        .collect();
+    let other_errors = errors
+        .iter()
+        .filter(|(p, _)| !all.iter().any(|f| field_of(p) == f.name))
+        .map(|(p, m)| format!("{p}: {m}"))
+        .collect();
+    ui::render(
+        status,
+        "form.html",
+        FormPage {
+            title: title.to_string(),
+            name: name.to_string(),
+            fields: controls,
+            other_errors,
+            has_errors: !errors.is_empty(),
+            ..FormPage::default()
+        },
+    )
 }
 
 fn not_found(name: &str) -> Response {
-    (
+    ui::render(
         StatusCode::NOT_FOUND,
-        Html(page(
-            "Not found",
-            &format!(
-                "<p>There is no form called <code>{}</code>.</p>",
-                escape(name)
-            ),
-        )),
+        "form.html",
+        FormPage {
+            title: "Not found".into(),
+            name: name.to_string(),
+            missing: true,
+            ..FormPage::default()
+        },
     )
-        .into_response()
 }
 
 /// `GET /forms/{name}`: the HTML form of a workflow with a form trigger.
@@ -200,14 +195,14 @@ pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Re
     let Some(form) = &wf.def.trigger.form else {
         return not_found(&name);
     };
-    Html(render_form(
+    render_form(
+        StatusCode::OK,
         &name,
         &form.title,
         &wf.def.input.schema,
         &Map::new(),
         &[],
-    ))
-    .into_response()
+    )
 }
 
 /// Converts submitted text fields to JSON by the schema's declared types.
@@ -268,34 +263,33 @@ pub async fn submit(
     let pairs: Vec<(String, String)> = url_decode_pairs(&body);
     let values = to_json(&wf.def.input.schema, pairs);
     match state.engine.submit(&name, Value::Object(values.clone()), None, "form").await {
-        Ok(s) => (
+        Ok(s) => ui::render(
             StatusCode::ACCEPTED,
-            [(header::CACHE_CONTROL, "no-store")],
-            Html(page(
-                &form.title,
-                &format!(
-                    "<div class=\"box\" role=\"status\"><p>Thank you — your request was received.</p><p>Reference: <code>{}</code></p></div>",
-                    escape(&s.run_id)
-                ),
-            )),
-        )
-            .into_response(),
+            "form.html",
+            FormPage {
+                title: form.title.clone(),
+                name: name.clone(),
+                reference: Some(s.run_id),
+                ..FormPage::default()
+            },
+        ),
         Err(SubmitError::InvalidInput(errors)) => {
             let errors: Vec<(String, String)> = errors.into_iter().map(|e| (e.pointer, e.message)).collect();
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Html(render_form(&name, &form.title, &wf.def.input.schema, &values, &errors)),
-            )
-                .into_response()
+            render_form(StatusCode::UNPROCESSABLE_ENTITY, &name, &form.title, &wf.def.input.schema, &values, &errors)
         }
         Err(SubmitError::UnknownWorkflow(_)) => not_found(&name),
         Err(e) => {
             tracing::error!(error = %e, workflow = %name, "form submission failed");
-            (
+            ui::render(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Html(page("Something went wrong", "<p>Your request could not be saved. Please try again in a moment.</p>")),
+                "form.html",
+                FormPage {
+                    title: "Something went wrong".into(),
+                    name: name.clone(),
+                    failed: true,
+                    ..FormPage::default()
+                },
             )
-                .into_response()
         }
     }
 }
@@ -340,7 +334,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_forms_and_escapes_html() {
+    fn decodes_forms() {
         assert_eq!(
             url_decode_pairs(b"name=Ada+L&msg=a%26b%3D%3Cx%3E&bad=%zz"),
             [
@@ -348,10 +342,6 @@ mod tests {
                 ("msg".into(), "a&b=<x>".into()),
                 ("bad".into(), "%zz".into())
             ]
-        );
-        assert_eq!(
-            escape("<script>\"x\"&'"),
-            "&lt;script&gt;&quot;x&quot;&amp;&#39;"
         );
     }
 }

@@ -9,12 +9,12 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::inbox::{age, when};
+use super::message;
 use super::session::WebUser;
-use super::{escape, html, message, page};
+use super::ui::{self, Me, span};
 use crate::AppState;
 
 /// Entries on one page, at most.
@@ -38,24 +38,42 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-/// `name: value` lines of an object, as a definition list.
-fn pairs(v: &Value) -> String {
+/// `name: value` pairs of an object (a non-object is one unnamed pair).
+fn pairs(v: &Value) -> Vec<(String, String)> {
     let Some(m) = v.as_object() else {
-        return format!("<pre>{}</pre>", escape(&text_of(v)));
+        return vec![(String::new(), text_of(v))];
     };
-    let mut s = String::from("<dl class=\"kv\">");
-    for (k, v) in m {
-        if v.is_null() {
-            continue;
-        }
-        let text = match v {
-            Value::Object(_) => serde_json::to_string_pretty(v).unwrap_or_default(),
-            _ => text_of(v),
-        };
-        s.push_str(&format!("<dt>{}</dt><dd>{}</dd>", escape(k), escape(&text)));
-    }
-    s.push_str("</dl>");
-    s
+    m.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let text = match v {
+                Value::Object(_) => serde_json::to_string_pretty(v).unwrap_or_default(),
+                _ => text_of(v),
+            };
+            (k.clone(), text)
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Entry {
+    connector: String,
+    action: String,
+    to: Vec<(String, String)>,
+    payload: Vec<(String, String)>,
+    run_id: String,
+    step: String,
+    at_ms: i64,
+    age: String,
+}
+
+#[derive(Serialize)]
+struct OutboxPage {
+    me: Option<Me>,
+    nav: &'static str,
+    title: &'static str,
+    entries: Vec<Entry>,
+    older: Option<i64>,
 }
 
 /// `GET /outbox`: recent outbox entries, newest first.
@@ -82,55 +100,35 @@ pub(crate) async fn list(
         }
     };
     let now = engine::now_ms();
-    let mut rows = String::new();
-    for e in &events {
-        let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
-        rows.push_str(&format!(
-            "<tr class=\"outbox-entry\"><td data-label=\"Status\"><span class=\"badge p-high\">not sent</span></td>\
-             <td data-label=\"Connector\"><strong>{connector}</strong><br><span class=\"muted\">{action}</span></td>\
-             <td data-label=\"To\">{to}</td><td data-label=\"Would have sent\">{payload}</td>\
-             <td data-label=\"Run\"><a href=\"/api/v1/runs/{run_q}\">{run}</a><br><span class=\"muted\">step {step}</span></td>\
-             <td data-label=\"When\" title=\"{at}\">{age} ago</td></tr>",
-            connector = escape(&text_of(&data["connector"])),
-            action = escape(&text_of(&data["action"])),
-            to = pairs(&data["to"]),
-            payload = pairs(&data["payload"]),
-            run_q = escape(&urlencoding(&e.run_id)),
-            run = escape(&e.run_id),
-            step = escape(&text_of(&data["step"])),
-            at = escape(&when(e.at_ms)),
-            age = escape(&age(now, e.at_ms)),
-        ));
-    }
-    let table = if events.is_empty() {
-        "<p class=\"muted\">The outbox is empty: no effect was recorded instead of being sent.</p>"
-            .to_string()
-    } else {
-        format!(
-            "<table class=\"stack\"><thead><tr><th>Status</th><th>Connector</th><th>To</th><th>What would have been sent</th><th>Run</th><th>When</th></tr></thead><tbody>{rows}</tbody></table>"
-        )
+    let older = match events.last() {
+        Some(last) if events.len() == OUTBOX_LIMIT => Some(last.at_ms),
+        _ => None,
     };
-    let more = match events.last() {
-        Some(last) if events.len() == OUTBOX_LIMIT => format!(
-            "<p><a href=\"/outbox?before={}\">Older entries</a></p>",
-            last.at_ms
-        ),
-        _ => String::new(),
-    };
-    let body = format!(
-        "<h1>Outbox</h1><p class=\"banner\"><strong>Not sent.</strong> These effects were recorded locally because their connector has no credentials (a demo or a dry run). Nothing here reached anyone.</p>{table}{more}"
-    );
-    html(StatusCode::OK, page("Outbox", user.header(), &body))
-}
-
-/// Percent-encodes a path segment (run ids are UUIDs, but stay safe).
-fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
+    let entries = events
+        .iter()
+        .map(|e| {
+            let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+            Entry {
+                connector: text_of(&data["connector"]),
+                action: text_of(&data["action"]),
+                to: pairs(&data["to"]),
+                payload: pairs(&data["payload"]),
+                run_id: e.run_id.clone(),
+                step: text_of(&data["step"]),
+                at_ms: e.at_ms,
+                age: span(now - e.at_ms),
             }
-            _ => format!("%{b:02X}"),
         })
-        .collect()
+        .collect();
+    ui::render(
+        StatusCode::OK,
+        "outbox.html",
+        OutboxPage {
+            me: user.header(),
+            nav: "outbox",
+            title: "Outbox",
+            entries,
+            older,
+        },
+    )
 }

@@ -12,11 +12,12 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use store::{Session, User};
 use subtle::ConstantTimeEq;
 
-use super::{escape, html, page, see_other};
+use super::see_other;
+use super::ui::{self, Me};
 use crate::AppState;
 use crate::auth::{hash_token, new_token_secret};
 use crate::forms::url_decode_pairs;
@@ -203,9 +204,13 @@ pub(crate) struct WebUser {
 }
 
 impl WebUser {
-    /// `(email, csrf)` for the page header.
-    pub fn header(&self) -> Option<(&str, &str)> {
-        Some((&self.user.email, &self.session.csrf))
+    /// Who is signed in, for the page header.
+    pub fn header(&self) -> Option<Me> {
+        Some(Me {
+            email: self.user.email.clone(),
+            csrf: self.session.csrf.clone(),
+            role: self.user.role.as_str(),
+        })
     }
 
     /// Checks a POSTed form: same origin and the session's CSRF token.
@@ -275,24 +280,15 @@ pub(crate) struct LoginQuery {
     next: Option<String>,
 }
 
-fn login_page(next: &str, email: &str, nonce: &str, error: Option<&str>) -> String {
-    let err = error
-        .map(|e| format!("<p class=\"banner err\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    page(
-        "Sign in",
-        None,
-        &format!(
-            "<div class=\"login\"><h1>Sign in</h1>{err}<form method=\"post\" action=\"/login\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{nonce}\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
-             <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus value=\"{email}\">\
-             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <p><button type=\"submit\">Sign in</button></p></form></div>",
-            nonce = escape(nonce),
-            next = escape(next),
-            email = escape(email),
-        ),
-    )
+#[derive(Serialize)]
+struct LoginPage<'a> {
+    me: Option<Me>,
+    nav: &'static str,
+    title: &'static str,
+    next: &'a str,
+    email: &'a str,
+    nonce: &'a str,
+    error: Option<&'a str>,
 }
 
 /// A fresh sign-in form with its double-submit cookie.
@@ -305,7 +301,19 @@ fn fresh_login(
     error: Option<&str>,
 ) -> Response {
     let nonce = hex::encode(rand::random::<[u8; 16]>());
-    let mut res = html(status, login_page(next, email, &nonce, error));
+    let mut res = ui::render(
+        status,
+        "login.html",
+        LoginPage {
+            me: None,
+            nav: "",
+            title: "Sign in",
+            next,
+            email,
+            nonce: &nonce,
+            error,
+        },
+    );
     res.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(LOGIN_COOKIE, &nonce, 3600, secure(state, headers)),

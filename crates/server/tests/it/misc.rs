@@ -362,7 +362,7 @@ async fn the_form_trigger_renders_the_schema_and_submits_typed_input() {
     let page = h.get("/forms/contact", None).await;
     assert_eq!(page.status, StatusCode::OK);
     for needle in [
-        "<title>Contact us</title>",
+        "<title>Contact us · Countersign</title>",
         "type=\"email\" id=\"email\"",
         "type=\"number\" id=\"seats\"",
         "<textarea id=\"message\"",
@@ -389,7 +389,7 @@ async fn the_form_trigger_renders_the_schema_and_submits_typed_input() {
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
     assert!(
-        bad.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        bad.text.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
         "{}",
         bad.text
     );
