@@ -62,7 +62,11 @@ pub(crate) fn render<S: Serialize>(status: StatusCode, name: &str, ctx: S) -> Re
     {
         Ok(body) => html(status, body),
         Err(e) => {
-            tracing::error!(template = name, error = format!("{e:#}"), "a page failed to render");
+            tracing::error!(
+                template = name,
+                error = format!("{e:#}"),
+                "a page failed to render"
+            );
             html(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "<!doctype html><title>Error</title><p>This page could not be shown. The error was logged.</p>"
