@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("task.html", include_str!("../../templates/task.html")),
     ("after.html", include_str!("../../templates/after.html")),
     ("form.html", include_str!("../../templates/form.html")),
+    ("bulk.html", include_str!("../../templates/bulk.html")),
 ];
 
 pub(crate) const STYLESHEET: &str = include_str!("../../assets/app.css");

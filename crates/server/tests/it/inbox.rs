@@ -660,3 +660,105 @@ async fn reject_needs_a_reason_and_escalation_only_known_queues() {
     assert_eq!(review.queue, "managers");
     assert_eq!(review.status, ReviewStatus::Pending);
 }
+
+#[tokio::test]
+async fn bulk_approval_confirms_first_and_skips_what_it_may_not_approve() {
+    let h = Harness::new().await;
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    add_user(&h, "view@example.com", UserRole::Viewer, &[]).await;
+    let a = task_with(&h, "First request", "medium").await;
+    let b = task_with(&h, "Second request", "high").await;
+    let gone = task_with(&h, "Already handled", "high").await;
+    let api = h
+        .post(
+            &format!("/api/v1/reviews/{gone}/decision"),
+            Some(&h.tokens.reviewer),
+            r#"{"decision":"reject","reason":"duplicate"}"#,
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    let ops = sign_in(&h, "ops@example.com").await;
+    let inbox = h.send(get("/inbox", &ops.cookie)).await;
+    assert!(
+        inbox.text.contains("action=\"/inbox/bulk\""),
+        "{}",
+        inbox.text
+    );
+
+    let picked = format!("csrf={}&task={a}&task={b}&task={gone}", ops.csrf);
+    let confirm = h.send(form("/inbox/bulk", &ops.cookie, &picked)).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.text);
+    assert!(
+        confirm.text.contains("Approve 2 tasks as drafted?"),
+        "{}",
+        confirm.text
+    );
+    assert!(
+        confirm.text.contains("already rejected"),
+        "{}",
+        confirm.text
+    );
+    assert_eq!(
+        h.store.review(&a).await.unwrap().unwrap().status,
+        ReviewStatus::Pending,
+        "nothing decided before the confirmation"
+    );
+
+    let done = h
+        .send(form(
+            "/inbox/bulk",
+            &ops.cookie,
+            &format!("{picked}&confirm=1"),
+        ))
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let to = location(&done);
+    assert!(to.contains("approved=2&skipped=1"), "{to}");
+    for id in [&a, &b] {
+        let r = h.store.review(id).await.unwrap().unwrap();
+        assert_eq!(r.status, ReviewStatus::Approved, "{r:?}");
+        assert_eq!(r.decided_by.as_deref(), Some("user:ops@example.com"));
+        assert!(
+            r.acts[0]
+                .comment
+                .as_deref()
+                .is_some_and(|c| c.starts_with("Bulk approval")),
+            "recorded as bulk: {:?}",
+            r.acts
+        );
+    }
+    let page = h.send(get(&to, &ops.cookie)).await;
+    assert!(
+        page.text
+            .contains("Approved 2 tasks as drafted; 1 not approved"),
+        "{}",
+        page.text
+    );
+
+    // A viewer gets no bulk form, and a bulk POST decides nothing.
+    let viewer = sign_in(&h, "view@example.com").await;
+    let c = task_with(&h, "Third request", "medium").await;
+    let inbox = h.send(get("/inbox", &viewer.cookie)).await;
+    assert!(
+        !inbox.text.contains("action=\"/inbox/bulk\""),
+        "{}",
+        inbox.text
+    );
+    let r = h
+        .send(form(
+            "/inbox/bulk",
+            &viewer.cookie,
+            &format!("csrf={}&task={c}&confirm=1", viewer.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        location(&r).contains("approved=0&skipped=1"),
+        "{}",
+        location(&r)
+    );
+    assert_eq!(
+        h.store.review(&c).await.unwrap().unwrap().status,
+        ReviewStatus::Pending
+    );
+}
