@@ -309,6 +309,23 @@ impl Driver {
         .await;
     }
 
+    /// Runs axe-core (from npm, never committed) on the page and fails on
+    /// any violation. `axe` is the library's source.
+    async fn assert_accessible(&self, axe: &str, what: &str) {
+        self.exec(axe).await;
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/execute/async",
+                json!({ "script": "const done = arguments[arguments.length - 1]; \
+                    axe.run(document, { resultTypes: ['violations'] }) \
+                      .then(r => done(r.violations.map(v => v.id + ': ' + v.help + ' @ ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')))) \
+                      .catch(e => done(['axe failed: ' + e]));", "args": [] }),
+            )
+            .await;
+        assert_eq!(v, json!([]), "accessibility violations on {what}");
+    }
+
     async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.call(
@@ -439,6 +456,30 @@ async fn pending_review(store: &Arc<dyn Store>, run_id: &str) -> store::Review {
             "no review task for {run_id}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// axe-core's source: `COUNTERSIGN_AXE`, else where `.ci/run` installs it
+/// (`target/axe`). Required under `CI=true`.
+fn axe_source() -> Option<String> {
+    let path = std::env::var_os("COUNTERSIGN_AXE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/axe/node_modules/axe-core/axe.min.js")
+        });
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true needs axe-core at {}: {e}", path.display())
+        }
+        Err(e) => {
+            skipped(&format!(
+                "the accessibility check (no axe-core at {}: {e})",
+                path.display()
+            ));
+            None
+        }
     }
 }
 
@@ -591,6 +632,16 @@ async fn a_reviewer_works_the_desk_by_keyboard_in_headless_chromium() {
         "inbox order: {inbox}"
     );
     driver.assert_fits_a_phone("the inbox").await;
+    let axe = axe_source();
+    if let Some(axe) = &axe {
+        for (w, h) in [(1366, 768), (390, 844)] {
+            driver.viewport(w, h).await;
+            driver
+                .assert_accessible(axe, &format!("the inbox at {w}x{h}"))
+                .await;
+        }
+        driver.goto(&format!("{base}/inbox")).await;
+    }
 
     // Keyboard only: j focuses the first task (our script), Enter opens it.
     driver.keys(&["j"]).await;
@@ -634,7 +685,17 @@ async fn a_reviewer_works_the_desk_by_keyboard_in_headless_chromium() {
     );
     save(&driver.screenshot().await, "review-task-phone.png");
     driver.assert_fits_a_phone("the task page").await;
+    if let Some(axe) = &axe {
+        driver
+            .assert_accessible(axe, "the task page at 390x844")
+            .await;
+    }
     driver.viewport(1366, 768).await;
+    if let Some(axe) = &axe {
+        driver
+            .assert_accessible(axe, "the task page at 1366x768")
+            .await;
+    }
 
     // Keys typed inside a field decide nothing.
     let field = driver.find("[name='f.summary']").await;
