@@ -449,6 +449,15 @@ async fn the_outbox_lists_recorded_effects_as_not_sent_escaped_for_signed_in_peo
         !page.text.contains("only suggested"),
         "other kinds are not listed"
     );
+
+    // A reviewer holds some queues only: the outbox (every queue) is closed.
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    let ops = sign_in(&h, "ops@example.com").await;
+    let page = h.send(get("/outbox", &ops.cookie)).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+    assert!(!page.text.contains("zoe@example.org"));
+    let inbox = h.send(get("/inbox", &ops.cookie)).await;
+    assert!(!inbox.text.contains("href=\"/outbox\""), "{}", inbox.text);
 }
 
 /// Submits a `reviewed` run with `priority`; returns its review task id.
