@@ -728,7 +728,7 @@ pub(crate) async fn decide(
     let verb = decision.name();
     match state
         .engine
-        .decide_review(&id, decision, &user.user.actor())
+        .decide_review(&id, decision, &crate::identity::for_user(&user.user))
         .await
     {
         Ok(_) => {
@@ -759,6 +759,13 @@ pub(crate) async fn decide(
                     form.errors.insert(
                         "queue".into(),
                         "Name a queue other than the task's own.".into(),
+                    );
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                ReviewError::Refused(DecisionError::UnknownQueue(q)) => {
+                    form.errors.insert(
+                        "queue".into(),
+                        format!("There is no queue `{q}`: no workflow or user names it."),
                     );
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
