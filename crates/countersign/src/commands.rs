@@ -634,10 +634,23 @@ pub async fn token_list(db: &DbArgs) -> Result<(), Failure> {
         code: 1,
         message: e.to_string(),
     })?;
-    println!("{:<38} {:<24} {:<32} status", "id", "name", "scopes");
+    let users = store.list_users().await.map_err(|e| Failure {
+        code: 1,
+        message: e.to_string(),
+    })?;
+    println!(
+        "{:<38} {:<24} {:<32} {:<8} user",
+        "id", "name", "scopes", "status"
+    );
     for t in tokens {
+        let user = t.user_id.as_ref().map(|id| {
+            users
+                .iter()
+                .find(|u| &u.id == id)
+                .map_or(id.as_str(), |u| u.email.as_str())
+        });
         println!(
-            "{:<38} {:<24} {:<32} {}",
+            "{:<38} {:<24} {:<32} {:<8} {}",
             t.id,
             t.name,
             t.scopes.join(","),
@@ -645,7 +658,8 @@ pub async fn token_list(db: &DbArgs) -> Result<(), Failure> {
                 "revoked"
             } else {
                 "active"
-            }
+            },
+            user.unwrap_or("-")
         );
     }
     Ok(())
