@@ -574,7 +574,7 @@ impl ReviewNotifier {
             format!(
                 "{}/review/{}",
                 self.settings.public_url,
-                secret.sign(&r.id, a, expires, &actor)
+                secret.sign(&r.id, a, expires, &actor, &r.queue)
             )
         };
         let (approve, reject, open) = (

@@ -143,6 +143,7 @@ pub async fn run(
             scopes: vec!["runs:write".into()],
             created_at_ms: engine::now_ms(),
             revoked_at_ms: None,
+            user_id: None,
         })
         .await
         .map_err(fail)?;

@@ -292,6 +292,7 @@ pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
             scopes: vec!["admin".into()],
             created_at_ms: engine::now_ms(),
             revoked_at_ms: None,
+            user_id: None,
         })
         .await
         .map_err(|e| Failure {
@@ -552,7 +553,12 @@ pub async fn migrate(db: &DbArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn token_create(db: &DbArgs, name: &str, scopes: &str) -> Result<(), Failure> {
+pub async fn token_create(
+    db: &DbArgs,
+    name: &str,
+    scopes: &str,
+    user: Option<&str>,
+) -> Result<(), Failure> {
     let scopes: Vec<String> = scopes
         .split(',')
         .map(|s| s.trim().to_string())
@@ -572,6 +578,24 @@ pub async fn token_create(db: &DbArgs, name: &str, scopes: &str) -> Result<(), F
         return Err(Failure::usage("--scopes: give at least one scope"));
     }
     let store = open_store(db, Role::Admin).await?;
+    let failed = |e: store::Error| Failure {
+        code: 1,
+        message: e.to_string(),
+    };
+    let user = match user.map(str::trim) {
+        None => None,
+        Some(email) => Some(
+            store
+                .user_by_email(email)
+                .await
+                .map_err(failed)?
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "--user: no user {email:?} (create one with `countersign user create`)"
+                    ))
+                })?,
+        ),
+    };
     let secret = server::new_token_secret();
     let id = uuid::Uuid::now_v7().to_string();
     store
@@ -580,6 +604,7 @@ pub async fn token_create(db: &DbArgs, name: &str, scopes: &str) -> Result<(), F
             name: name.to_string(),
             hash: server::hash_token(&secret),
             scopes: scopes.clone(),
+            user_id: user.as_ref().map(|u| u.id.clone()),
             created_at_ms: engine::now_ms(),
             revoked_at_ms: None,
         })
@@ -594,8 +619,10 @@ pub async fn token_create(db: &DbArgs, name: &str, scopes: &str) -> Result<(), F
             },
         })?;
     eprintln!(
-        "token {name} ({id}) with scopes {} — the secret is shown only now:",
-        scopes.join(",")
+        "token {name} ({id}) with scopes {}{} — the secret is shown only now:",
+        scopes.join(","),
+        user.map(|u| format!(", acting for {}", u.email))
+            .unwrap_or_default()
     );
     println!("{secret}");
     Ok(())
@@ -607,10 +634,23 @@ pub async fn token_list(db: &DbArgs) -> Result<(), Failure> {
         code: 1,
         message: e.to_string(),
     })?;
-    println!("{:<38} {:<24} {:<32} status", "id", "name", "scopes");
+    let users = store.list_users().await.map_err(|e| Failure {
+        code: 1,
+        message: e.to_string(),
+    })?;
+    println!(
+        "{:<38} {:<24} {:<32} {:<8} user",
+        "id", "name", "scopes", "status"
+    );
     for t in tokens {
+        let user = t.user_id.as_ref().map(|id| {
+            users
+                .iter()
+                .find(|u| &u.id == id)
+                .map_or(id.as_str(), |u| u.email.as_str())
+        });
         println!(
-            "{:<38} {:<24} {:<32} {}",
+            "{:<38} {:<24} {:<32} {:<8} {}",
             t.id,
             t.name,
             t.scopes.join(","),
@@ -618,7 +658,8 @@ pub async fn token_list(db: &DbArgs) -> Result<(), Failure> {
                 "revoked"
             } else {
                 "active"
-            }
+            },
+            user.unwrap_or("-")
         );
     }
     Ok(())

@@ -167,6 +167,12 @@ enum TokenCommand {
         /// `queue:NAME` restricts review access to that queue.
         #[arg(long, default_value = "runs:write")]
         scopes: String,
+        /// The inbox user (email) the token acts for: its review decisions
+        /// count as that person's, with that user's queues. A token without
+        /// a user cannot approve reviews that need distinct people
+        /// (`min_approvals` of 2 or more).
+        #[arg(long)]
+        user: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -325,9 +331,12 @@ fn main() -> ExitCode {
             } => commands::run_once(&file, &input, timeout).await,
             Command::Migrate { db } => commands::migrate(&db).await,
             Command::Token { command } => match command {
-                TokenCommand::Create { name, scopes, db } => {
-                    commands::token_create(&db, &name, &scopes).await
-                }
+                TokenCommand::Create {
+                    name,
+                    scopes,
+                    user,
+                    db,
+                } => commands::token_create(&db, &name, &scopes, user.as_deref()).await,
                 TokenCommand::List { db } => commands::token_list(&db).await,
                 TokenCommand::Revoke { id_or_name, db } => {
                     commands::token_revoke(&db, &id_or_name).await

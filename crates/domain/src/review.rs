@@ -333,6 +333,37 @@ fn resolve_field(text: &str, earlier: &[StepDef]) -> Result<FieldSpec, String> {
     }
 }
 
+/// The queues a `review` step names: its `queue` and an
+/// `on_deadline: { escalate: QUEUE }` target (what escalation may aim at).
+pub fn queues_named(step: &StepDef) -> Vec<String> {
+    let Value::Map(entries) = &step.body.value else {
+        return Vec::new();
+    };
+    if step.kind != "review" {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (k, n) in entries {
+        match (k.as_str(), &n.value) {
+            ("queue", Value::Str(q)) => out.push(q.clone()),
+            ("on_deadline", Value::Map(m)) => {
+                if let Some((
+                    _,
+                    Node {
+                        value: Value::Str(q),
+                        ..
+                    },
+                )) = m.iter().find(|(k, _)| k == "escalate")
+                {
+                    out.push(q.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 // ---------------------------------------------------------------- policy
 
 /// Whether a rules step skips the review: `rules_outputs` are the outputs
@@ -406,10 +437,39 @@ impl Decision {
     }
 }
 
+/// Who decides, resolved from the channel they used (inbox session, API
+/// token, Slack member, email link) before the decision is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    /// Readable, recorded in audit events: `user:ann@example.com`,
+    /// `token:<id>`, an email link's address.
+    pub actor: String,
+    /// The person behind the channel: every channel tied to a user
+    /// resolves to that user's id, so four-eyes compares people. `None`: a
+    /// service token, or a Slack member or link address that is no user;
+    /// such a decider cannot approve a task that needs distinct people.
+    pub user_id: Option<String>,
+    /// Queues they may decide now (`None`: every queue), as the channel's
+    /// user holds them at decision time; checked against the task's
+    /// current queue, so an escalation takes a task out of reach at once.
+    pub queues: Option<Vec<String>>,
+}
+
+impl Decider {
+    /// Whether they may decide a task of `queue` now.
+    pub fn may_decide(&self, queue: &str) -> bool {
+        self.queues
+            .as_ref()
+            .is_none_or(|qs| qs.iter().any(|q| q == queue || q == "*"))
+    }
+}
+
 /// An approval already given (four-eyes: not yet enough of them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Approval {
     pub actor: String,
+    /// The approver's user id (`None` for acts of channels without one).
+    pub user_id: Option<String>,
     pub values: Map<String, Json>,
     pub comment: Option<String>,
     pub at_ms: i64,
@@ -423,7 +483,12 @@ pub struct Task<'a> {
     pub min_approvals: u32,
     /// The run's submitter (actor of `run.received`).
     pub submitter: Option<&'a str>,
+    /// The submitter's user id, when the submitting channel has one.
+    pub submitter_user: Option<&'a str>,
     pub approvals: &'a [Approval],
+    /// Queues the deployment knows, the only escalation targets; `None`:
+    /// not checked.
+    pub known_queues: Option<&'a [String]>,
 }
 
 /// Per-field result of an approved review: the calibration record.
@@ -470,6 +535,18 @@ pub enum DecisionError {
     ReasonRequired,
     #[error("escalation needs a queue other than the current one")]
     QueueRequired,
+    /// The escalation target is no queue this deployment knows.
+    #[error("no queue `{0}` exists (no workflow's review step or user names it)")]
+    UnknownQueue(String),
+    /// The decider may not decide tasks of the task's current queue (it
+    /// may have been escalated since a link or button was sent).
+    #[error("{actor} may not decide tasks of the `{queue}` queue")]
+    NotAllowed { actor: String, queue: String },
+    /// The task needs distinct people and the channel names none.
+    #[error(
+        "this task needs {0} distinct approvers, and {1} is not tied to a user; approve in the inbox, or with a token created with `--user`"
+    )]
+    Unidentified(u32, String),
 }
 
 /// Checks edited values: every key is a reviewed field and every value fits
@@ -540,14 +617,26 @@ fn json_type(v: &Json) -> &'static str {
     }
 }
 
-/// Applies `decision` by `actor` to `task`. Pure: the caller persists the
+/// Applies `decision` by `by` to `task`. Pure: the caller persists the
 /// verdict (and records the decision itself) in one transaction.
+///
+/// `by` must hold the task's current queue; with four-eyes
+/// (`min_approvals` of 2 or more) an approver must be a user, not the
+/// submitter, and not one who approved already — compared by user id, so
+/// one person through two channels counts once.
 pub fn decide(
     task: Task<'_>,
     decision: &Decision,
-    actor: &str,
+    by: &Decider,
     at_ms: i64,
 ) -> Result<Verdict, DecisionError> {
+    let actor = by.actor.as_str();
+    if !by.may_decide(task.queue) {
+        return Err(DecisionError::NotAllowed {
+            actor: actor.to_string(),
+            queue: task.queue.to_string(),
+        });
+    }
     match decision {
         Decision::Reject { reason, .. } => {
             if reason.trim().is_empty() {
@@ -561,6 +650,9 @@ pub fn decide(
             if queue.trim().is_empty() || queue == task.queue || !valid_queue(queue) {
                 return Err(DecisionError::QueueRequired);
             }
+            if task.known_queues.is_some_and(|k| !k.contains(queue)) {
+                return Err(DecisionError::UnknownQueue(queue.clone()));
+            }
             Ok(Verdict::Escalated {
                 queue: queue.clone(),
             })
@@ -568,10 +660,20 @@ pub fn decide(
         Decision::Approve { values, comment } => {
             check_values(task.fields, values).map_err(DecisionError::Invalid)?;
             if task.min_approvals >= 2 {
-                if task.submitter == Some(actor) {
+                let Some(me) = by.user_id.as_deref() else {
+                    return Err(DecisionError::Unidentified(
+                        task.min_approvals,
+                        actor.to_string(),
+                    ));
+                };
+                if task.submitter_user == Some(me) || task.submitter == Some(actor) {
                     return Err(DecisionError::SelfApproval);
                 }
-                if task.approvals.iter().any(|a| a.actor == actor) {
+                if task
+                    .approvals
+                    .iter()
+                    .any(|a| a.user_id.as_deref() == Some(me) || a.actor == actor)
+                {
                     return Err(DecisionError::AlreadyApproved(actor.to_string()));
                 }
             }
@@ -584,6 +686,7 @@ pub fn decide(
             }
             let this = Approval {
                 actor: actor.to_string(),
+                user_id: by.user_id.clone(),
                 values: values.clone(),
                 comment: comment.clone(),
                 at_ms,
@@ -707,7 +810,18 @@ mod tests {
             queue: "operations",
             min_approvals: min,
             submitter: Some("token:submitter"),
+            submitter_user: None,
             approvals,
+            known_queues: None,
+        }
+    }
+
+    /// A decider who may decide every queue; `user:NAME` is user `NAME`.
+    fn who(actor: &str) -> Decider {
+        Decider {
+            actor: actor.into(),
+            user_id: actor.strip_prefix("user:").map(str::to_string),
+            queues: None,
         }
     }
 
@@ -721,7 +835,7 @@ mod tests {
     #[test]
     fn approve_without_edits_keeps_every_draft() {
         let f = fields();
-        let v = decide(task(&f, 1, &[]), &approve(json!({})), "user:ann", 10).unwrap();
+        let v = decide(task(&f, 1, &[]), &approve(json!({})), &who("user:ann"), 10).unwrap();
         let Verdict::Approved(results) = v else {
             panic!("{v:?}")
         };
@@ -735,7 +849,7 @@ mod tests {
         let v = decide(
             task(&f, 1, &[]),
             &approve(json!({"priority": "high", "summary": "Printer broken"})),
-            "user:ann",
+            &who("user:ann"),
             10,
         )
         .unwrap();
@@ -762,7 +876,7 @@ mod tests {
         let err = decide(
             task(&f, 1, &[]),
             &approve(json!({"priority": "whenever", "summary": "x".repeat(30), "score": "high", "nope": 1})),
-            "user:ann",
+            &who("user:ann"),
             10,
         )
         .unwrap_err();
@@ -795,11 +909,11 @@ mod tests {
             comment: None,
         };
         assert_eq!(
-            decide(t, &reject("  "), "u", 1),
+            decide(t, &reject("  "), &who("u"), 1),
             Err(DecisionError::ReasonRequired)
         );
         assert_eq!(
-            decide(t, &reject(" spam "), "u", 1),
+            decide(t, &reject(" spam "), &who("u"), 1),
             Ok(Verdict::Rejected {
                 reason: "spam".into()
             })
@@ -809,15 +923,15 @@ mod tests {
             comment: None,
         };
         assert_eq!(
-            decide(t, &escalate("operations"), "u", 1),
+            decide(t, &escalate("operations"), &who("u"), 1),
             Err(DecisionError::QueueRequired)
         );
         assert_eq!(
-            decide(t, &escalate("bad queue"), "u", 1),
+            decide(t, &escalate("bad queue"), &who("u"), 1),
             Err(DecisionError::QueueRequired)
         );
         assert_eq!(
-            decide(t, &escalate("managers"), "u", 1),
+            decide(t, &escalate("managers"), &who("u"), 1),
             Ok(Verdict::Escalated {
                 queue: "managers".into()
             })
@@ -828,13 +942,12 @@ mod tests {
     fn four_eyes_needs_distinct_approvers_other_than_the_submitter() {
         let f = fields();
         let none: Vec<Approval> = Vec::new();
+        let submitter = Decider {
+            user_id: Some("sam".into()),
+            ..who("token:submitter")
+        };
         assert_eq!(
-            decide(
-                task(&f, 2, &none),
-                &approve(json!({})),
-                "token:submitter",
-                1
-            ),
+            decide(task(&f, 2, &none), &approve(json!({})), &submitter, 1),
             Err(DecisionError::SelfApproval)
         );
         // Without four-eyes the submitter may approve.
@@ -842,8 +955,8 @@ mod tests {
             decide(
                 task(&f, 1, &none),
                 &approve(json!({})),
-                "token:submitter",
-                1
+                &who("token:submitter"),
+                1,
             )
             .is_ok()
         );
@@ -851,8 +964,8 @@ mod tests {
             decide(
                 task(&f, 2, &none),
                 &approve(json!({"priority": "urgent"})),
-                "user:ann",
-                1
+                &who("user:ann"),
+                1,
             ),
             Ok(Verdict::Pending {
                 approvals: 1,
@@ -861,18 +974,24 @@ mod tests {
         );
         let first = [Approval {
             actor: "user:ann".into(),
+            user_id: Some("ann".into()),
             values: json!({"priority": "urgent"}).as_object().cloned().unwrap(),
             comment: Some("raise it".into()),
             at_ms: 1,
         }];
         assert_eq!(
-            decide(task(&f, 2, &first), &approve(json!({})), "user:ann", 2),
+            decide(
+                task(&f, 2, &first),
+                &approve(json!({})),
+                &who("user:ann"),
+                2
+            ),
             Err(DecisionError::AlreadyApproved("user:ann".into()))
         );
         let v = decide(
             task(&f, 2, &first),
             &approve(json!({"summary": "Jam"})),
-            "user:bob",
+            &who("user:bob"),
             2,
         )
         .unwrap();
@@ -892,6 +1011,109 @@ mod tests {
             ]
         );
         assert_eq!(results[1].comment.as_deref(), Some("raise it"));
+    }
+
+    #[test]
+    fn four_eyes_compares_people_not_channels() {
+        let f = fields();
+        let none: Vec<Approval> = Vec::new();
+        // Ann approved in the inbox; her own email link (another actor
+        // name, the same user) cannot be the second approval.
+        let inbox = [Approval {
+            actor: "user:ann@example.com".into(),
+            user_id: Some("u-ann".into()),
+            values: Map::new(),
+            comment: None,
+            at_ms: 1,
+        }];
+        let link = Decider {
+            actor: "ann@example.com".into(),
+            user_id: Some("u-ann".into()),
+            queues: Some(vec!["operations".into()]),
+        };
+        assert_eq!(
+            decide(task(&f, 2, &inbox), &approve(json!({})), &link, 2),
+            Err(DecisionError::AlreadyApproved("ann@example.com".into()))
+        );
+        // The submitter through another channel is still the submitter.
+        let t = Task {
+            submitter_user: Some("u-ann"),
+            ..task(&f, 2, &none)
+        };
+        assert_eq!(
+            decide(t, &approve(json!({})), &link, 2),
+            Err(DecisionError::SelfApproval)
+        );
+        // A channel tied to no user approves alone, never as one of two.
+        let service = who("token:ci");
+        assert_eq!(
+            decide(task(&f, 2, &none), &approve(json!({})), &service, 2),
+            Err(DecisionError::Unidentified(2, "token:ci".into()))
+        );
+        assert!(decide(task(&f, 1, &none), &approve(json!({})), &service, 2).is_ok());
+        assert!(
+            decide(
+                task(&f, 2, &none),
+                &Decision::Reject {
+                    reason: "spam".into(),
+                    comment: None
+                },
+                &service,
+                2
+            )
+            .is_ok(),
+            "a rejection needs no second person"
+        );
+    }
+
+    #[test]
+    fn the_decider_must_hold_the_current_queue() {
+        let f = fields();
+        let ops = Decider {
+            queues: Some(vec!["operations".into()]),
+            ..who("user:olga")
+        };
+        assert!(decide(task(&f, 1, &[]), &approve(json!({})), &ops, 1).is_ok());
+        let escalated = Task {
+            queue: "managers",
+            ..task(&f, 1, &[])
+        };
+        assert_eq!(
+            decide(escalated, &approve(json!({})), &ops, 1),
+            Err(DecisionError::NotAllowed {
+                actor: "user:olga".into(),
+                queue: "managers".into()
+            })
+        );
+        let wildcard = Decider {
+            queues: Some(vec!["*".into()]),
+            ..who("user:wanda")
+        };
+        assert!(decide(escalated, &approve(json!({})), &wildcard, 1).is_ok());
+    }
+
+    #[test]
+    fn escalation_goes_only_to_known_queues() {
+        let f = fields();
+        let known = ["operations".to_string(), "managers".to_string()];
+        let t = Task {
+            known_queues: Some(&known),
+            ..task(&f, 1, &[])
+        };
+        let escalate = |q: &str| Decision::Escalate {
+            queue: q.into(),
+            comment: None,
+        };
+        assert_eq!(
+            decide(t, &escalate("finance-typo"), &who("u"), 1),
+            Err(DecisionError::UnknownQueue("finance-typo".into()))
+        );
+        assert_eq!(
+            decide(t, &escalate("managers"), &who("u"), 1),
+            Ok(Verdict::Escalated {
+                queue: "managers".into()
+            })
+        );
     }
 
     #[test]

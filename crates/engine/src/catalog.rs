@@ -316,6 +316,17 @@ impl Catalog {
             .cloned()
     }
 
+    /// Every queue the current workflows' review steps name (their
+    /// `queue` and `on_deadline` escalation targets).
+    pub fn review_queues(&self) -> std::collections::BTreeSet<String> {
+        self.current
+            .read()
+            .expect("catalog lock")
+            .values()
+            .flat_map(|c| c.def.steps.iter().flat_map(domain::review::queues_named))
+            .collect()
+    }
+
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<_> = self
             .current

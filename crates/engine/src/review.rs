@@ -11,7 +11,7 @@ use store::{
     ReviewStatus, Store,
 };
 
-pub use domain::review::{Decision, DecisionError};
+pub use domain::review::{Decider, Decision, DecisionError};
 
 use crate::engine::Engine;
 use crate::now_ms;
@@ -47,6 +47,7 @@ fn approvals_of(r: &Review) -> Vec<Approval> {
         .filter(|a| a.decision == "approve")
         .map(|a| Approval {
             actor: a.actor.clone(),
+            user_id: a.user_id.clone(),
             values: serde_json::from_str::<Map<String, Json>>(&a.values).unwrap_or_default(),
             comment: a.comment.clone(),
             at_ms: a.at_ms,
@@ -103,7 +104,8 @@ fn decision_of(
 ) -> DecideReview {
     let at = act.at_ms;
     let actor = act.actor.clone();
-    let base = json!({ "review": r.id, "step": r.step_id, "queue": r.queue });
+    let base =
+        json!({ "review": r.id, "step": r.step_id, "queue": r.queue, "user_id": act.user_id });
     let with = |extra: Json| {
         let mut m = base.as_object().cloned().unwrap_or_default();
         if let Json::Object(e) = extra {
@@ -192,7 +194,7 @@ fn decision_of(
     }
 }
 
-fn act_for(decision: &Decision, actor: &str, at_ms: i64) -> ReviewAct {
+fn act_for(decision: &Decision, by: &Decider, at_ms: i64) -> ReviewAct {
     let (values, comment, reason, queue) = match decision {
         Decision::Approve { values, comment } => (
             Json::Object(values.clone()).to_string(),
@@ -209,7 +211,8 @@ fn act_for(decision: &Decision, actor: &str, at_ms: i64) -> ReviewAct {
     };
     ReviewAct {
         seq: 0,
-        actor: actor.to_string(),
+        actor: by.actor.clone(),
+        user_id: by.user_id.clone(),
         decision: decision.name().to_string(),
         values,
         comment,
@@ -220,16 +223,19 @@ fn act_for(decision: &Decision, actor: &str, at_ms: i64) -> ReviewAct {
 }
 
 impl Engine {
-    /// Applies a reviewer's decision. A final approval queues the run again
-    /// (downstream steps see `approved.*`); a rejection ends it `rejected`;
-    /// both happen in the decision's transaction.
+    /// Applies a decision by `by` (resolved to a user by the channel; see
+    /// [`Decider`]). A final approval queues the run again (downstream
+    /// steps see `approved.*`); a rejection ends it `rejected`; both happen
+    /// in the decision's transaction. Whether `by` may decide is checked
+    /// against the task as it is now, not as it was when a link or button
+    /// was sent.
     pub async fn decide_review(
         &self,
         review_id: &str,
         decision: Decision,
-        actor: &str,
+        by: &Decider,
     ) -> Result<Review, ReviewError> {
-        match self.decide(review_id, decision, actor, None).await? {
+        match self.decide(review_id, decision, by, None).await? {
             Some(r) => Ok(r),
             None => Err(ReviewError::Store(store::Error::Conflict(
                 review_id.to_string(),
@@ -244,19 +250,51 @@ impl Engine {
         &self,
         review_id: &str,
         decision: Decision,
-        actor: &str,
+        by: &Decider,
         nonce: &str,
     ) -> Result<Option<Review>, ReviewError> {
-        self.decide(review_id, decision, actor, Some(nonce)).await
+        self.decide(review_id, decision, by, Some(nonce)).await
+    }
+
+    /// The user id behind a run's submitter (`token:<id>` of a token tied
+    /// to a user, or `user:<email>`), for "not your own request".
+    async fn submitter_user(&self, submitter: Option<&str>) -> store::Result<Option<String>> {
+        let store = &self.inner.store;
+        Ok(match submitter {
+            Some(s) if s.starts_with("token:") => store
+                .token(&s["token:".len()..])
+                .await?
+                .and_then(|t| t.user_id),
+            Some(s) if s.starts_with("user:") => store
+                .user_by_email(&s["user:".len()..])
+                .await?
+                .map(|u| u.id),
+            _ => None,
+        })
+    }
+
+    /// Queues this deployment knows: those the current workflows' review
+    /// steps name and those some user holds. Escalation aims only at these.
+    pub async fn known_queues(&self) -> store::Result<Vec<String>> {
+        let mut known = self.inner.catalog.review_queues();
+        for u in self.inner.store.list_users().await? {
+            known.extend(u.queues.into_iter().filter(|q| q != "*"));
+        }
+        Ok(known.into_iter().collect())
     }
 
     async fn decide(
         &self,
         review_id: &str,
         decision: Decision,
-        actor: &str,
+        by: &Decider,
         nonce: Option<&str>,
     ) -> Result<Option<Review>, ReviewError> {
+        let known = match decision {
+            Decision::Escalate { .. } => Some(self.known_queues().await?),
+            _ => None,
+        };
+        let mut submitter: Option<Option<String>> = None;
         // A concurrent decision on the same task makes ours stale: re-read
         // and decide again against what it left.
         for _ in 0..8 {
@@ -269,6 +307,9 @@ impl Engine {
             if r.status != ReviewStatus::Pending {
                 return Err(ReviewError::Closed(r.status));
             }
+            if submitter.is_none() && r.min_approvals >= 2 {
+                submitter = Some(self.submitter_user(r.submitter.as_deref()).await?);
+            }
             let fields = fields_of(&r);
             let approvals = approvals_of(&r);
             let now = now_ms();
@@ -278,14 +319,16 @@ impl Engine {
                     queue: &r.queue,
                     min_approvals: r.min_approvals,
                     submitter: r.submitter.as_deref(),
+                    submitter_user: submitter.as_ref().and_then(Option::as_deref),
                     approvals: &approvals,
+                    known_queues: known.as_deref(),
                 },
                 &decision,
-                actor,
+                by,
                 now,
             )?;
             let resumes = matches!(verdict, Verdict::Approved(_));
-            let act = act_for(&decision, actor, now);
+            let act = act_for(&decision, by, now);
             let write = decision_of(&r, act, verdict, Vec::new());
             let decided = match nonce {
                 None => self.inner.store.decide_review(write).await?,

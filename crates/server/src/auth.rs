@@ -126,12 +126,27 @@ pub struct Caller {
     /// Review queues the token is restricted to (`queue:NAME` entries in
     /// its scope list); `None`: every queue.
     queues: Option<Vec<String>>,
+    /// The user behind the caller: the session's, or the one a token acts
+    /// for (`token create --user`); `None`: a service token.
+    user_id: Option<String>,
+    /// Queues that user may decide now (`None`: every queue, or no user).
+    user_queues: Option<Vec<String>>,
 }
 
 impl Caller {
     /// The actor recorded in audit events: `token:<id>` or `user:<email>`.
     pub fn actor(&self) -> String {
         self.actor.clone()
+    }
+
+    /// Who decides reviews through this caller: the actor, the user behind
+    /// it, and the queues both the token and that user allow.
+    pub fn decider(&self) -> engine::review::Decider {
+        engine::review::Decider {
+            actor: self.actor.clone(),
+            user_id: self.user_id.clone(),
+            queues: crate::identity::both(self.queues.clone(), self.user_queues.clone()),
+        }
     }
 
     /// The caller a signed-in user stands for: an admin holds every scope;
@@ -152,6 +167,8 @@ impl Caller {
             actor: user.actor(),
             scopes,
             queues,
+            user_id: Some(user.id.clone()),
+            user_queues: crate::identity::user_queues(user),
         }
     }
 
@@ -239,6 +256,22 @@ impl FromRequestParts<AppState> for Caller {
                 invalid: true,
             });
         }
+        // A token acting for a user acts only while that user is enabled.
+        let user = match &token.user_id {
+            None => None,
+            Some(id) => Some(
+                state
+                    .engine
+                    .store()
+                    .user(id)
+                    .await?
+                    .filter(|u| u.disabled_at_ms.is_none())
+                    .ok_or(ApiError::Unauthorized {
+                        detail: "the token's user is disabled or no longer exists",
+                        invalid: true,
+                    })?,
+            ),
+        };
         // Scopes this build does not know grant nothing.
         let scopes = token.scopes.iter().filter_map(|s| s.parse().ok()).collect();
         let queues: Vec<String> = token
@@ -253,6 +286,8 @@ impl FromRequestParts<AppState> for Caller {
             token_name: token.name,
             scopes,
             queues: (!queues.is_empty()).then_some(queues),
+            user_id: user.as_ref().map(|u| u.id.clone()),
+            user_queues: user.as_ref().and_then(crate::identity::user_queues),
         })
     }
 }

@@ -25,6 +25,7 @@ mod auth;
 mod error;
 mod forms;
 mod health;
+mod identity;
 mod intake;
 pub mod integrations;
 mod openapi;

@@ -63,7 +63,11 @@ pub struct ReviewFieldView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReviewActView {
     pub seq: i64,
+    /// Readable: `user:EMAIL`, `token:ID`, a link's address, `system`.
     pub actor: String,
+    /// The user behind the act, whatever the channel; null for a channel
+    /// tied to no user (a service token, a deadline).
+    pub user_id: Option<String>,
     /// approve, reject, escalate.
     pub decision: String,
     pub values: Value,
@@ -166,6 +170,7 @@ impl ReviewView {
                 .map(|a| ReviewActView {
                     seq: a.seq,
                     actor: a.actor.clone(),
+                    user_id: a.user_id.clone(),
                     decision: a.decision.clone(),
                     values: parse(&a.values),
                     comment: a.comment.clone(),
@@ -290,10 +295,10 @@ pub async fn get_review(
         (status = 200, description = "Recorded; the task as it now stands", body = ReviewView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks `reviews:decide`, may not act on this queue, or the four-eyes rule forbids it", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `reviews:decide`, it or its user may not act on this queue, or the four-eyes rule forbids it (including a token tied to no user approving a task that needs distinct people)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown review", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already decided, or the run has ended", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid decision; `errors` names each bad field (`/values/<field>`, `/reason`, `/queue`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid decision; `errors` names each bad field (`/values/<field>`, `/reason`, `/queue`: also a queue no workflow or user knows)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["reviews:decide"]))
 )]
@@ -312,7 +317,7 @@ pub async fn decide(
     visible(&state, &caller, &id).await?;
     match state
         .engine
-        .decide_review(&id, decision, &caller.actor())
+        .decide_review(&id, decision, &caller.decider())
         .await
     {
         Ok(r) => Ok(Json(ReviewView::from_review(&r))),
@@ -341,9 +346,13 @@ pub async fn decide(
                     "/queue",
                     "name a queue other than the task's own",
                 )]),
-                e @ (DecisionError::SelfApproval | DecisionError::AlreadyApproved(_)) => {
-                    ApiError::FourEyes(e.to_string())
+                e @ DecisionError::UnknownQueue(_) => {
+                    ApiError::Validation(vec![FieldProblem::pointer("/queue", e.to_string())])
                 }
+                DecisionError::NotAllowed { queue, .. } => ApiError::ForbiddenQueue(queue),
+                e @ (DecisionError::SelfApproval
+                | DecisionError::AlreadyApproved(_)
+                | DecisionError::Unidentified(..)) => ApiError::FourEyes(e.to_string()),
             },
             ReviewError::Store(e) => ApiError::from(e),
         }),

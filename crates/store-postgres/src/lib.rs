@@ -44,8 +44,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 /// The NOTIFY channel for "work became due".
 pub(crate) const CHANNEL: &str = "countersign_work";
 /// Version 3 belongs to users and sessions (another module); version 4
-/// (review integrations) is idempotent, so a database may reach 4 first.
-const SCHEMA_VERSION: i64 = 4;
+/// (review integrations) is idempotent, so a database may reach 4 first;
+/// version 5 ties tokens and review acts to users (`identity.sql`).
+const SCHEMA_VERSION: i64 = 5;
 
 /// Tuning; the defaults suit a node on a small machine.
 #[derive(Debug, Clone)]
@@ -460,6 +461,17 @@ async fn migrate(conn: &mut Conn) -> Result<()> {
             .await
             .map_err(db)?;
         tx.execute("INSERT INTO countersign_schema (version) VALUES (4)", &[])
+            .await
+            .map_err(db)?;
+    }
+    if v < 5 {
+        tx.batch_execute(include_str!("identity.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM countersign_schema", &[])
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (5)", &[])
             .await
             .map_err(db)?;
     }

@@ -75,6 +75,7 @@ fn token_from(r: &Row) -> Token {
             .collect(),
         created_at_ms: r.get(4),
         revoked_at_ms: r.get(5),
+        user_id: r.get(6),
     }
 }
 
@@ -655,8 +656,8 @@ impl Store for PgStore {
         self.pool.count(1);
         conn.client
             .execute(
-                "INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&t.id, &t.name, &t.hash, &t.scopes.join(","), &t.created_at_ms, &t.revoked_at_ms],
+                "INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&t.id, &t.name, &t.hash, &t.scopes.join(","), &t.created_at_ms, &t.revoked_at_ms, &t.user_id],
             )
             .await
             .map_err(db)?;
@@ -667,7 +668,7 @@ impl Store for PgStore {
         let mut conn = self.pool.get().await?;
         let st = conn
             .stmt(
-                "SELECT id, name, hash, scopes, created_at, revoked_at FROM tokens WHERE hash = $1",
+                "SELECT id, name, hash, scopes, created_at, revoked_at, user_id FROM tokens WHERE hash = $1",
             )
             .await?;
         self.pool.count(1);
@@ -679,13 +680,27 @@ impl Store for PgStore {
             .map(|r| token_from(&r)))
     }
 
+    async fn token(&self, id: &str) -> Result<Option<Token>> {
+        let conn = self.pool.get().await?;
+        self.pool.count(1);
+        Ok(conn
+            .client
+            .query_opt(
+                "SELECT id, name, hash, scopes, created_at, revoked_at, user_id FROM tokens WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(db)?
+            .map(|r| token_from(&r)))
+    }
+
     async fn list_tokens(&self) -> Result<Vec<Token>> {
         let conn = self.pool.get().await?;
         self.pool.count(1);
         Ok(conn
             .client
             .query(
-                "SELECT id, name, hash, scopes, created_at, revoked_at FROM tokens ORDER BY created_at",
+                "SELECT id, name, hash, scopes, created_at, revoked_at, user_id FROM tokens ORDER BY created_at",
                 &[],
             )
             .await

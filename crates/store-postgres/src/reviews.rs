@@ -44,7 +44,7 @@ fn review_from(r: &Row) -> Review {
 
 async fn fill(c: &impl GenericClient, r: &mut Review) -> Result<()> {
     r.acts = c
-        .query("SELECT seq, actor, decision, edits, comment, reason, queue, at FROM review_acts WHERE review_id = $1 ORDER BY seq", &[&r.id])
+        .query("SELECT seq, actor, decision, edits, comment, reason, queue, at, user_id FROM review_acts WHERE review_id = $1 ORDER BY seq", &[&r.id])
         .await
         .map_err(db)?
         .iter()
@@ -57,6 +57,7 @@ async fn fill(c: &impl GenericClient, r: &mut Review) -> Result<()> {
             reason: x.get(5),
             queue: x.get(6),
             at_ms: x.get(7),
+            user_id: x.get(8),
         })
         .collect();
     r.results = c
@@ -141,8 +142,8 @@ impl PgStore {
         let (mut seq, mut prev): (i64, String) = (run.get(1), run.get(2));
         let a = &d.act;
         tx.execute(
-            "INSERT INTO review_acts (review_id, seq, actor, decision, edits, comment, reason, queue, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[&d.review_id, &(review.acts.len() as i64 + 1), &a.actor, &a.decision, &a.values, &a.comment, &a.reason, &a.queue, &a.at_ms],
+            "INSERT INTO review_acts (review_id, seq, actor, decision, edits, comment, reason, queue, at, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[&d.review_id, &(review.acts.len() as i64 + 1), &a.actor, &a.decision, &a.values, &a.comment, &a.reason, &a.queue, &a.at_ms, &a.user_id],
         )
         .await
         .map_err(db)?;

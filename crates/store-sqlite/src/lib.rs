@@ -29,8 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 /// Requests gathered into one transaction, at most.
 const MAX_BATCH: usize = 512;
 /// Version 3 belongs to users and sessions (another module); version 4
-/// (review integrations) is idempotent, so a database may reach 4 first.
-const SCHEMA_VERSION: i64 = 4;
+/// (review integrations) is idempotent, so a database may reach 4 first;
+/// version 5 ties tokens and review acts to users (`identity.sql`).
+const SCHEMA_VERSION: i64 = 5;
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -258,6 +259,13 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 4; COMMIT;",
             include_str!("integrations.sql")
+        ))
+        .map_err(backend)?;
+    }
+    if v < 5 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 5; COMMIT;",
+            include_str!("identity.sql")
         ))
         .map_err(backend)?;
     }

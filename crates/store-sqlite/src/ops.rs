@@ -356,6 +356,7 @@ fn token_from(r: &Row<'_>) -> rusqlite::Result<Token> {
             .collect(),
         created_at_ms: r.get(4)?,
         revoked_at_ms: r.get(5)?,
+        user_id: r.get(6)?,
     })
 }
 
@@ -713,8 +714,8 @@ impl Store for SqliteStore {
     async fn create_token(&self, t: Token) -> Result<()> {
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![t.id, t.name, t.hash, t.scopes.join(","), t.created_at_ms, t.revoked_at_ms],
+                "INSERT INTO tokens (id, name, hash, scopes, created_at, revoked_at, user_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![t.id, t.name, t.hash, t.scopes.join(","), t.created_at_ms, t.revoked_at_ms, t.user_id],
             )
             .map_err(db)?;
             Ok(())
@@ -726,7 +727,7 @@ impl Store for SqliteStore {
         let hash = hash.to_string();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT id, name, hash, scopes, created_at, revoked_at FROM tokens WHERE hash = ?1",
+                "SELECT id, name, hash, scopes, created_at, revoked_at, user_id FROM tokens WHERE hash = ?1",
             )
             .map_err(db)?
             .query_row([hash], token_from)
@@ -736,10 +737,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn token(&self, id: &str) -> Result<Option<Token>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, name, hash, scopes, created_at, revoked_at, user_id FROM tokens WHERE id = ?1",
+            )
+            .map_err(db)?
+            .query_row([id], token_from)
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn list_tokens(&self) -> Result<Vec<Token>> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT id, name, hash, scopes, created_at, revoked_at FROM tokens ORDER BY created_at")
+                .prepare_cached("SELECT id, name, hash, scopes, created_at, revoked_at, user_id FROM tokens ORDER BY created_at")
                 .map_err(db)?;
             let rows = stmt.query_map([], token_from).map_err(db)?;
             rows.collect::<rusqlite::Result<_>>().map_err(db)

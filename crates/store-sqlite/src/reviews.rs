@@ -55,7 +55,7 @@ fn load(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<
 
 fn fill(conn: &Connection, r: &mut Review) -> Result<()> {
     r.acts = conn
-        .prepare_cached("SELECT seq, actor, decision, edits, comment, reason, queue, at FROM review_acts WHERE review_id = ?1 ORDER BY seq")
+        .prepare_cached("SELECT seq, actor, decision, edits, comment, reason, queue, at, user_id FROM review_acts WHERE review_id = ?1 ORDER BY seq")
         .map_err(db)?
         .query_map([&r.id], |x| {
             Ok(ReviewAct {
@@ -67,6 +67,7 @@ fn fill(conn: &Connection, r: &mut Review) -> Result<()> {
                 reason: x.get(5)?,
                 queue: x.get(6)?,
                 at_ms: x.get(7)?,
+                user_id: x.get(8)?,
             })
         })
         .map_err(db)?
@@ -108,9 +109,9 @@ pub(crate) fn decide(conn: &Connection, d: &DecideReview) -> Result<Decided> {
         return Ok(Decided::RunEnded(run_status));
     }
     let a = &d.act;
-    conn.prepare_cached("INSERT INTO review_acts (review_id, seq, actor, decision, edits, comment, reason, queue, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+    conn.prepare_cached("INSERT INTO review_acts (review_id, seq, actor, decision, edits, comment, reason, queue, at, user_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
         .map_err(db)?
-        .execute(params![d.review_id, review.acts.len() as i64 + 1, a.actor, a.decision, a.values, a.comment, a.reason, a.queue, a.at_ms])
+        .execute(params![d.review_id, review.acts.len() as i64 + 1, a.actor, a.decision, a.values, a.comment, a.reason, a.queue, a.at_ms, a.user_id])
         .map_err(db)?;
     let (seq, hash) = append_events(conn, &review.run_id, seq, hash, &d.events)?;
     conn.prepare_cached("UPDATE runs SET event_seq = ?2, last_hash = ?3 WHERE id = ?1")

@@ -257,6 +257,10 @@ pub struct Token {
     pub name: String,
     pub hash: String,
     pub scopes: Vec<String>,
+    /// The user the token acts for (`token create --user`): its decisions
+    /// count as that person's. `None`: a service token, which cannot
+    /// decide reviews that need distinct people.
+    pub user_id: Option<String>,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
 }
@@ -329,6 +333,7 @@ pub trait Store: Reviews + Integrations + Users + EventsByKind + Send + Sync + '
     // ---- tokens
     async fn create_token(&self, token: Token) -> Result<()>;
     async fn token_by_hash(&self, hash: &str) -> Result<Option<Token>>;
+    async fn token(&self, id: &str) -> Result<Option<Token>>;
     async fn list_tokens(&self) -> Result<Vec<Token>>;
     /// Revokes by id or name; false if nothing matched.
     async fn revoke_token(&self, id_or_name: &str, now_ms: i64) -> Result<bool>;

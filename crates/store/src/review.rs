@@ -65,7 +65,13 @@ pub struct NewReview {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewAct {
     pub seq: i64,
+    /// Readable: `user:ann@example.com`, `token:<id>`, `deadline`.
     pub actor: String,
+    /// The person behind the act, whatever the channel (inbox, API token
+    /// tied to a user, Slack member or email link of a user); `None` for a
+    /// channel that names no user (and for acts recorded before v5).
+    /// Four-eyes compares these.
+    pub user_id: Option<String>,
     /// `approve`, `reject`, `escalate`, or `expire` (the deadline passed).
     pub decision: String,
     /// JSON text of the edited values (`{}` when none).

@@ -24,6 +24,16 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// Engine settings for tests: a quick poller, leases long enough never to
 /// expire by accident.
+/// Who decides in a test: `user:NAME` is user `NAME`, allowed every
+/// queue; any other actor (`token:…`) is tied to no user.
+pub fn person(actor: &str) -> engine::review::Decider {
+    engine::review::Decider {
+        actor: actor.into(),
+        user_id: actor.strip_prefix("user:").map(str::to_string),
+        queues: None,
+    }
+}
+
 pub fn config() -> Config {
     Config {
         poll_ms: 50,

@@ -94,7 +94,7 @@ async fn email_under_review_is_sent_once_after_approval_with_the_edits() {
         .decide_review(
             &task.id,
             approve(json!({ "body": "Hello Ada, an edited reply." })),
-            "alice",
+            &test_kit::fixture::person("user:alice"),
         )
         .await
         .expect("approve");
@@ -142,7 +142,7 @@ async fn email_under_review_that_is_rejected_is_never_sent() {
                 reason: "wrong tone".into(),
                 comment: None,
             },
-            "alice",
+            &test_kit::fixture::person("user:alice"),
         )
         .await
         .expect("reject");
@@ -189,7 +189,7 @@ steps:
         .decide_review(
             &task.id,
             approve(json!({ "text": "Urgent: new request from Ada" })),
-            "alice",
+            &test_kit::fixture::person("user:alice"),
         )
         .await
         .expect("approve");
@@ -256,7 +256,7 @@ steps:
         .decide_review(
             &task.id,
             approve(json!({ "next_step": "send the invoice", "item_name": "Ada L." })),
-            "alice",
+            &test_kit::fixture::person("user:alice"),
         )
         .await
         .expect("approve");

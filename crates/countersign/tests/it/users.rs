@@ -139,3 +139,97 @@ fn users_are_created_with_hashed_passwords_and_listed() {
         );
     }
 }
+
+fn token(db: &str, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args([
+            "token",
+            "create",
+            "--database",
+            db,
+            "--scopes",
+            "reviews:decide",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_token_can_act_for_a_user() {
+    let dir = TempDir::new("token-user");
+    let path = dir.0.join("cs.db");
+    let db = format!("sqlite://{}", path.display());
+    let out = user(
+        &db,
+        &[
+            "--email",
+            "ann@example.com",
+            "--role",
+            "reviewer",
+            "--queues",
+            "operations",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = token(&db, &["--name", "ann-cli", "--user", "Ann@Example.com"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("acting for ann@example.com"), "{err}");
+    let out = token(&db, &["--name", "ci"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = token(&db, &["--name", "ghost", "--user", "nobody@example.com"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--user"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new(bin())
+        .args(["token", "list", "--database", &db])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    let ann_line = list.lines().find(|l| l.contains("ann-cli")).unwrap_or("");
+    assert!(ann_line.ends_with("ann@example.com"), "{list}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = store_sqlite::SqliteStore::open(
+            &path,
+            store_sqlite::Durability::CrashSafe,
+            store_sqlite::Role::Admin,
+        )
+        .unwrap();
+        use store::{Store, Users};
+        let ann = store
+            .user_by_email("ann@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let by_name: Vec<(String, Option<String>)> = store
+            .list_tokens()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.user_id))
+            .collect();
+        assert_eq!(
+            by_name,
+            [
+                ("ann-cli".to_string(), Some(ann.id)),
+                ("ci".to_string(), None)
+            ]
+        );
+    });
+}

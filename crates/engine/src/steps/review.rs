@@ -237,6 +237,7 @@ impl ReviewStep {
                 _ => None,
             },
             at_ms: now,
+            user_id: None,
         };
         let expired = NewEvent {
             kind: kind::REVIEW_EXPIRED.into(),

@@ -16,7 +16,9 @@ use domain::workflow::{Cx, StepDef};
 use serde_json::{Map, Value as Json, json};
 use store::{ReviewFilter, ReviewStatus, RunStatus, Store, WaitReason};
 use store_sqlite::{Durability, Role, SqliteStore};
-use test_kit::fixture::{TIMEOUT, TempDir, assert_chain, config, env, events_of, wait_status};
+use test_kit::fixture::{
+    TIMEOUT, TempDir, assert_chain, config, env, events_of, person, wait_status,
+};
 use tokio::sync::oneshot;
 
 use crate::{attempts, output};
@@ -175,7 +177,11 @@ async fn a_required_review_waits_and_an_edited_approval_flows_downstream() {
     );
 
     let bad = engine
-        .decide_review(&id, approve(json!({"priority": "asap"}), "x"), "user:ann")
+        .decide_review(
+            &id,
+            approve(json!({"priority": "asap"}), "x"),
+            &person("user:ann"),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -187,7 +193,7 @@ async fn a_required_review_waits_and_an_edited_approval_flows_downstream() {
         .decide_review(
             &id,
             approve(json!({"summary": "Printer smoking"}), "calmer wording"),
-            "user:ann",
+            &person("user:ann"),
         )
         .await
         .unwrap();
@@ -239,7 +245,7 @@ async fn a_required_review_waits_and_an_edited_approval_flows_downstream() {
     assert_eq!(decided[0]["changed"], json!(["summary"]));
     assert!(matches!(
         engine
-            .decide_review(&id, approve(json!({}), ""), "user:bob")
+            .decide_review(&id, approve(json!({}), ""), &person("user:bob"))
             .await,
         Err(ReviewError::Closed(ReviewStatus::Approved))
     ));
@@ -256,14 +262,19 @@ async fn a_rejection_ends_the_run_rejected() {
         comment: None,
     };
     assert!(matches!(
-        engine.decide_review(&id, no_reason, "user:ann").await,
+        engine
+            .decide_review(&id, no_reason, &person("user:ann"))
+            .await,
         Err(ReviewError::Refused(DecisionError::ReasonRequired))
     ));
     let reject = Decision::Reject {
         reason: "duplicate of an open ticket".into(),
         comment: None,
     };
-    let r = engine.decide_review(&id, reject, "user:ann").await.unwrap();
+    let r = engine
+        .decide_review(&id, reject, &person("user:ann"))
+        .await
+        .unwrap();
     assert_eq!(r.status, ReviewStatus::Rejected);
     let run = wait_status(&store, &run_id, |r| r.status.is_terminal(), TIMEOUT).await;
     assert_eq!(
@@ -407,7 +418,11 @@ async fn a_deadline_escalates_after_a_restart() {
     assert_eq!(run.wait, Some(WaitReason::Review));
 
     engine
-        .decide_review(&task.id, approve(json!({}), "fine"), "user:manager")
+        .decide_review(
+            &task.id,
+            approve(json!({}), "fine"),
+            &person("user:manager"),
+        )
         .await
         .unwrap();
     let run = wait_status(&store, &run_id, |r| r.status.is_terminal(), TIMEOUT).await;
@@ -446,11 +461,11 @@ async fn a_deadline_can_reject_or_approve_the_draft() {
 #[tokio::test]
 async fn four_eyes_needs_two_distinct_approvers_besides_the_submitter() {
     let (engine, store) = node(&flow("min_approvals: 2")).await;
-    let run_id = submit(&engine, "high", "token:alice").await;
+    let run_id = submit(&engine, "high", "user:alice").await;
     let id = waiting_review(&engine, &store, &run_id).await;
     assert!(matches!(
         engine
-            .decide_review(&id, approve(json!({}), ""), "token:alice")
+            .decide_review(&id, approve(json!({}), ""), &person("user:alice"))
             .await,
         Err(ReviewError::Refused(DecisionError::SelfApproval))
     ));
@@ -458,25 +473,36 @@ async fn four_eyes_needs_two_distinct_approvers_besides_the_submitter() {
         .decide_review(
             &id,
             approve(json!({"priority": "urgent"}), "raise"),
-            "user:bob",
+            &person("user:bob"),
         )
         .await
         .unwrap();
     assert_eq!(r.status, ReviewStatus::Pending);
     assert!(matches!(
         engine
-            .decide_review(&id, approve(json!({}), ""), "user:bob")
+            .decide_review(&id, approve(json!({}), ""), &person("user:bob"))
             .await,
         Err(ReviewError::Refused(DecisionError::AlreadyApproved(_)))
     ));
     let run = store.run(&run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Waiting, "one approval is not enough");
     let r = engine
-        .decide_review(&id, approve(json!({}), "ok"), "user:carol")
+        .decide_review(&id, approve(json!({}), "ok"), &person("user:carol"))
         .await
         .unwrap();
     assert_eq!(r.status, ReviewStatus::Approved);
-    assert_eq!(r.acts.len(), 2);
+    let people: Vec<(&str, Option<&str>)> = r
+        .acts
+        .iter()
+        .map(|a| (a.actor.as_str(), a.user_id.as_deref()))
+        .collect();
+    assert_eq!(
+        people,
+        [("user:bob", Some("bob")), ("user:carol", Some("carol"))],
+        "each act keeps the readable actor and the user id"
+    );
+    let decided = events_of(&store, &run_id, kind::REVIEW_DECIDED).await;
+    assert_eq!(decided[1]["user_id"], "carol");
     let run = wait_status(&store, &run_id, |r| r.status.is_terminal(), TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Completed, "{run:#?}");
     assert_eq!(output(&store, &run_id, "after").await["priority"], "urgent");

@@ -5,8 +5,16 @@
 //! nothing. POST (the button, carrying the same token in the path)
 //! decides, once: the link's nonce is used up in the decision's
 //! transaction. Refusals are plain pages: 400 malformed, 403 tampered
-//! (signature mismatch), 410 expired, used, or the task already decided.
-//! An `open` link redirects to the task in the web inbox.
+//! (signature mismatch) or no longer allowed, 410 expired, used, or the
+//! task already decided. An `open` link redirects to the task in the web
+//! inbox.
+//!
+//! A link decides as the user it was sent to (the inbox user with the
+//! recipient's address), only while that user may decide the task in the
+//! inbox, and only while the task waits in the queue the link was sent
+//! for: an escalation (by a person or a deadline) makes every outstanding
+//! link refuse. A link to an address that is no user decides only in that
+//! queue, and cannot approve a task that needs distinct people.
 //!
 //! The link secret is `COUNTERSIGN_LINK_SECRET`, or one generated and kept
 //! in the database on first use (so every node of a cluster shares it).
@@ -16,7 +24,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use engine::ReviewError;
 use engine::links::{Action, Link, LinkError, Secret};
-use engine::review::{Decision, DecisionError};
+use engine::review::{Decider, Decision, DecisionError};
 use serde_json::Map;
 use store::{Review, ReviewStatus};
 
@@ -101,7 +109,43 @@ async fn check(state: &AppState, token: &str) -> Result<(Link, Review), Response
         .await
         .map_err(internal)?
         .ok_or_else(|| refused(StatusCode::GONE, "The review task no longer exists."))?;
+    if let Some(q) = &link.queue
+        && link.action != Action::Open
+        && review.status == ReviewStatus::Pending
+        && *q != review.queue
+    {
+        return Err(moved(&review.queue));
+    }
     Ok((link, review))
+}
+
+fn moved(queue: &str) -> Response {
+    refused(
+        StatusCode::FORBIDDEN,
+        &format!(
+            "The task was moved to the `{queue}` queue after this link was sent, so the link no longer decides it."
+        ),
+    )
+}
+
+/// Who the link decides as: the user it was sent to, within the queue it
+/// was sent for; an address that is no user, only within that queue.
+async fn decider(state: &AppState, link: &Link) -> store::Result<Decider> {
+    let bound = link.queue.clone().map(|q| vec![q]);
+    Ok(
+        match crate::identity::user_named(state.engine.store().as_ref(), &link.actor).await? {
+            Some(u) => {
+                let mut by = crate::identity::for_user(&u);
+                by.queues = crate::identity::both(by.queues, bound);
+                by
+            }
+            None => Decider {
+                actor: link.actor.clone(),
+                user_id: None,
+                queues: Some(bound.unwrap_or_default()),
+            },
+        },
+    )
 }
 
 fn fields_table(r: &Review) -> String {
@@ -133,7 +177,7 @@ fn fields_table(r: &Review) -> String {
         (status = 200, description = "Confirmation page with a button that POSTs to the same URL", body = String, content_type = "text/html"),
         (status = 303, description = "An `open` link: redirect to the task in the web inbox"),
         (status = 400, description = "Malformed token", body = String, content_type = "text/html"),
-        (status = 403, description = "Tampered token (signature mismatch)", body = String, content_type = "text/html"),
+        (status = 403, description = "Tampered token (signature mismatch), or the task was escalated after the link was sent", body = String, content_type = "text/html"),
         (status = 410, description = "Expired or used link, or the task is already decided", body = String, content_type = "text/html"),
         (status = 503, description = "The link secret is unavailable", body = String, content_type = "text/html"),
     ),
@@ -188,7 +232,7 @@ pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> R
         (status = 200, description = "The decision was applied", body = String, content_type = "text/html"),
         (status = 303, description = "An `open` link: redirect to the task in the web inbox"),
         (status = 400, description = "Malformed token", body = String, content_type = "text/html"),
-        (status = 403, description = "Tampered token (signature mismatch)", body = String, content_type = "text/html"),
+        (status = 403, description = "Tampered token (signature mismatch), or the link's recipient may not decide this task now (their queues or role, or the task was escalated after the link was sent)", body = String, content_type = "text/html"),
         (status = 409, description = "The decision was refused", body = String, content_type = "text/html"),
         (status = 410, description = "Expired or used link, or the task or run already ended", body = String, content_type = "text/html"),
         (status = 503, description = "The link secret or the database is unavailable", body = String, content_type = "text/html"),
@@ -213,9 +257,19 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
             comment: None,
         },
     };
+    let by = match decider(&state, &link).await {
+        Ok(by) => by,
+        Err(e) => {
+            tracing::warn!(error = %e, "resolving an approval link's user failed");
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server cannot check links right now.",
+            );
+        }
+    };
     match state
         .engine
-        .decide_review_once(&review.id, decision, &link.actor, &link.use_key())
+        .decide_review_once(&review.id, decision, &by, &link.use_key())
         .await
     {
         Ok(Some(r)) => {
@@ -246,6 +300,19 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
         }
         Err(ReviewError::NotFound) => {
             refused(StatusCode::GONE, "The review task no longer exists.")
+        }
+        Err(ReviewError::Refused(DecisionError::NotAllowed { queue, .. })) => {
+            if link.queue.as_ref().is_some_and(|q| *q != queue) {
+                moved(&queue)
+            } else {
+                refused(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "{} may not decide tasks of the `{queue}` queue now, so nothing was decided.",
+                        link.actor
+                    ),
+                )
+            }
         }
         Err(ReviewError::Refused(e)) => {
             let why = match e {

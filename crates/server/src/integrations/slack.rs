@@ -6,8 +6,11 @@
 //! 2. `X-Slack-Signature` is `v0=` hex HMAC-SHA256(`SLACK_SIGNING_SECRET`,
 //!    `v0:{ts}:{raw body}`), compared in constant time — only then is the
 //!    body parsed (`payload=` form field holding JSON);
-//! 3. the Slack user is mapped (`countersign slack map`) and holds the
-//!    task's queue;
+//! 3. the Slack user is mapped (`countersign slack map`); a mapping whose
+//!    actor names an inbox user (`user:EMAIL` or `EMAIL`) decides as that
+//!    user, with the queues the user holds now; another decides as its
+//!    actor with the mapping's queues and cannot approve a task that needs
+//!    distinct people;
 //! 4. the decision is applied with the request's signature as a single-use
 //!    nonce: a replayed request (same timestamp, body and so signature)
 //!    makes no second decision and is answered 409.
@@ -196,26 +199,14 @@ pub async fn interactivity(
             "You are not linked to a Countersign reviewer, so nothing was decided. Ask an admin to run `countersign slack map`.",
         ));
     };
-    let review = state
-        .engine
-        .review(review_id)
-        .await
-        .map_err(|e| ApiError::internal("reading the review", e))?;
-    let Some(review) = review else {
-        return Ok(say("This review task no longer exists."));
-    };
-    if !identity
-        .queues
-        .iter()
-        .any(|q| q == &review.queue || q == "*")
-    {
-        tracing::info!(slack_user, review = review_id, queue = %review.queue, "a Slack user decided outside their queues");
-        return Ok(say(format!(
-            "You may not decide tasks of the `{}` queue, so nothing was decided.",
-            review.queue
-        )));
-    }
-    let actor = identity.actor.clone();
+    let by = crate::identity::resolve(
+        store.as_ref(),
+        &identity.actor,
+        Some(identity.queues.clone()),
+    )
+    .await
+    .map_err(|e| ApiError::internal("reading the Slack member's user", e))?;
+    let actor = by.actor.clone();
     let decision = if decide_approve {
         Decision::Approve {
             values: Map::new(),
@@ -229,7 +220,7 @@ pub async fn interactivity(
     };
     let decided = match state
         .engine
-        .decide_review_once(review_id, decision, &actor, &nonce)
+        .decide_review_once(review_id, decision, &by, &nonce)
         .await
     {
         Ok(Some(r)) => r,
@@ -241,6 +232,12 @@ pub async fn interactivity(
             return Ok(say(format!("The run is already {s}.")));
         }
         Err(ReviewError::NotFound) => return Ok(say("This review task no longer exists.")),
+        Err(ReviewError::Refused(DecisionError::NotAllowed { queue, .. })) => {
+            tracing::info!(slack_user, review = review_id, queue = %queue, "a Slack user decided outside their queues");
+            return Ok(say(format!(
+                "You may not decide tasks of the `{queue}` queue, so nothing was decided."
+            )));
+        }
         Err(ReviewError::Refused(e)) => {
             let why = match e {
                 DecisionError::Invalid(_) => {

@@ -576,7 +576,11 @@ pub(crate) async fn bulk(
                 values: serde_json::Map::new(),
                 comment: Some(format!("Bulk approval ({} tasks)", ids.len())),
             };
-            match state.engine.decide_review(id, decision, &u.actor()).await {
+            match state
+                .engine
+                .decide_review(id, decision, &crate::identity::for_user(u))
+                .await
+            {
                 Ok(_) => approved += 1,
                 Err(e) => {
                     tracing::info!(review = %id, error = %e, "bulk approval skipped a task");

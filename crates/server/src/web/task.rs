@@ -430,31 +430,10 @@ fn describe(e: &Event) -> String {
     }
 }
 
-/// The queues a task can be escalated to: those workflows declare, those
-/// users hold, minus the task's own.
+/// The queues a task can be escalated to: those the deployment knows
+/// (workflows' review steps, users' queues), minus the task's own.
 async fn escalation_queues(state: &AppState, own: &str) -> Vec<String> {
-    let mut queues: Vec<String> = Vec::new();
-    for name in state.engine.catalog().names() {
-        let Some(wf) = state.engine.catalog().get(&name) else {
-            continue;
-        };
-        for st in wf.def.steps.iter().filter(|s| s.kind == "review") {
-            let body = st.body.to_json();
-            if let Some(q) = body.get("queue").and_then(Value::as_str) {
-                queues.push(q.to_string());
-            }
-            if let Some(q) = body
-                .get("on_deadline")
-                .and_then(|o| o.get("escalate"))
-                .and_then(Value::as_str)
-            {
-                queues.push(q.to_string());
-            }
-        }
-    }
-    if let Ok(users) = state.engine.store().list_users().await {
-        queues.extend(users.into_iter().flat_map(|u| u.queues));
-    }
+    let mut queues = state.engine.known_queues().await.unwrap_or_default();
     queues.retain(|q| q != own);
     queues.sort();
     queues.dedup();
@@ -808,26 +787,10 @@ pub(crate) async fn decide(
             reason: text("reason").trim().to_string(),
             comment,
         },
-        "escalate" => {
-            let queue = text("queue").trim().to_string();
-            if !queue.is_empty() && !escalation_queues(&state, &r.queue).await.contains(&queue) {
-                form.errors.insert(
-                    "queue".into(),
-                    format!("There is no queue called {queue:?}; choose one from the list."),
-                );
-                form.banner = Some("Not escalated: choose a known queue.".into());
-                return render(
-                    &state,
-                    &user,
-                    &r,
-                    form,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &nav,
-                )
-                .await;
-            }
-            Decision::Escalate { queue, comment }
-        }
+        "escalate" => Decision::Escalate {
+            queue: text("queue").trim().to_string(),
+            comment,
+        },
         _ => {
             form.banner = Some("Choose approve, reject or escalate.".into());
             return render(
@@ -844,7 +807,7 @@ pub(crate) async fn decide(
     let verb = decision.name();
     match state
         .engine
-        .decide_review(&id, decision, &user.user.actor())
+        .decide_review(&id, decision, &crate::identity::for_user(&user.user))
         .await
     {
         Ok(_) => {
@@ -876,6 +839,14 @@ pub(crate) async fn decide(
                         "Choose a queue other than the task's own.".into(),
                     );
                     form.banner = Some("Not escalated: choose a queue.".into());
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                ReviewError::Refused(DecisionError::UnknownQueue(q)) => {
+                    form.errors.insert(
+                        "queue".into(),
+                        format!("There is no queue `{q}`: no workflow or user names it."),
+                    );
+                    form.banner = Some("Not escalated: choose a known queue.".into());
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
                 ReviewError::Refused(e) => {

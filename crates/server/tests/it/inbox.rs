@@ -12,7 +12,7 @@ use crate::support::{Harness, Reply};
 
 const PASSWORD: &str = "a long test password";
 
-async fn add_user(h: &Harness, email: &str, role: UserRole, queues: &[&str]) {
+pub(crate) async fn add_user(h: &Harness, email: &str, role: UserRole, queues: &[&str]) {
     h.store
         .create_user(User {
             id: format!("u-{email}"),
@@ -42,7 +42,7 @@ fn cookie_value<'a>(set: &'a [String], name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} cookie in {set:?}"))
 }
 
-fn form(path: &str, cookie: &str, body: &str) -> Request<Body> {
+pub(crate) fn form(path: &str, cookie: &str, body: &str) -> Request<Body> {
     Request::post(path)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::HOST, "inbox.test")
@@ -69,12 +69,12 @@ fn enc(s: &str) -> String {
 }
 
 /// A signed-in browser: its cookie header and CSRF token.
-struct Browser {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Browser {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
-async fn sign_in(h: &Harness, email: &str) -> Browser {
+pub(crate) async fn sign_in(h: &Harness, email: &str) -> Browser {
     let page = h.send(get("/login", "")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     let set = cookies_of(&page);
@@ -651,7 +651,7 @@ async fn reject_needs_a_reason_and_escalation_only_known_queues() {
         ))
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    assert!(r.text.contains("There is no queue called"), "{}", r.text);
+    assert!(r.text.contains("There is no queue `finance-typo`"), "{}", r.text);
     assert_eq!(
         h.store.review(&id).await.unwrap().unwrap().queue,
         "operations"

@@ -19,11 +19,11 @@ use store::{Review, ReviewStatus, RunStatus, SlackIdentity};
 use crate::support::{Harness, Reply};
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-const LINK_SECRET: &str = "link-secret-for-tests";
+pub(crate) const LINK_SECRET: &str = "link-secret-for-tests";
 
 /// Records `chat.update` calls: `(channel, ts, decision, by)`.
 #[derive(Default)]
-struct Chat {
+pub(crate) struct Chat {
     calls: Mutex<Vec<(String, String, String, String)>>,
 }
 
@@ -45,7 +45,7 @@ impl ChatUpdate for Chat {
     }
 }
 
-async fn harness(chat: Arc<Chat>) -> Harness {
+pub(crate) async fn harness(chat: Arc<Chat>) -> Harness {
     let h = Harness::with_config(ServerConfig {
         integrations: Settings {
             slack_signing_secret: Some(SIGNING_SECRET.into()),
@@ -78,7 +78,7 @@ async fn harness(chat: Arc<Chat>) -> Harness {
 }
 
 /// Submits a `reviewed` run that needs review; returns `(run_id, review_id)`.
-async fn waiting(h: &Harness) -> (String, String) {
+pub(crate) async fn waiting(h: &Harness) -> (String, String) {
     let r = h
         .post(
             "/api/v1/workflows/reviewed/runs?wait=10",
@@ -129,7 +129,7 @@ fn percent(s: &str) -> String {
 }
 
 /// A `block_actions` form body as Slack sends it.
-fn click(user: &str, action_id: &str, review_id: &str) -> String {
+pub(crate) fn click(user: &str, action_id: &str, review_id: &str) -> String {
     let payload = json!({
         "type": "block_actions",
         "user": { "id": user, "username": "someone", "name": "someone", "team_id": "T0TEAM" },
@@ -147,7 +147,7 @@ fn click(user: &str, action_id: &str, review_id: &str) -> String {
     format!("payload={}", percent(&payload.to_string()))
 }
 
-fn now_s() -> i64 {
+pub(crate) fn now_s() -> i64 {
     engine::now_ms() / 1000
 }
 
@@ -160,7 +160,7 @@ fn slack_request(body: &str, ts: i64, signature: &str) -> Request<Body> {
         .unwrap()
 }
 
-async fn send_signed(h: &Harness, body: &str, ts: i64) -> Reply {
+pub(crate) async fn send_signed(h: &Harness, body: &str, ts: i64) -> Reply {
     let sig = sign(SIGNING_SECRET, &ts.to_string(), body.as_bytes());
     h.send(slack_request(body, ts, &sig)).await
 }
@@ -316,15 +316,21 @@ async fn without_a_signing_secret_the_slack_endpoint_is_absent() {
 fn link(review_id: &str, action: Action, expires_ms: i64) -> String {
     format!(
         "/review/{}",
-        Secret::new(LINK_SECRET).sign(review_id, action, expires_ms, "carol@example.com")
+        Secret::new(LINK_SECRET).sign(
+            review_id,
+            action,
+            expires_ms,
+            "carol@example.com",
+            "operations"
+        )
     )
 }
 
-fn later() -> i64 {
+pub(crate) fn later() -> i64 {
     engine::now_ms() + 3_600_000
 }
 
-async fn post_form(h: &Harness, path: &str) -> Reply {
+pub(crate) async fn post_form(h: &Harness, path: &str) -> Reply {
     h.send(
         Request::post(path)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -386,7 +392,8 @@ async fn expired_tampered_and_malformed_links_are_refused() {
             &id,
             Action::Approve,
             later(),
-            "carol@example.com"
+            "carol@example.com",
+            "operations"
         )
     );
     assert_eq!(post_form(&h, &forged).await.status, StatusCode::FORBIDDEN);

@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod identity;
 mod inbox;
 mod intake;
 mod integrations;

@@ -213,6 +213,9 @@ impl Store for Broken {
     async fn token_by_hash(&self, _: &str) -> Result<Option<Token>> {
         fail()
     }
+    async fn token(&self, _: &str) -> Result<Option<Token>> {
+        fail()
+    }
     async fn list_tokens(&self) -> Result<Vec<Token>> {
         fail()
     }

@@ -267,6 +267,7 @@ async fn an_edited_approval_resumes_the_run_and_a_second_decision_gets_409() {
 #[tokio::test]
 async fn a_rejection_ends_the_run_and_escalation_moves_the_task() {
     let h = Harness::new().await;
+    // `managers` is known: the four-eyes workflow's deadline escalates there.
     let (run_id, id) = waiting(&h).await;
     let path = format!("/api/v1/reviews/{id}/decision");
     let r = h

@@ -133,6 +133,32 @@ steps:
         summary: "{{ approved.summary }}"
 "#;
 
+/// `reviewed` with four-eyes; its deadline names `managers`, so that queue
+/// is one the deployment knows (an escalation target).
+pub const FOUR_EYES: &str = r#"
+name: four-eyes
+steps:
+  - id: triage
+    emit:
+      output:
+        summary: { type: string, maxLength: 40 }
+        priority: { enum: [low, medium, high, urgent] }
+      values:
+        summary: "{{ input.text }}"
+        priority: "{{ input.priority }}"
+  - id: review
+    review:
+      fields: [summary, priority]
+      queue: operations
+      min_approvals: 2
+      deadline: 720h
+      on_deadline: { escalate: managers }
+  - id: after
+    emit:
+      values:
+        summary: "{{ approved.summary }}"
+"#;
+
 /// A secret for each kind of caller.
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -175,6 +201,7 @@ impl Harness {
             (OPEN_HOOK, "open-hook.yaml"),
             (CONTACT_FORM, "contact.yaml"),
             (REVIEWED, "reviewed.yaml"),
+            (FOUR_EYES, "four-eyes.yaml"),
         ] {
             catalog
                 .load_source(src, path)
@@ -275,6 +302,17 @@ pub async fn mint(
     scopes: &[&str],
     revoked: bool,
 ) -> (String, String) {
+    mint_for(store, name, scopes, revoked, None).await
+}
+
+/// [`mint`] for a token that acts for the user `user_id`.
+pub async fn mint_for(
+    store: &Arc<dyn Store>,
+    name: &str,
+    scopes: &[&str],
+    revoked: bool,
+    user_id: Option<&str>,
+) -> (String, String) {
     let secret = new_token_secret();
     let id = format!("tok-{name}");
     store
@@ -285,6 +323,7 @@ pub async fn mint(
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             created_at_ms: 1,
             revoked_at_ms: None,
+            user_id: user_id.map(str::to_string),
         })
         .await
         .expect("create token");

@@ -48,6 +48,7 @@ fn reject(review_id: &str, rev: i64, at: i64) -> DecideReview {
             reason: Some("no".into()),
             queue: None,
             at_ms: at,
+            user_id: None,
         },
         change: ReviewChange::Reject {
             reason: "no".into(),

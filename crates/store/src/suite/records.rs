@@ -325,13 +325,15 @@ pub async fn queries_filter_and_page(store: Arc<dyn Store>) {
     }
 }
 
-/// Tokens: create, look up by hash, list, refuse duplicates, revoke.
+/// Tokens: create, look up by hash and id, list, refuse duplicates,
+/// revoke; the user a token acts for is kept.
 pub async fn tokens_crud(store: Arc<dyn Store>) {
     let token = |id: &str, name: &str, hash: &str, at: i64| Token {
         id: id.into(),
         name: name.into(),
         hash: hash.into(),
         scopes: vec!["runs:write".into(), "reviews:decide".into()],
+        user_id: (id == "t1").then(|| "u-ann".into()),
         created_at_ms: at,
         revoked_at_ms: None,
     };
@@ -363,6 +365,16 @@ pub async fn tokens_crud(store: Arc<dyn Store>) {
         Some(token("t1", "ci", "h1", T0))
     );
     assert_eq!(store.token_by_hash("nope").await.unwrap(), None);
+    assert_eq!(
+        store.token("t1").await.unwrap().and_then(|t| t.user_id),
+        Some("u-ann".into())
+    );
+    assert_eq!(
+        store.token("t2").await.unwrap().map(|t| t.user_id),
+        Some(None),
+        "a service token acts for no user"
+    );
+    assert_eq!(store.token("nope").await.unwrap(), None);
     let names: Vec<String> = store
         .list_tokens()
         .await

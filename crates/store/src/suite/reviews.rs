@@ -62,6 +62,8 @@ fn act(actor: &str, decision: &str, at: i64) -> ReviewAct {
         reason: None,
         queue: None,
         at_ms: at,
+        // A person's act carries their user id; `deadline` and such do not.
+        user_id: actor.strip_prefix("user:").map(|n| format!("u-{n}")),
     }
 }
 
@@ -149,9 +151,16 @@ pub async fn approving_a_review_resumes_the_run(store: Arc<dyn Store>) {
         (
             review.acts[0].seq,
             review.acts[0].values.as_str(),
-            review.acts[0].comment.as_deref()
+            review.acts[0].comment.as_deref(),
+            review.acts[0].user_id.as_deref()
         ),
-        (1, r#"{"priority":"high"}"#, Some("urgent customer"))
+        (
+            1,
+            r#"{"priority":"high"}"#,
+            Some("urgent customer"),
+            Some("u-ann")
+        ),
+        "the act keeps the readable actor and the user id"
     );
     let run = store.run("r1").await.unwrap().unwrap();
     assert_eq!((run.status, run.wait), (RunStatus::Queued, None));

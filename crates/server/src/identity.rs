@@ -1,0 +1,89 @@
+//! One identity per person: every channel that decides reviews (inbox
+//! session, API token, Slack member, email link) resolves here to a
+//! [`Decider`] — the readable actor, the user id behind it, and the queues
+//! that user may decide now — so four-eyes and "not your own request"
+//! compare people, and a link or button never decides what its user could
+//! not decide in the inbox.
+
+use engine::review::Decider;
+use store::{Store, User, UserRole};
+
+/// The queues `user` may decide now (`None`: every queue).
+pub fn user_queues(user: &User) -> Option<Vec<String>> {
+    match user.role {
+        UserRole::Admin => None,
+        UserRole::Reviewer => Some(user.queues.clone()),
+        UserRole::Viewer => Some(Vec::new()),
+    }
+}
+
+/// A signed-in user deciding in the inbox (or through a channel tied to
+/// them).
+pub fn for_user(user: &User) -> Decider {
+    Decider {
+        actor: user.actor(),
+        user_id: Some(user.id.clone()),
+        queues: user_queues(user),
+    }
+}
+
+/// Queues both restrictions allow (`None` on either side: no restriction).
+pub fn both(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String>> {
+    match (a, b) {
+        (None, x) | (x, None) => x,
+        (Some(a), Some(b)) if a.iter().any(|q| q == "*") => Some(b),
+        (Some(a), Some(b)) if b.iter().any(|q| q == "*") => Some(a),
+        (Some(a), Some(b)) => Some(a.into_iter().filter(|q| b.contains(q)).collect()),
+    }
+}
+
+/// The enabled user an actor name stands for: `user:EMAIL` or a bare
+/// email address (what email links and `slack map --actor` carry).
+pub async fn user_named(store: &dyn Store, actor: &str) -> store::Result<Option<User>> {
+    let email = actor.strip_prefix("user:").unwrap_or(actor).trim();
+    if !email.contains('@') {
+        return Ok(None);
+    }
+    Ok(store
+        .user_by_email(email)
+        .await?
+        .filter(|u| u.disabled_at_ms.is_none()))
+}
+
+/// The decider behind a channel that names `actor` and, failing a user,
+/// may decide `fallback` queues: a Slack member's mapping, a link's
+/// recipient. A user found by that name decides as themselves, with the
+/// queues they hold now.
+pub async fn resolve(
+    store: &dyn Store,
+    actor: &str,
+    fallback: Option<Vec<String>>,
+) -> store::Result<Decider> {
+    Ok(match user_named(store, actor).await? {
+        Some(u) => for_user(&u),
+        None => Decider {
+            actor: actor.to_string(),
+            user_id: None,
+            queues: fallback,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qs(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn restrictions_intersect() {
+        assert_eq!(both(None, qs(&["a"])), qs(&["a"]));
+        assert_eq!(both(qs(&["a", "b"]), None), qs(&["a", "b"]));
+        assert_eq!(both(qs(&["a", "b"]), qs(&["b", "c"])), qs(&["b"]));
+        assert_eq!(both(qs(&["*"]), qs(&["c"])), qs(&["c"]));
+        assert_eq!(both(qs(&["a"]), qs(&[])), qs(&[]));
+        assert_eq!(both(None, None), None);
+    }
+}
