@@ -62,6 +62,7 @@ pub struct SubmitQuery {
         (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Input breaks the schema; `errors` names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer; retry after `Retry-After` with the same `Idempotency-Key`", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["runs:write"]))
 )]
@@ -104,6 +105,7 @@ pub async fn submit_run(
         (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Input breaks the schema", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer; retry after `Retry-After` with the same `Idempotency-Key`", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(())
 )]
