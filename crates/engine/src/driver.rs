@@ -249,29 +249,45 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
                 let mut reconciled = None;
                 if let Some(open) = st.open_effect.take() {
                     let r = step.reconcile(&mut cx).await;
-                    let (label, out) = match r {
+                    let (label, action, out) = match r {
                         Reconciled::Done {
                             output,
                             external_id,
                         } => {
                             cx.effects.completed = Some(external_id);
-                            ("found", Some(output))
+                            (
+                                "found",
+                                "use the effect found",
+                                Some(StepOutcome::Done { output }),
+                            )
                         }
-                        Reconciled::NotDone => ("not_done", None),
-                        Reconciled::Unknown => ("unknown", None),
+                        Reconciled::NotDone => (
+                            "not_done",
+                            "perform again under the same idempotency key",
+                            None,
+                        ),
+                        Reconciled::Unknown => (
+                            "unknown",
+                            "perform again under the same idempotency key",
+                            None,
+                        ),
+                        Reconciled::Failed { error } => (
+                            "failed",
+                            "fail the step without sending; an operator retry looks again",
+                            Some(StepOutcome::Permanent { error }),
+                        ),
                     };
                     events.push(NewEvent {
                         kind: kind::EFFECT_RECONCILED.into(),
                         actor: SYSTEM.into(),
-                        data: json!({ "key": open.key, "step": def.id, "result": label,
-                            "action": if out.is_some() { "use the effect found" } else { "perform again under the same idempotency key" } })
+                        data: json!({ "key": open.key, "step": def.id, "result": label, "action": action })
                         .to_string(),
                         at_ms: now_ms(),
                     });
                     reconciled = out;
                 }
                 match reconciled {
-                    Some(output) => StepOutcome::Done { output },
+                    Some(outcome) => outcome,
                     None => {
                         // Events so far go out with `effect.started` if the step journals one.
                         cx.journal.defer(std::mem::take(&mut events));
