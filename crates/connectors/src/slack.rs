@@ -252,7 +252,11 @@ impl Api {
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
-            _ => code.clone(),
+            // `missing_scope` names the scope the token lacks.
+            _ => match body["needed"].as_str() {
+                Some(needed) => format!("{code} (needed: {needed})"),
+                None => code.clone(),
+            },
         };
         let message =
             domain::workflow::redact(&self.secrets(), &format!("Slack {method}: {detail}"));
@@ -658,7 +662,14 @@ impl Step for SlackStep {
                 }
             }
             Ok(None) => Reconciled::NotDone,
-            Err(e) if e.is_permanent() => Reconciled::NotDone,
+            // Not being allowed to look is not "not posted": posting again
+            // could duplicate the message after every crash.
+            Err(e) if e.is_permanent() => Reconciled::Failed {
+                error: format!(
+                    "slack: cannot check whether the message for {key} was already posted, so it is not posted again: {}; fix the cause, then retry the run",
+                    self.named(e).describe(&self.secrets())
+                ),
+            },
             Err(e) => {
                 tracing::warn!(key = %key, error = %e.describe(&self.secrets()), "slack: reconciliation failed; retrying later");
                 self.unreachable.mark(&key);

@@ -61,8 +61,42 @@ fn base_vars(id: &str, wf: &Compiled, input: &Json) -> Vars {
     vars
 }
 
+/// This node drives a run while its `Driving` lives: it holds one of the
+/// node's permits, and lease renewal extends the run's lease. Dropped (the
+/// driver returned, its commit failed, or the store never confirmed the
+/// run), the lease is no longer renewed and expires into the poller's
+/// hands.
+pub(crate) struct Driving {
+    inner: Arc<Inner>,
+    run_id: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Driving {
+    pub(crate) fn new(inner: Arc<Inner>, run_id: &str, permit: OwnedSemaphorePermit) -> Driving {
+        inner
+            .driving
+            .lock()
+            .expect("driving lock")
+            .insert(run_id.to_string());
+        Driving {
+            inner,
+            run_id: run_id.to_string(),
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.inner.driving.lock() {
+            set.remove(&self.run_id);
+        }
+    }
+}
+
 /// Picks a claimed run back up: rebuild its variables, then drive it.
-pub(crate) async fn resume(inner: Arc<Inner>, c: Claimed, permit: OwnedSemaphorePermit) {
+pub(crate) async fn resume(inner: Arc<Inner>, c: Claimed, driving: Driving) {
     let run = &c.run;
     let wf = match inner.catalog.version(&run.workflow, run.version).await {
         Ok(Some(wf)) => wf,
@@ -102,7 +136,7 @@ pub(crate) async fn resume(inner: Arc<Inner>, c: Claimed, permit: OwnedSemaphore
         rev: run.rev,
         open_effect,
     };
-    drive(inner, state, permit).await;
+    drive(inner, state, driving).await;
 }
 
 struct DbJournal<'a> {
@@ -170,7 +204,7 @@ impl Journal for DbJournal<'_> {
 }
 
 /// Executes steps until the run completes, fails or waits.
-pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSemaphorePermit) {
+pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving) {
     let wf = st.wf.clone();
     loop {
         if inner.stopping.load(std::sync::atomic::Ordering::Relaxed) {
@@ -215,29 +249,45 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
                 let mut reconciled = None;
                 if let Some(open) = st.open_effect.take() {
                     let r = step.reconcile(&mut cx).await;
-                    let (label, out) = match r {
+                    let (label, action, out) = match r {
                         Reconciled::Done {
                             output,
                             external_id,
                         } => {
                             cx.effects.completed = Some(external_id);
-                            ("found", Some(output))
+                            (
+                                "found",
+                                "use the effect found",
+                                Some(StepOutcome::Done { output }),
+                            )
                         }
-                        Reconciled::NotDone => ("not_done", None),
-                        Reconciled::Unknown => ("unknown", None),
+                        Reconciled::NotDone => (
+                            "not_done",
+                            "perform again under the same idempotency key",
+                            None,
+                        ),
+                        Reconciled::Unknown => (
+                            "unknown",
+                            "perform again under the same idempotency key",
+                            None,
+                        ),
+                        Reconciled::Failed { error } => (
+                            "failed",
+                            "fail the step without sending; an operator retry looks again",
+                            Some(StepOutcome::Permanent { error }),
+                        ),
                     };
                     events.push(NewEvent {
                         kind: kind::EFFECT_RECONCILED.into(),
                         actor: SYSTEM.into(),
-                        data: json!({ "key": open.key, "step": def.id, "result": label,
-                            "action": if out.is_some() { "use the effect found" } else { "perform again under the same idempotency key" } })
+                        data: json!({ "key": open.key, "step": def.id, "result": label, "action": action })
                         .to_string(),
                         at_ms: now_ms(),
                     });
                     reconciled = out;
                 }
                 match reconciled {
-                    Some(output) => StepOutcome::Done { output },
+                    Some(outcome) => outcome,
                     None => {
                         // Events so far go out with `effect.started` if the step journals one.
                         cx.journal.defer(std::mem::take(&mut events));
@@ -312,6 +362,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _permit: OwnedSem
             }
             Err(e) => {
                 Metrics::inc(&m.commit_errors);
+                // Dropping `_driving` stops the renewal of this run's lease.
                 tracing::error!(run = %st.id, error = %e, "commit failed; the lease will expire and the step will be retried");
                 return;
             }

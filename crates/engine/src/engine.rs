@@ -1,7 +1,7 @@
 //! The engine handle: intake, operator commands, and the background loops
 //! (poller, lease renewal) that keep runs moving.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -70,6 +70,12 @@ pub(crate) struct Inner {
     pub stopping: AtomicBool,
     waiters: std::sync::Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     waiting: AtomicUsize,
+    /// Runs a driver on this node is driving: the only leases lease
+    /// renewal extends (see [`crate::driver::Driving`]). A lease this node
+    /// holds on any other run is left to expire, so the poller (here or on
+    /// another node) takes the run over: a run is never stranded behind a
+    /// live node's lease that no driver uses.
+    pub(crate) driving: std::sync::Mutex<HashSet<String>>,
     pub metrics: crate::metrics::Metrics,
 }
 
@@ -115,6 +121,7 @@ impl Engine {
             stopping: AtomicBool::new(false),
             waiters: Default::default(),
             waiting: AtomicUsize::new(0),
+            driving: Default::default(),
             metrics: Default::default(),
             config,
         });
@@ -167,6 +174,7 @@ impl Engine {
         });
         let now = now_ms();
         let id = uuid::Uuid::now_v7().to_string();
+        let new_id = id.clone();
         // The input is serialised once: the run row and `run.received`
         // share the text (spliced, not re-encoded through a value tree).
         let input_text = input.to_string();
@@ -191,55 +199,80 @@ impl Engine {
             });
         }
         // Drive the run here at once when there is room; otherwise leave it
-        // to the poller.
-        let permit = if self.inner.config.workers && !self.inner.stopping.load(Ordering::Relaxed) {
-            self.inner.permits.clone().try_acquire_owned().ok()
+        // to the poller. The guard registers the run for lease renewal
+        // before the lease is written.
+        let driving = if self.inner.config.workers && !self.inner.stopping.load(Ordering::Relaxed) {
+            self.inner
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|permit| crate::driver::Driving::new(self.inner.clone(), &id, permit))
         } else {
             None
         };
-        let lease = permit.as_ref().map(|_| Lease {
+        let lease = driving.as_ref().map(|_| Lease {
             node: self.inner.node.clone(),
             until_ms: now + self.inner.config.lease_ms,
         });
-        let created = self
-            .inner
-            .store
-            .create_run(NewRun {
-                id: id.clone(),
-                workflow: wf.def.name.clone(),
-                version: wf.version,
-                input: input_text,
-                idempotency_key,
-                created_at_ms: now,
-                lease,
-                events,
-            })
-            .await?;
-        match created {
-            Created::Existing { id, status } => {
-                crate::metrics::Metrics::inc(&self.inner.metrics.runs_deduplicated);
-                Ok(Submitted {
-                    run_id: id,
-                    status,
-                    created: false,
-                })
-            }
-            Created::New => {
-                crate::metrics::Metrics::inc(&self.inner.metrics.runs_submitted);
-                match permit {
-                    Some(permit) => {
-                        let state = crate::driver::RunState::fresh(id.clone(), wf, input);
-                        tokio::spawn(crate::driver::drive(self.inner.clone(), state, permit));
-                    }
-                    None => self.inner.wake.notify_one(),
+        let new_run = NewRun {
+            id: id.clone(),
+            workflow: wf.def.name.clone(),
+            version: wf.version,
+            input: input_text,
+            idempotency_key,
+            created_at_ms: now,
+            lease,
+            events,
+        };
+        // Architecture invariant: once the store is asked to create the run,
+        // what happens to it no longer depends on this future. The commit
+        // and the driver live in a task of their own; the caller only
+        // awaits the answer, and may go away (a client hanging up drops
+        // the request's future at its next await) without stranding the
+        // run.
+        let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let created = inner.store.create_run(new_run).await;
+            let start = matches!(created, Ok(Created::New));
+            match &created {
+                Ok(Created::New) => crate::metrics::Metrics::inc(&inner.metrics.runs_submitted),
+                Ok(Created::Existing { .. }) => {
+                    crate::metrics::Metrics::inc(&inner.metrics.runs_deduplicated)
                 }
-                Ok(Submitted {
-                    run_id: id,
-                    status: RunStatus::Queued,
-                    created: true,
-                })
+                Err(_) => {}
             }
-        }
+            let _ = tx.send(created);
+            if !start {
+                // Not created, or the store's answer was lost: a lease
+                // written anyway is not renewed (the guard goes here) and
+                // expires into the poller's hands.
+                return;
+            }
+            match driving {
+                Some(driving) => {
+                    let state = crate::driver::RunState::fresh(id, wf, input);
+                    crate::driver::drive(inner, state, driving).await;
+                }
+                None => inner.wake.notify_one(),
+            }
+        });
+        let created = rx.await.map_err(|_| {
+            store::Error::Backend("the intake task ended before the store answered".into())
+        })??;
+        Ok(match created {
+            Created::Existing { id, status } => Submitted {
+                run_id: id,
+                status,
+                created: false,
+            },
+            Created::New => Submitted {
+                run_id: new_id,
+                status: RunStatus::Queued,
+                created: true,
+            },
+        })
     }
 
     /// Waits until the run settles (completes, fails, or waits for a
@@ -351,11 +384,15 @@ async fn poll_loop(inner: Arc<Inner>) {
                 Ok(batch) => {
                     claimed_full = batch.len() == free;
                     for c in batch {
+                        // Should a submission have taken the last permit
+                        // meanwhile, the rest of the batch stays leased but
+                        // undriven: its leases are not renewed and expire.
                         let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
                             break;
                         };
                         crate::metrics::Metrics::inc(&inner.metrics.runs_resumed);
-                        tokio::spawn(crate::driver::resume(inner.clone(), c, permit));
+                        let driving = crate::driver::Driving::new(inner.clone(), &c.run.id, permit);
+                        tokio::spawn(crate::driver::resume(inner.clone(), c, driving));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "claiming work failed"),
@@ -384,7 +421,10 @@ async fn poll_loop(inner: Arc<Inner>) {
     }
 }
 
-/// Keeps this node's leases alive while it works.
+/// Keeps alive the leases of the runs this node's drivers are driving, in
+/// one statement. A lease on a run no driver here drives (its driver's
+/// commit failed, or the store's answer to a create or claim was lost) is
+/// not renewed: it expires and the run is claimed again.
 async fn renew_loop(inner: Arc<Inner>) {
     let every = Duration::from_millis((inner.config.lease_ms / 3).max(100) as u64);
     loop {
@@ -392,9 +432,19 @@ async fn renew_loop(inner: Arc<Inner>) {
         if inner.stopping.load(Ordering::SeqCst) {
             return;
         }
+        let runs: Vec<String> = inner
+            .driving
+            .lock()
+            .expect("driving lock")
+            .iter()
+            .cloned()
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
         if let Err(e) = inner
             .store
-            .renew_leases(&inner.node, now_ms() + inner.config.lease_ms)
+            .renew_leases(&inner.node, &runs, now_ms() + inner.config.lease_ms)
             .await
         {
             tracing::warn!(error = %e, "renewing leases failed");

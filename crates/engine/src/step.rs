@@ -49,6 +49,12 @@ pub enum Reconciled {
     /// The target cannot tell: perform it again under the same idempotency
     /// key (at-least-once with a dedupe key).
     Unknown,
+    /// The lookup failed for good (e.g. the token lacks the scope to read
+    /// the target): whether the effect happened is unknown and sending
+    /// again could duplicate it. The step fails with `error`, nothing is
+    /// sent, and the effect stays open, so an operator retry after the
+    /// cause is fixed looks again.
+    Failed { error: String },
 }
 
 /// One executable step.

@@ -119,7 +119,7 @@ pub enum ApiError {
         detail: String,
         run_status: Option<String>,
     },
-    /// 503: a dependency (the store) does not answer.
+    /// 503 with `Retry-After`: a dependency (the store) does not answer.
     Unavailable,
     /// 500; the text goes to the log only.
     Internal(String),
@@ -284,6 +284,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let unavailable = matches!(self, ApiError::Unavailable);
         let www_authenticate = match &self {
             ApiError::Unauthorized { invalid: false, .. } => Some("Bearer"),
             ApiError::Unauthorized { invalid: true, .. } => Some("Bearer error=\"invalid_token\""),
@@ -298,12 +299,32 @@ impl IntoResponse for ApiError {
         if let Some(v) = www_authenticate {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
         }
+        if unavailable {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         res
     }
 }
 
+/// `Retry-After` on a 503: long enough for a database restart to begin
+/// answering; a client retrying with its `Idempotency-Key` gets the run the
+/// failed request may have created.
+const RETRY_AFTER_SECS: &str = "2";
+
 impl From<store::Error> for ApiError {
+    /// A backend failure (the database is down, restarting or refusing the
+    /// write) is a 503 the client may retry; anything else reaching here is
+    /// a bug, a 500. The detail goes to the log either way.
     fn from(e: store::Error) -> ApiError {
-        ApiError::internal("store", e)
+        match e {
+            store::Error::Backend(detail) => {
+                tracing::warn!(error = %detail, "the store failed; answering 503");
+                ApiError::Unavailable
+            }
+            e => ApiError::internal("store", e),
+        }
     }
 }

@@ -62,6 +62,7 @@ pub struct SubmitQuery {
         (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Input breaks the schema; `errors` names each field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer; retry after `Retry-After` with the same `Idempotency-Key`", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["runs:write"]))
 )]
@@ -104,6 +105,7 @@ pub async fn submit_run(
         (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Input breaks the schema", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store does not answer; retry after `Retry-After` with the same `Idempotency-Key`", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(())
 )]
@@ -214,10 +216,17 @@ fn wait_param(
     let Query(q) =
         query.map_err(|e| ApiError::BadRequest(FieldProblem::parameter("query", e.body_text())))?;
     let Some(raw) = q.wait else { return Ok(None) };
-    match raw.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
-            Ok(Some(Duration::from_secs_f64(secs).min(max)))
-        }
+    let raw_num = raw.trim();
+    // A number too large for a `Duration` (or for an `f64`: `1e400`) is
+    // still a number ≥ 0, which the document allows: it is capped like any
+    // other. `inf`, `NaN` and negatives are refused.
+    let literal = raw_num
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"+.eE".contains(&b));
+    match raw_num.parse::<f64>() {
+        Ok(secs) if secs >= 0.0 && (secs.is_finite() || literal) => Ok(Some(
+            Duration::try_from_secs_f64(secs).map_or(max, |d| d.min(max)),
+        )),
         _ => Err(ApiError::BadRequest(FieldProblem::parameter(
             "wait",
             format!("must be a number of seconds ≥ 0, got {raw:?}"),
@@ -362,6 +371,14 @@ mod tests {
             Some(Duration::from_millis(2500))
         );
         assert_eq!(wait_param(q("900"), max).unwrap(), Some(max));
+        // Past what a `Duration` (or an `f64`) holds: capped, never a panic.
+        for huge in ["1.8446744073709552e+19", "1e300", "1e400", "1E+30"] {
+            assert_eq!(wait_param(q(huge), max).unwrap(), Some(max), "{huge}");
+        }
+        assert!(wait_param(q("-0.5"), max).is_err());
+        assert!(wait_param(q("-1e400"), max).is_err());
+        assert!(wait_param(q("infinity"), max).is_err());
+        assert!(wait_param(q("+inf"), max).is_err());
         assert!(wait_param(q("soon"), max).is_err());
         assert!(wait_param(q("-1"), max).is_err());
         assert!(wait_param(q("NaN"), max).is_err());

@@ -111,7 +111,7 @@ const CLAIM_OUTPUTS: &str = "SELECT run_id, step_index, output, seq FROM steps W
 const CLAIM_EFFECTS: &str = "SELECT key, run_id, step_id, status, request_digest, external_id, COALESCE(completed_at, started_at) FROM effects WHERE run_id = ANY($1::text[]) AND status = 'started'";
 /// Rows being committed right now are skipped: their commit sets the lease.
 const RENEW: &str = "UPDATE work SET lease_until = $2 WHERE run_id IN (
-        SELECT run_id FROM work WHERE locked_by = $1 FOR UPDATE SKIP LOCKED)";
+        SELECT run_id FROM work WHERE locked_by = $1 AND run_id = ANY($3) FOR UPDATE SKIP LOCKED)";
 const RELEASE: &str = "UPDATE work SET locked_by = NULL, lease_until = NULL WHERE run_id IN (
         SELECT run_id FROM work WHERE locked_by = $1 ORDER BY run_id FOR UPDATE)";
 const NEXT_DUE: &str = "SELECT LEAST(
@@ -398,12 +398,15 @@ impl Store for PgStore {
         Ok(claimed)
     }
 
-    async fn renew_leases(&self, node: &str, lease_until_ms: i64) -> Result<u64> {
+    async fn renew_leases(&self, node: &str, runs: &[String], lease_until_ms: i64) -> Result<u64> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
         let mut conn = self.pool.get().await?;
         let st = conn.stmt(RENEW).await?;
         self.pool.count(1);
         conn.client
-            .execute(&st, &[&node, &lease_until_ms])
+            .execute(&st, &[&node, &lease_until_ms, &runs])
             .await
             .map_err(db)
     }

@@ -475,12 +475,16 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn renew_leases(&self, node: &str, lease_until_ms: i64) -> Result<u64> {
+    async fn renew_leases(&self, node: &str, runs: &[String], lease_until_ms: i64) -> Result<u64> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
         let node = node.to_string();
+        let runs = serde_json::to_string(runs).map_err(|e| Error::Backend(e.to_string()))?;
         self.write(move |conn| {
             conn.execute(
-                "UPDATE work SET lease_until = ?2 WHERE locked_by = ?1",
-                params![node, lease_until_ms],
+                "UPDATE work SET lease_until = ?2 WHERE locked_by = ?1 AND run_id IN (SELECT value FROM json_each(?3))",
+                params![node, lease_until_ms, runs],
             )
             .map(|n| n as u64)
             .map_err(db)

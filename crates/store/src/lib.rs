@@ -300,8 +300,10 @@ pub trait Store: Reviews + Integrations + Users + EventsByKind + Send + Sync + '
         lease_until_ms: i64,
         limit: usize,
     ) -> Result<Vec<Claimed>>;
-    /// Extends every lease `node` holds.
-    async fn renew_leases(&self, node: &str, lease_until_ms: i64) -> Result<u64>;
+    /// Extends `node`'s leases on `runs` (the runs its drivers drive), in
+    /// one statement. Leases `node` holds on other runs are left to expire,
+    /// so a run whose driver went away is claimed again.
+    async fn renew_leases(&self, node: &str, runs: &[String], lease_until_ms: i64) -> Result<u64>;
     /// Releases `node`'s leases so others may claim at once (graceful stop).
     async fn release_leases(&self, node: &str) -> Result<u64>;
     /// Earliest `run_at` of an unleased work item, if any.

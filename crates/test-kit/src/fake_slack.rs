@@ -13,8 +13,9 @@
 //!
 //! Channels: `#ops-intake` is `C0OPSINTAKE`, `#reviewers` is `C0REVIEWERS`;
 //! anything else is `channel_not_found`. Fault modes: `fail_next` (429 with
-//! `Retry-After`, or 5xx) and `delay` (the message is posted *before* the
-//! delay, like a server that did the work but is slow to say so).
+//! `Retry-After`, or 5xx), `delay` (the message is posted *before* the
+//! delay, like a server that did the work but is slow to say so) and
+//! `missing_scope` (a token without the scope a method needs).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ struct Book {
     fail_next: Option<(u32, u16, Option<u64>)>,
     delay_ms: u64,
     next_ts: u64,
+    /// Method → the scope the token lacks for it.
+    missing_scopes: BTreeMap<String, String>,
 }
 
 const CHANNELS: &[(&str, &str)] = &[("ops-intake", "C0OPSINTAKE"), ("reviewers", "C0REVIEWERS")];
@@ -111,6 +114,16 @@ impl FakeSlack {
     /// Answers the next `n` calls with `status` (429 gets `Retry-After`).
     pub fn fail_next(&self, n: u32, status: u16, retry_after: Option<u64>) {
         self.book().fail_next = (n > 0).then_some((n, status, retry_after));
+    }
+
+    /// Answers `method` as Slack does when the token lacks `scope`
+    /// (`missing_scope`, with `needed`); `None` grants it again.
+    pub fn missing_scope(&self, method: &str, scope: Option<&str>) {
+        let mut book = self.book();
+        match scope {
+            Some(s) => book.missing_scopes.insert(method.into(), s.into()),
+            None => book.missing_scopes.remove(method),
+        };
     }
 
     /// Holds every answer back by `ms`, after doing the work.
@@ -195,6 +208,10 @@ fn answer(
         } else {
             "invalid_auth"
         });
+    }
+    if let Some(needed) = book.missing_scopes.get(method) {
+        return axum::Json(json!({ "ok": false, "error": "missing_scope", "needed": needed, "provided": "chat:write" }))
+            .into_response();
     }
     let Some(params) = spec_params(method) else {
         return ok_false("unknown_method");

@@ -236,3 +236,71 @@ async fn a_crash_mid_post_is_reconciled_from_history() {
     );
     assert_eq!(fake.problems(), Vec::<String>::new());
 }
+
+/// After a crash with the post in flight, the history lookup is refused
+/// for good (the token lacks `channels:history`): the step fails saying
+/// why, and nothing is posted again. Once the scope is granted, an
+/// operator retry finds the message and completes the run.
+#[tokio::test]
+async fn a_lookup_refused_for_good_fails_the_step_and_never_posts_again() {
+    let fake = FakeSlack::start().await;
+    fake.delay(60_000);
+    let dir = TempDir::new("slack-scope");
+    let db = dir.path().join("cs.db");
+    let yaml = wf("#ops-intake");
+    let (run_id, kill) = doomed(
+        db.clone(),
+        yaml.clone(),
+        config(&fake, TOKEN),
+        json!({ "name": "Ada" }),
+    )
+    .await;
+    let key = format!("{run_id}:notify");
+    eventually("the message is posted", TIMEOUT, || {
+        fake.count_key(&key) == 1
+    })
+    .await;
+    kill.now().await;
+    fake.delay(0);
+    fake.missing_scope("conversations.history", Some("channels:history"));
+
+    let store = reopen(&db);
+    let engine = engine_on(store.clone(), &yaml, config(&fake, TOKEN)).await;
+    let r = wait_terminal(&store, &run_id).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+    let error = r.error.clone().unwrap_or_default();
+    for part in [
+        "not posted again",
+        "missing_scope",
+        "channels:history",
+        "retry the run",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from {error:?}");
+    }
+    assert!(!error.contains(TOKEN), "{error}");
+    assert_eq!(fake.count_key(&key), 1, "no second message");
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!(rec[0]["result"], json!("failed"), "{rec:?}");
+
+    fake.missing_scope("conversations.history", None);
+    let retried = engine.retry(&run_id, "operator").await.expect("retry");
+    assert!(matches!(retried, store::OpResult::Done(_)), "{retried:?}");
+    let r = test_kit::fixture::wait_status(
+        &store,
+        &run_id,
+        |r| r.status == RunStatus::Completed,
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(r.error, None, "{r:#?}");
+    assert_eq!(fake.count_key(&key), 1, "exactly one message");
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec.len(), 2, "{rec:?}");
+    assert_eq!(rec[1]["result"], json!("found"), "{rec:?}");
+    assert_eq!(
+        outputs(&store, &run_id).await["notify"]["reconciled"],
+        json!(true)
+    );
+    assert_eq!(fake.problems(), Vec::<String>::new());
+}

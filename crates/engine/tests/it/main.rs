@@ -6,6 +6,7 @@
 //! countersign-engine` rewrites them after an intended change.
 
 mod audit;
+mod cancel;
 mod crash;
 mod http;
 mod input;

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use countersign_server::ServerConfig;
 
-use crate::support::{Harness, post_json};
+use crate::support::{Harness, abandon_after, post_json};
 
 const GOOD: &str = r#"{"email":"ann@example.com","amount":250}"#;
 
@@ -145,15 +145,18 @@ async fn wait_is_capped_by_the_server() {
         ..ServerConfig::default()
     })
     .await;
-    let r = h
-        .post(
-            "/api/v1/workflows/slow/runs?wait=60",
-            Some(&h.tokens.writer),
-            "{}",
-        )
-        .await;
-    // Capped at 200 ms, so the answer comes while the run is still trying.
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    // Capped at 200 ms, so the answer comes while the run is still trying;
+    // numbers past what a `Duration` holds are capped too, never a panic.
+    for wait in ["60", "1.8446744073709552e%2B19", "1e400"] {
+        let r = h
+            .post(
+                &format!("/api/v1/workflows/slow/runs?wait={wait}"),
+                Some(&h.tokens.writer),
+                "{}",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{wait}: {}", r.text);
+    }
 }
 
 #[tokio::test]
@@ -308,4 +311,66 @@ async fn a_wrong_or_missing_content_type_is_a_415() {
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert_eq!(h.run_count().await, 1);
+}
+
+/// Clients that hang up while their submission is being stored, or while
+/// they `?wait=` for its outcome, at many points: every run their requests
+/// caused completes without a restart, within the lease plus 30 s.
+#[tokio::test]
+async fn clients_that_hang_up_never_strand_a_run() {
+    use tower::ServiceExt;
+    let lease_ms = 1_000;
+    let h = Harness::with_engine(
+        ServerConfig::default(),
+        engine::Config {
+            lease_ms,
+            poll_ms: 50,
+            ..engine::Config::default()
+        },
+    )
+    .await;
+    let mut answered = 0;
+    for i in 0..96 {
+        let path = if i % 2 == 0 {
+            "/api/v1/workflows/triage/runs?wait=10"
+        } else {
+            "/api/v1/workflows/triage/runs"
+        };
+        let mut req = post_json(
+            path,
+            Some(&h.tokens.writer),
+            r#"{"email":"a@example.com","amount":5}"#,
+        );
+        req.headers_mut().insert(
+            "idempotency-key",
+            axum::http::HeaderValue::from_str(&format!("hang-up-{i}")).unwrap(),
+        );
+        let call = h.app.clone().oneshot(req);
+        if abandon_after(call, (i / 2) % 24).await.is_some() {
+            answered += 1;
+        }
+    }
+    let runs = h
+        .store
+        .list_runs(&store::RunFilter {
+            limit: 10_000,
+            ..store::RunFilter::default()
+        })
+        .await
+        .expect("list runs");
+    for r in &runs {
+        let done = test_kit::fixture::wait_status(
+            &h.store,
+            &r.id,
+            |r| r.status.is_terminal(),
+            std::time::Duration::from_millis(lease_ms as u64 + 30_000),
+        )
+        .await;
+        assert_eq!(done.status, store::RunStatus::Completed, "{done:#?}");
+    }
+    assert!(
+        runs.len() > answered,
+        "some runs were committed behind a request that hung up ({} created, {answered} answered): the test exercises that case",
+        runs.len()
+    );
 }

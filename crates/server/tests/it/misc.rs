@@ -1,5 +1,5 @@
 //! Probes, the OpenAPI document, unknown routes, and what a client sees
-//! when the store fails (no internal detail).
+//! when the store fails (a 503 with `Retry-After`, no internal detail).
 
 use std::sync::Arc;
 
@@ -112,13 +112,20 @@ async fn unknown_routes_and_methods_answer_problems() {
 const LEAK: &str = "disk I/O error at /var/secret/countersign.db";
 
 #[tokio::test]
-async fn store_failures_are_a_generic_500_and_a_503_probe() {
+async fn store_failures_are_a_503_with_retry_after_and_no_detail() {
     let store: Arc<dyn Store> = Arc::new(Broken);
+    // Workflows load from a working store; the engine's store is down.
+    let loader: Arc<dyn Store> =
+        Arc::new(store_sqlite::SqliteStore::open_memory().expect("open store"));
     let catalog = Arc::new(Catalog::new(
         StepKinds::builtin(reqwest::Client::new()),
         Arc::new(|_: &str| None),
-        store.clone(),
+        loader,
     ));
+    catalog
+        .load_source(crate::support::OPEN_HOOK, "open-hook.yaml")
+        .await
+        .expect("load the workflow");
     let engine = Engine::start(
         store,
         catalog,
@@ -132,17 +139,30 @@ async fn store_failures_are_a_generic_500_and_a_503_probe() {
         store: Arc::new(Broken),
         tokens: Harness::new().await.tokens,
     };
-    let r: Reply = h.get("/api/v1/runs", Some("cs_anything")).await;
-    r.assert_problem(StatusCode::INTERNAL_SERVER_ERROR, "internal");
-    assert!(
-        !r.text.contains("secret") && !r.text.contains("disk"),
-        "internal detail leaks: {}",
-        r.text
-    );
+    let unavailable = |r: &Reply| {
+        r.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        assert_eq!(
+            r.headers
+                .get(axum::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("2"),
+            "{}",
+            r.text
+        );
+        assert!(
+            !r.text.contains("secret") && !r.text.contains("disk"),
+            "internal detail leaks: {}",
+            r.text
+        );
+    };
+    // The token lookup fails.
+    unavailable(&h.get("/api/v1/runs", Some("cs_anything")).await);
+    // Intake: creating the run fails.
+    unavailable(&h.post("/hooks/open-hook", None, r#"{"a":1}"#).await);
+    unavailable(&h.post("/hooks/open-hook?wait=1", None, "{}").await);
 
     let r = h.get("/readyz", None).await;
-    r.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-    assert!(!r.text.contains("secret"), "{}", r.text);
+    unavailable(&r);
     let r = h.get("/healthz", None).await;
     assert_eq!(r.status, StatusCode::OK);
 }
@@ -174,7 +194,7 @@ impl Store for Broken {
     async fn claim(&self, _: &str, _: i64, _: i64, _: usize) -> Result<Vec<Claimed>> {
         fail()
     }
-    async fn renew_leases(&self, _: &str, _: i64) -> Result<u64> {
+    async fn renew_leases(&self, _: &str, _: &[String], _: i64) -> Result<u64> {
         fail()
     }
     async fn release_leases(&self, _: &str) -> Result<u64> {

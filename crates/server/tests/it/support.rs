@@ -182,6 +182,12 @@ impl Harness {
     }
 
     pub async fn with_config(config: ServerConfig) -> Harness {
+        Harness::with_engine(config, engine::Config::default()).await
+    }
+
+    /// A harness whose engine runs with `engine` settings (e.g. a short
+    /// lease).
+    pub async fn with_engine(config: ServerConfig, engine: engine::Config) -> Harness {
         let store: Arc<dyn Store> =
             Arc::new(store_sqlite::SqliteStore::open_memory().expect("open store"));
         let catalog = Arc::new(Catalog::new(
@@ -208,7 +214,7 @@ impl Harness {
                 .await
                 .unwrap_or_else(|e| panic!("{path}: {e}"));
         }
-        let engine = Engine::start(store.clone(), catalog, engine::Config::default());
+        let engine = Engine::start(store.clone(), catalog, engine);
         let (writer, writer_id) = mint(&store, "writer", &["runs:write"], false).await;
         let tokens = Tokens {
             writer,
@@ -371,4 +377,18 @@ impl Reply {
             self.text
         );
     }
+}
+
+/// Polls `fut` at most `polls` times, yielding to the runtime between
+/// polls, then drops it: a client that hangs up at that point.
+pub async fn abandon_after<F: std::future::Future>(fut: F, polls: usize) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    for _ in 0..polls {
+        let poll = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(out) = poll {
+            return Some(out);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
 }

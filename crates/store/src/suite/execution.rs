@@ -449,22 +449,36 @@ pub async fn claim_reports_the_state_it_resumes_from(store: Arc<dyn Store>) {
     );
 }
 
-/// Leases are extended and released per node.
+/// Leases are extended per node and run, and released per node.
 pub async fn leases_renew_and_release(store: Arc<dyn Store>) {
     created(&store, new_run("a1", "wf", T0, None, Some(("a", T0 + 100)))).await;
     created(&store, new_run("a2", "wf", T0, None, Some(("a", T0 + 100)))).await;
+    // Held by `a`, but no driver of `a` drives it: never renewed.
+    created(&store, new_run("a3", "wf", T0, None, Some(("a", T0 + 100)))).await;
     created(
         &store,
         new_run("b1", "wf", T0, None, Some(("b", T0 + 10_000))),
     )
     .await;
 
-    assert_eq!(store.renew_leases("a", T0 + 5_000).await.unwrap(), 2);
-    assert_eq!(store.renew_leases("nobody", T0 + 5_000).await.unwrap(), 0);
+    let driven = ["a1".to_string(), "a2".to_string(), "b1".to_string()];
+    assert_eq!(
+        store.renew_leases("a", &driven, T0 + 5_000).await.unwrap(),
+        2,
+        "only `a`'s leases on the runs it names"
+    );
+    assert_eq!(
+        store
+            .renew_leases("nobody", &driven, T0 + 5_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.renew_leases("a", &[], T0 + 5_000).await.unwrap(), 0);
     assert_eq!(
         claim_ids(&store, "c", T0 + 200, T0 + 20_000).await,
-        Vec::<String>::new(),
-        "renewed leases hold"
+        ["a3"],
+        "renewed leases hold; the undriven one expired"
     );
 
     assert_eq!(store.release_leases("a").await.unwrap(), 2);
