@@ -262,7 +262,11 @@ pub async fn submit(
     };
     let pairs: Vec<(String, String)> = url_decode_pairs(&body);
     let values = to_json(&wf.def.input.schema, pairs);
-    match state.engine.submit(&name, Value::Object(values.clone()), None, "form").await {
+    match state
+        .engine
+        .submit(&name, Value::Object(values.clone()), None, "form")
+        .await
+    {
         Ok(s) => ui::render(
             StatusCode::ACCEPTED,
             "form.html",
@@ -274,8 +278,16 @@ pub async fn submit(
             },
         ),
         Err(SubmitError::InvalidInput(errors)) => {
-            let errors: Vec<(String, String)> = errors.into_iter().map(|e| (e.pointer, e.message)).collect();
-            render_form(StatusCode::UNPROCESSABLE_ENTITY, &name, &form.title, &wf.def.input.schema, &values, &errors)
+            let errors: Vec<(String, String)> =
+                errors.into_iter().map(|e| (e.pointer, e.message)).collect();
+            render_form(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &name,
+                &form.title,
+                &wf.def.input.schema,
+                &values,
+                &errors,
+            )
         }
         Err(SubmitError::UnknownWorkflow(_)) => not_found(&name),
         Err(e) => {

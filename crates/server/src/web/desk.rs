@@ -88,7 +88,14 @@ pub(crate) struct Request {
 const SENDER: [&str; 4] = ["name", "sender", "from", "full_name"];
 const EMAIL: [&str; 3] = ["email", "sender_email", "from_email"];
 const COMPANY: [&str; 3] = ["company", "organisation", "organization"];
-const TEXT: [&str; 6] = ["message", "body", "text", "description", "subject", "request"];
+const TEXT: [&str; 6] = [
+    "message",
+    "body",
+    "text",
+    "description",
+    "subject",
+    "request",
+];
 
 impl Request {
     pub(crate) fn of(input: &Value) -> Request {
@@ -128,7 +135,11 @@ impl Request {
             .collect();
         let chars = text.chars().count();
         Request {
-            sender: if sender.is_empty() { email.clone() } else { sender },
+            sender: if sender.is_empty() {
+                email.clone()
+            } else {
+                sender
+            },
             email,
             company,
             long: chars > 420 || text.lines().count() > 6,
@@ -169,7 +180,10 @@ impl Why {
             else {
                 continue;
             };
-            if let Some(rule) = out.get("review_rule").and_then(|r| r.get("when")).and_then(Value::as_str)
+            if let Some(rule) = out
+                .get("review_rule")
+                .and_then(|r| r.get("when"))
+                .and_then(Value::as_str)
                 && out.get("review").and_then(Value::as_str) == Some("required")
             {
                 why.rule = Some(rule.to_string());
@@ -183,7 +197,10 @@ impl Why {
                     (Some(p), _) => Some(p.to_string()),
                     _ => None,
                 };
-                let reason = out.get("reason").and_then(Value::as_str).map(str::to_string);
+                let reason = out
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 match out.get("status").and_then(Value::as_str) {
                     Some("needs_review") => why.needs_review = reason,
                     _ => why.fallback = reason,
@@ -219,7 +236,10 @@ impl Why {
         if self.needs_review.is_some() {
             return "no valid draft".into();
         }
-        self.rule.as_deref().map(|r| shorten(r, 60)).unwrap_or_default()
+        self.rule
+            .as_deref()
+            .map(|r| shorten(r, 60))
+            .unwrap_or_default()
     }
 }
 
@@ -272,7 +292,9 @@ impl Order {
     pub(crate) fn sort(self, tasks: &mut [Review], now_ms: i64) {
         let key = |r: &Review| {
             let fields = engine::review::fields_of(r);
-            let p = draft(&fields, "priority").and_then(Value::as_str).map(str::to_string);
+            let p = draft(&fields, "priority")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             (
                 r.deadline_at_ms.is_none_or(|d| d > now_ms),
                 priority_rank(p.as_deref()),
@@ -308,7 +330,8 @@ mod tests {
             workflow: "w".into(),
             queue: "ops".into(),
             status: store::ReviewStatus::Pending,
-            fields: json!([{ "name": "priority", "step": "t", "draft": priority, "schema": null }]).to_string(),
+            fields: json!([{ "name": "priority", "step": "t", "draft": priority, "schema": null }])
+                .to_string(),
             min_approvals: 1,
             submitter: None,
             deadline_at_ms: deadline,
@@ -339,7 +362,14 @@ mod tests {
         let ids: Vec<_> = tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["overdue-low", "urgent", "high-soon", "high-later", "high-none", "new-low"]
+            [
+                "overdue-low",
+                "urgent",
+                "high-soon",
+                "high-later",
+                "high-none",
+                "new-low"
+            ]
         );
         Order::Oldest.sort(&mut tasks, now);
         assert_eq!(tasks[0].id, "high-none");
@@ -382,6 +412,9 @@ mod tests {
             ]
         );
         assert_eq!(why.short(), "triage.confidence < 0.8");
-        assert_eq!(Why::default().lines(), ["The workflow reviews every request at this step."]);
+        assert_eq!(
+            Why::default().lines(),
+            ["The workflow reviews every request at this step."]
+        );
     }
 }

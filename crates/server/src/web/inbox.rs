@@ -61,7 +61,11 @@ impl InboxQuery {
         if let Some(p) = self.priority() {
             parts.push(format!("priority={}", encode(p)));
         }
-        if let Some(s) = self.sort.as_deref().filter(|s| !s.is_empty() && *s != "triage") {
+        if let Some(s) = self
+            .sort
+            .as_deref()
+            .filter(|s| !s.is_empty() && *s != "triage")
+        {
             parts.push(format!("sort={}", encode(s)));
         }
         if parts.is_empty() {
@@ -161,7 +165,13 @@ async fn row(state: &AppState, t: &Review, now: i64) -> Row {
             .to_string()
     };
     // A missing run (pruned) or an unreadable one leaves the cells empty.
-    let detail = state.engine.store().run_detail(&t.run_id).await.ok().flatten();
+    let detail = state
+        .engine
+        .store()
+        .run_detail(&t.run_id)
+        .await
+        .ok()
+        .flatten();
     let request = detail
         .as_ref()
         .map(|d| Request::of(&serde_json::from_str(&d.run.input).unwrap_or(Value::Null)))
@@ -187,7 +197,10 @@ async fn row(state: &AppState, t: &Review, now: i64) -> Row {
         created_at_ms: t.created_at_ms,
         age: span(now - t.created_at_ms),
         deadline_at_ms: t.deadline_at_ms,
-        deadline: t.deadline_at_ms.map(|d| span((d - now).abs())).unwrap_or_default(),
+        deadline: t
+            .deadline_at_ms
+            .map(|d| span((d - now).abs()))
+            .unwrap_or_default(),
         overdue: t.deadline_at_ms.is_some_and(|d| d <= now),
         status: t.status.as_str(),
         decided_by: t
@@ -366,7 +379,11 @@ pub(crate) async fn list(
             search: q.q.clone().unwrap_or_default(),
             role_note,
             rows,
-            row_query: if decided_view { String::new() } else { q.keep() },
+            row_query: if decided_view {
+                String::new()
+            } else {
+                q.keep()
+            },
             older,
         },
     )
@@ -396,7 +413,10 @@ async fn decided(
             .await?;
         let full = page.len() == ROWS;
         before = page.last().map(|r| r.id.clone());
-        out.extend(page.into_iter().filter(|r| r.status != ReviewStatus::Pending));
+        out.extend(
+            page.into_iter()
+                .filter(|r| r.status != ReviewStatus::Pending),
+        );
         if out.len() >= ROWS {
             out.truncate(ROWS);
             next = out.last().map(|r| r.id.clone());

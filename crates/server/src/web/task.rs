@@ -131,7 +131,12 @@ fn parse_field(f: &Field, text: &str) -> Result<Value, String> {
     }
 }
 
-fn view(f: &Field, text: &str, error: Option<String>, result: Option<&store::ReviewField>) -> FieldView {
+fn view(
+    f: &Field,
+    text: &str,
+    error: Option<String>,
+    result: Option<&store::ReviewField>,
+) -> FieldView {
     let (kind, options) = kind_of(f);
     let draft = as_text(&f.draft);
     let title = f
@@ -322,7 +327,12 @@ fn masked(node: &Node) -> Value {
 /// The steps after the review (and the reviewed action itself when it is
 /// a step under `control: review`), as the run's workflow version defines
 /// them; with the raw configuration for admins.
-async fn after(state: &AppState, r: &Review, version: i64, admin: bool) -> (Vec<After>, Vec<RawStep>) {
+async fn after(
+    state: &AppState,
+    r: &Review,
+    version: i64,
+    admin: bool,
+) -> (Vec<After>, Vec<RawStep>) {
     let Ok(Some(compiled)) = state.engine.catalog().version(&r.workflow, version).await else {
         return (Vec::new(), Vec::new());
     };
@@ -336,8 +346,12 @@ async fn after(state: &AppState, r: &Review, version: i64, admin: bool) -> (Vec<
     {
         list.push(After {
             title: format!("{} — {}", label(&st.id), action_name(&st.kind)),
-            control: (st.control.as_str() != "auto").then(|| format!("control: {}", st.control.as_str())),
-            note: st.when.as_ref().map(|w| format!("only when {}", w.source())),
+            control: (st.control.as_str() != "auto")
+                .then(|| format!("control: {}", st.control.as_str())),
+            note: st
+                .when
+                .as_ref()
+                .map(|w| format!("only when {}", w.source())),
             skipped: false,
             values: Vec::new(),
         });
@@ -370,7 +384,12 @@ fn action_name(kind: &str) -> String {
 /// An audit event in a sentence.
 fn describe(e: &Event) -> String {
     let d: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
-    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        d.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let step = s("step");
     let on = if step.is_empty() {
         String::new()
@@ -387,7 +406,11 @@ fn describe(e: &Event) -> String {
         "review.requested" => format!("Review requested in queue {}", s("queue")),
         "review.decided" => format!("Decision: {}{}", s("decision"), {
             let r = s("reason");
-            if r.is_empty() { String::new() } else { format!(" — {}", shorten(&r, 160)) }
+            if r.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", shorten(&r, 160))
+            }
         }),
         "review.escalated" => format!("Escalated to {}", s("queue")),
         "review.expired" => "Deadline passed".into(),
@@ -446,7 +469,13 @@ async fn render(
     status: StatusCode,
     nav: &InboxQuery,
 ) -> Response {
-    let detail: Option<RunDetail> = state.engine.store().run_detail(&r.run_id).await.ok().flatten();
+    let detail: Option<RunDetail> = state
+        .engine
+        .store()
+        .run_detail(&r.run_id)
+        .await
+        .ok()
+        .flatten();
     let events = state
         .engine
         .store()
@@ -504,9 +533,15 @@ async fn render(
         text: format!(
             "{} by {} {}{}",
             label(r.status.as_str()),
-            r.decided_by.as_deref().unwrap_or("?").trim_start_matches("user:"),
+            r.decided_by
+                .as_deref()
+                .unwrap_or("?")
+                .trim_start_matches("user:"),
             r.decided_at_ms.map(ui::when).unwrap_or_default(),
-            r.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
+            r.reason
+                .as_deref()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
         ),
     });
     let readonly_reason = match user.user.role {
@@ -517,7 +552,11 @@ async fn render(
     let me_actor = user.user.actor();
     let blocked = if !decide {
         None
-    } else if r.acts.iter().any(|a| a.decision == "approve" && a.actor == me_actor) {
+    } else if r
+        .acts
+        .iter()
+        .any(|a| a.decision == "approve" && a.actor == me_actor)
+    {
         Some("You already approved this task; another person must approve it too.".to_string())
     } else if r.submitter.as_deref() == Some(me_actor.as_str()) && r.min_approvals > 1 {
         Some("You submitted this request, so you may not approve it (four-eyes).".to_string())
@@ -562,7 +601,10 @@ async fn render(
             created_at_ms: r.created_at_ms,
             age: span(now - r.created_at_ms),
             deadline_at_ms: r.deadline_at_ms,
-            deadline: r.deadline_at_ms.map(|d| span((d - now).abs())).unwrap_or_default(),
+            deadline: r
+                .deadline_at_ms
+                .map(|d| span((d - now).abs()))
+                .unwrap_or_default(),
             overdue: r.deadline_at_ms.is_some_and(|d| d <= now),
             approvals_needed: r.min_approvals,
             approvals_so_far,
@@ -637,23 +679,46 @@ pub(crate) async fn task(
     Query(nav): Query<InboxQuery>,
 ) -> Response {
     match load(&state, &user, &id).await {
-        Ok(r) => render(&state, &user, &r, FormState::default(), StatusCode::OK, &nav).await,
+        Ok(r) => {
+            render(
+                &state,
+                &user,
+                &r,
+                FormState::default(),
+                StatusCode::OK,
+                &nav,
+            )
+            .await
+        }
         Err(res) => res,
     }
 }
 
 /// Where to go after a decision on `done`: the next task in the
 /// reviewer's order (keeping their filters), else the inbox.
-async fn move_on(state: &AppState, user: &WebUser, nav: &InboxQuery, done: &str, extra: &str) -> Response {
+async fn move_on(
+    state: &AppState,
+    user: &WebUser,
+    nav: &InboxQuery,
+    done: &str,
+    extra: &str,
+) -> Response {
     let kept = nav.keep();
     let sep = if kept.is_empty() { "?" } else { "&" };
     let next = pending(state, &user.user, nav)
         .await
         .ok()
-        .and_then(|list| list.into_iter().find(|t| t.id != done && !already_approved_by(t, user)))
+        .and_then(|list| {
+            list.into_iter()
+                .find(|t| t.id != done && !already_approved_by(t, user))
+        })
         .map(|t| t.id);
     let to = match next {
-        Some(id) => format!("/inbox/{}{kept}{sep}done={}{extra}", encode(&id), encode(done)),
+        Some(id) => format!(
+            "/inbox/{}{kept}{sep}done={}{extra}",
+            encode(&id),
+            encode(done)
+        ),
         None => format!("/inbox{kept}{sep}done={}{extra}", encode(done)),
     };
     see_other(&to)
@@ -663,7 +728,9 @@ async fn move_on(state: &AppState, user: &WebUser, nav: &InboxQuery, done: &str,
 /// not theirs to open next.
 fn already_approved_by(t: &Review, user: &WebUser) -> bool {
     let me = user.user.actor();
-    t.acts.iter().any(|a| a.decision == "approve" && a.actor == me)
+    t.acts
+        .iter()
+        .any(|a| a.decision == "approve" && a.actor == me)
 }
 
 /// `POST /inbox/{id}/decision` (form): approve with edits, reject, escalate.
@@ -725,7 +792,15 @@ pub(crate) async fn decide(
             }
             if !form.errors.is_empty() {
                 form.banner = Some("Please correct the fields marked below.".into());
-                return render(&state, &user, &r, form, StatusCode::UNPROCESSABLE_ENTITY, &nav).await;
+                return render(
+                    &state,
+                    &user,
+                    &r,
+                    form,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &nav,
+                )
+                .await;
             }
             Decision::Approve {
                 values: edits,
@@ -744,13 +819,29 @@ pub(crate) async fn decide(
                     format!("There is no queue called {queue:?}; choose one from the list."),
                 );
                 form.banner = Some("Not escalated: choose a known queue.".into());
-                return render(&state, &user, &r, form, StatusCode::UNPROCESSABLE_ENTITY, &nav).await;
+                return render(
+                    &state,
+                    &user,
+                    &r,
+                    form,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &nav,
+                )
+                .await;
             }
             Decision::Escalate { queue, comment }
         }
         _ => {
             form.banner = Some("Choose approve, reject or escalate.".into());
-            return render(&state, &user, &r, form, StatusCode::UNPROCESSABLE_ENTITY, &nav).await;
+            return render(
+                &state,
+                &user,
+                &r,
+                form,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &nav,
+            )
+            .await;
         }
     };
     let verb = decision.name();
@@ -801,7 +892,8 @@ pub(crate) async fn decide(
                 ReviewError::Closed(_) | ReviewError::RunEnded(_) => StatusCode::CONFLICT,
                 ReviewError::Store(e) => {
                     tracing::warn!(error = %e, "deciding a review failed");
-                    form.banner = Some("Not applied: the database is unavailable; try again.".into());
+                    form.banner =
+                        Some("Not applied: the database is unavailable; try again.".into());
                     StatusCode::SERVICE_UNAVAILABLE
                 }
             };
@@ -890,7 +982,10 @@ mod tests {
 
     #[test]
     fn fields_show_labels_and_enum_values_by_label() {
-        let mut e = field(json!("sales_lead"), Some(json!({"enum": ["support_request", "sales_lead"]})));
+        let mut e = field(
+            json!("sales_lead"),
+            Some(json!({"enum": ["support_request", "sales_lead"]})),
+        );
         e.name = "recommended_next_step".into();
         let v = view(&e, "sales_lead", None, None);
         assert_eq!(v.label, "Recommended next step");
@@ -900,7 +995,10 @@ mod tests {
         assert_eq!(v.draft_label, "Sales lead");
         assert!(!v.changed);
         assert!(view(&e, "support_request", None, None).changed);
-        let titled = field(json!("a"), Some(json!({"type": "string", "title": "Summary of the request", "maxLength": 100})));
+        let titled = field(
+            json!("a"),
+            Some(json!({"type": "string", "title": "Summary of the request", "maxLength": 100})),
+        );
         let v = view(&titled, "a", None, None);
         assert_eq!(v.label, "Summary of the request");
         assert_eq!(v.kind, "text");

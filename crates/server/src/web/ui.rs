@@ -25,6 +25,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("task.html", include_str!("../../templates/task.html")),
     ("after.html", include_str!("../../templates/after.html")),
     ("form.html", include_str!("../../templates/form.html")),
+    ("home.html", include_str!("../../templates/home.html")),
+    ("runs.html", include_str!("../../templates/runs.html")),
+    ("run.html", include_str!("../../templates/run.html")),
 ];
 
 pub(crate) const STYLESHEET: &str = include_str!("../../assets/app.css");
@@ -62,7 +65,11 @@ pub(crate) fn render<S: Serialize>(status: StatusCode, name: &str, ctx: S) -> Re
     {
         Ok(body) => html(status, body),
         Err(e) => {
-            tracing::error!(template = name, error = format!("{e:#}"), "a page failed to render");
+            tracing::error!(
+                template = name,
+                error = format!("{e:#}"),
+                "a page failed to render"
+            );
             html(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "<!doctype html><title>Error</title><p>This page could not be shown. The error was logged.</p>"

@@ -12,7 +12,7 @@ use crate::support::{Harness, Reply};
 
 const PASSWORD: &str = "a long test password";
 
-async fn add_user(h: &Harness, email: &str, role: UserRole, queues: &[&str]) {
+pub async fn add_user(h: &Harness, email: &str, role: UserRole, queues: &[&str]) {
     h.store
         .create_user(User {
             id: format!("u-{email}"),
@@ -42,7 +42,7 @@ fn cookie_value<'a>(set: &'a [String], name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} cookie in {set:?}"))
 }
 
-fn form(path: &str, cookie: &str, body: &str) -> Request<Body> {
+pub fn form(path: &str, cookie: &str, body: &str) -> Request<Body> {
     Request::post(path)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::HOST, "inbox.test")
@@ -52,7 +52,7 @@ fn form(path: &str, cookie: &str, body: &str) -> Request<Body> {
         .unwrap()
 }
 
-fn get(path: &str, cookie: &str) -> Request<Body> {
+pub fn get(path: &str, cookie: &str) -> Request<Body> {
     Request::get(path)
         .header(header::COOKIE, cookie)
         .body(Body::empty())
@@ -69,12 +69,12 @@ fn enc(s: &str) -> String {
 }
 
 /// A signed-in browser: its cookie header and CSRF token.
-struct Browser {
-    cookie: String,
-    csrf: String,
+pub struct Browser {
+    pub cookie: String,
+    pub csrf: String,
 }
 
-async fn sign_in(h: &Harness, email: &str) -> Browser {
+pub async fn sign_in(h: &Harness, email: &str) -> Browser {
     let page = h.send(get("/login", "")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     let set = cookies_of(&page);

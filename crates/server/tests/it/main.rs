@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod console;
 mod inbox;
 mod intake;
 mod integrations;

@@ -389,7 +389,8 @@ async fn the_form_trigger_renders_the_schema_and_submits_typed_input() {
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
     assert!(
-        bad.text.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        bad.text
+            .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
         "{}",
         bad.text
     );
