@@ -6,6 +6,12 @@
 //! behind a confirmation (`<details>`, no script needed), checked for
 //! CSRF and origin; the engine records an audit event naming them.
 //!
+//! Queues: admins and viewers read every run. A reviewer, limited to
+//! their queues, reads a run only when one of its review tasks is in
+//! them (a run that never reached review counts as the `default` queue's),
+//! sees only their queues on the home page, and not the runs list, which
+//! spans every queue (as the outbox does).
+//!
 //! Filters the store cannot answer yet (date range, free text, waiting
 //! for review) are a bounded scan over the newest runs ([`SCAN_LIMIT`]);
 //! the page says when the scan stopped short.
@@ -45,6 +51,10 @@ const DAY_MS: i64 = 86_400_000;
 
 fn is_admin(u: &WebUser) -> bool {
     u.user.role == UserRole::Admin
+}
+
+fn limited(u: &WebUser) -> Option<&[String]> {
+    (u.user.role == UserRole::Reviewer).then_some(u.user.queues.as_slice())
 }
 
 fn unavailable(user: &WebUser, what: &str, e: &dyn std::fmt::Display) -> Response {
@@ -242,6 +252,14 @@ pub(crate) async fn list(
     user: WebUser,
     Query(q): Query<ListQuery>,
 ) -> Response {
+    if limited(&user).is_some() {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not available",
+            "The runs list spans every queue; it is open to admins and viewers. Your tasks are in the inbox.",
+            user.header(),
+        );
+    }
     let now = engine::now_ms();
     let mut page = RunsPage {
         me: user.header(),
@@ -451,6 +469,22 @@ pub(crate) async fn page(
             Err(e) => return unavailable(&user, "reading a run's reviews", &e),
         }
     }
+    if let Some(mine) = limited(&user) {
+        let default = [engine::approval::DEFAULT_QUEUE.to_string()];
+        let queues: Vec<&String> = if reviews.is_empty() {
+            default.iter().collect()
+        } else {
+            reviews.iter().map(|r| &r.queue).collect()
+        };
+        if !queues.iter().any(|q| mine.contains(q)) {
+            return message(
+                StatusCode::FORBIDDEN,
+                "Not your queue",
+                "This run belongs to a queue you do not work on.",
+                user.header(),
+            );
+        }
+    }
     let facts = run_view::gather(&Sources {
         detail: &detail,
         events: &events,
@@ -591,6 +625,8 @@ struct HomePage {
     me: Option<Me>,
     nav: &'static str,
     title: &'static str,
+    /// False for a reviewer limited to queues: only their queues show.
+    everything: bool,
     today: Chart,
     week: Chart,
     today_total: usize,
@@ -647,7 +683,9 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
     let mut scanned = 0;
     let mut failed_24h = 0;
     let mut scan_note = None;
-    'scan: loop {
+    // A reviewer sees their queues only: no counts across every run.
+    let everything = limited(&user).is_none();
+    'scan: while everything {
         let batch = match store
             .list_runs(&RunFilter {
                 before: before.clone(),
@@ -688,7 +726,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
         .reviews(&ReviewFilter {
             status: Some(ReviewStatus::Pending),
             queue: None,
-            queues: None,
+            queues: limited(&user).map(<[String]>::to_vec),
             before: None,
             limit: super::inbox::PENDING_WINDOW,
         })
@@ -721,10 +759,14 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
     // Effect failures in the last 24 h, by connector (the step's kind).
     let mut effect_failures: BTreeMap<String, usize> = BTreeMap::new();
     let mut workflows: HashMap<String, Option<String>> = HashMap::new();
-    match store
-        .events_by_kind(domain::event::kind::EFFECT_FAILED, None, 200)
-        .await
-    {
+    let effect_events = if everything {
+        store
+            .events_by_kind(domain::event::kind::EFFECT_FAILED, None, 200)
+            .await
+    } else {
+        Ok(Vec::new())
+    };
+    match effect_events {
         Ok(evs) => {
             for e in evs.iter().filter(|e| e.at_ms >= now - DAY_MS) {
                 let step = serde_json::from_str::<serde_json::Value>(&e.data)
@@ -762,6 +804,9 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
     let runs_with = |kind: &'static str| {
         let store = store.clone();
         async move {
+            if !everything {
+                return HashSet::new();
+            }
             store
                 .events_by_kind(kind, None, COUNT_CAP)
                 .await
@@ -789,6 +834,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
             me: user.header(),
             nav: "home",
             title: "Home",
+            everything,
             today_total: today.values().sum(),
             week_total: week.values().sum(),
             today: status_chart(&today, today_ms),

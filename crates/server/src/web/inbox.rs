@@ -6,17 +6,20 @@
 //! Roles: an admin sees everything; a reviewer the queues they hold; a
 //! viewer everything, deciding nothing.
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use engine::review::Decision;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{Review, ReviewFilter, ReviewStatus, User, UserRole};
 
-use super::desk::{Order, Request, Why, draft, percent, shorten};
-use super::message;
+use super::desk::{Order, Request, Why, draft, may_decide, percent, shorten};
 use super::session::WebUser;
+use super::task::after;
 use super::ui::{self, Me, label, span};
+use super::{message, see_other};
 use crate::AppState;
 
 /// Pending tasks read for one list (sorted in memory by [`Order`]).
@@ -40,6 +43,9 @@ pub(crate) struct InboxQuery {
     pub done: Option<String>,
     /// Set when that task had been decided elsewhere before this decision.
     pub already: Option<String>,
+    /// After a bulk approval: how many were approved and how many not.
+    pub approved: Option<usize>,
+    pub skipped: Option<usize>,
 }
 
 impl InboxQuery {
@@ -291,6 +297,8 @@ struct InboxPage {
     rows: Vec<Row>,
     row_query: String,
     older: Option<String>,
+    /// The user may approve several tasks at once (not in Decided).
+    bulk: bool,
 }
 
 /// `GET /inbox`: pending tasks in the reviewer's order, or the Decided view.
@@ -367,7 +375,21 @@ pub(crate) async fn list(
             me: user.header(),
             nav: "inbox",
             title: if decided_view { "Decided" } else { "Inbox" },
-            notice: done_notice(&state, q.done.as_deref(), q.already.is_some()).await,
+            notice: match q.approved {
+                Some(n) => Some(Notice {
+                    kind: if q.skipped.unwrap_or(0) > 0 { "" } else { "ok" },
+                    text: format!(
+                        "Approved {n} task{} as drafted{}.",
+                        if n == 1 { "" } else { "s" },
+                        match q.skipped.unwrap_or(0) {
+                            0 => String::new(),
+                            k => format!("; {k} not approved (decided meanwhile or refused)"),
+                        }
+                    ),
+                    link: None,
+                }),
+                None => done_notice(&state, q.done.as_deref(), q.already.is_some()).await,
+            },
             decided_view,
             total,
             total_all: everything.len(),
@@ -385,6 +407,7 @@ pub(crate) async fn list(
                 q.keep()
             },
             older,
+            bulk: !decided_view && u.role != UserRole::Viewer,
         },
     )
 }
@@ -447,5 +470,152 @@ fn unavailable(user: &WebUser, e: &store::Error) -> Response {
         "Unavailable",
         "The inbox cannot be read right now.",
         user.header(),
+    )
+}
+
+/// Tasks one bulk approval may cover.
+const BULK_MAX: usize = 100;
+
+#[derive(Serialize)]
+struct BulkTask {
+    id: String,
+    sender: String,
+    summary: String,
+    actions: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Excluded {
+    sender: String,
+    why: String,
+}
+
+#[derive(Serialize)]
+struct BulkPage {
+    me: Option<Me>,
+    nav: &'static str,
+    title: &'static str,
+    tasks: Vec<BulkTask>,
+    excluded: Vec<Excluded>,
+    from: String,
+}
+
+/// Why this user may not approve `r` as drafted now, if they may not.
+/// The engine checks the same again when deciding.
+fn bulk_refusal(u: &User, r: &Review) -> Option<String> {
+    let me = u.actor();
+    if r.status != ReviewStatus::Pending {
+        return Some(format!("already {}", r.status.as_str()));
+    }
+    if !may_decide(u, &r.queue) {
+        return Some("not a queue you decide".into());
+    }
+    if r.acts
+        .iter()
+        .any(|a| a.decision == "approve" && a.actor == me)
+    {
+        return Some("you already approved it; another person must".into());
+    }
+    if r.min_approvals > 1 && r.submitter.as_deref() == Some(me.as_str()) {
+        return Some("you submitted it (four-eyes)".into());
+    }
+    None
+}
+
+/// `POST /inbox/bulk` (form): the selected tasks, first to a confirmation
+/// that names how many and which actions they trigger, then (with
+/// `confirm=1`) approved as drafted, each through the engine's own checks.
+pub(crate) async fn bulk(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let pairs = crate::forms::url_decode_pairs(&body);
+    if !user.check_form(&headers, &pairs) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The form expired or came from another site. Reload the inbox and try again.",
+            user.header(),
+        );
+    }
+    let mut ids: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "task")
+        .map(|(_, v)| v.clone())
+        .collect();
+    ids.dedup();
+    ids.truncate(BULK_MAX);
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let from = InboxQuery::from_kept(&get("from").unwrap_or_default()).keep();
+    let confirmed = get("confirm").as_deref() == Some("1");
+    let u = &user.user;
+    let mut tasks = Vec::new();
+    let mut excluded = Vec::new();
+    let mut approved = 0;
+    let mut skipped = 0;
+    for id in &ids {
+        let Ok(Some(r)) = state.engine.review(id).await else {
+            skipped += 1;
+            continue;
+        };
+        let run = state.engine.store().run(&r.run_id).await.ok().flatten();
+        let sender = run
+            .as_ref()
+            .map(|run| Request::of(&serde_json::from_str(&run.input).unwrap_or(Value::Null)).sender)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| r.workflow.clone());
+        if let Some(why) = bulk_refusal(u, &r) {
+            skipped += 1;
+            excluded.push(Excluded { sender, why });
+            continue;
+        }
+        if confirmed {
+            let decision = Decision::Approve {
+                values: serde_json::Map::new(),
+                comment: Some(format!("Bulk approval ({} tasks)", ids.len())),
+            };
+            match state.engine.decide_review(id, decision, &u.actor()).await {
+                Ok(_) => approved += 1,
+                Err(e) => {
+                    tracing::info!(review = %id, error = %e, "bulk approval skipped a task");
+                    skipped += 1;
+                }
+            }
+            continue;
+        }
+        let fields = engine::review::fields_of(&r);
+        let (actions, _) = after(&state, &r, run.as_ref().map_or(1, |x| x.version), false).await;
+        tasks.push(BulkTask {
+            id: r.id.clone(),
+            sender,
+            summary: shorten(
+                draft(&fields, "summary")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                100,
+            ),
+            actions: actions.into_iter().map(|a| a.title).collect(),
+        });
+    }
+    if confirmed {
+        tracing::info!(user = %u.actor(), approved, skipped, "bulk approval");
+        let sep = if from.is_empty() { "?" } else { "&" };
+        return see_other(&format!(
+            "/inbox{from}{sep}approved={approved}&skipped={skipped}"
+        ));
+    }
+    ui::render(
+        StatusCode::OK,
+        "bulk.html",
+        BulkPage {
+            me: user.header(),
+            nav: "inbox",
+            title: "Approve selected",
+            tasks,
+            excluded,
+            from,
+        },
     )
 }

@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/inbox", get(inbox::list))
+        .route("/inbox/bulk", post(inbox::bulk))
         .route("/inbox/{id}", get(task::task))
         .route("/inbox/{id}/decision", post(task::decide))
         .route("/inbox/{id}/preview", post(task::preview))

@@ -2,15 +2,17 @@
 //! locally instead of performing (`outbox.recorded` events, across runs),
 //! each clearly labelled "not sent".
 //!
-//! Everyone signed in may look (viewers and up). The events carry what
-//! would have been sent, never a credential: connectors redact secrets
-//! before they record.
+//! Admins and viewers (who read every run) may look; a reviewer, limited
+//! to their queues, may not: the outbox spans every workflow's runs. The
+//! events carry what would have been sent, never a credential: connectors
+//! redact secrets before they record.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use store::UserRole;
 
 use super::message;
 use super::session::WebUser;
@@ -82,6 +84,14 @@ pub(crate) async fn list(
     user: WebUser,
     Query(q): Query<OutboxQuery>,
 ) -> Response {
+    if user.user.role == UserRole::Reviewer {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not available",
+            "The outbox spans every queue; it is open to admins and viewers.",
+            user.header(),
+        );
+    }
     let events = match state
         .engine
         .store()

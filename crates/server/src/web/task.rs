@@ -251,7 +251,7 @@ struct Decided {
 /// One action after approval, as the page lists it.
 #[derive(Debug, Serialize)]
 pub(crate) struct After {
-    title: String,
+    pub(crate) title: String,
     control: Option<String>,
     note: Option<String>,
     skipped: bool,
@@ -259,7 +259,7 @@ pub(crate) struct After {
 }
 
 #[derive(Debug, Serialize)]
-struct RawStep {
+pub(crate) struct RawStep {
     id: String,
     kind: String,
     json: String,
@@ -327,7 +327,7 @@ fn masked(node: &Node) -> Value {
 /// The steps after the review (and the reviewed action itself when it is
 /// a step under `control: review`), as the run's workflow version defines
 /// them; with the raw configuration for admins.
-async fn after(
+pub(crate) async fn after(
     state: &AppState,
     r: &Review,
     version: i64,

@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("task.html", include_str!("../../templates/task.html")),
     ("after.html", include_str!("../../templates/after.html")),
     ("form.html", include_str!("../../templates/form.html")),
+    ("bulk.html", include_str!("../../templates/bulk.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("runs.html", include_str!("../../templates/runs.html")),
     ("run.html", include_str!("../../templates/run.html")),

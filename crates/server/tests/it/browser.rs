@@ -1,7 +1,9 @@
-//! The review inbox in a real browser: headless Chromium driven through
+//! The review desk in a real browser: headless Chromium driven through
 //! chromedriver (W3C WebDriver over HTTP) against a real server on
-//! 127.0.0.1. A reviewer signs in, opens the inbox and a task, edits a
-//! field, approves, and the run continues with the edited value.
+//! 127.0.0.1. A reviewer signs in, works through the inbox by keyboard:
+//! the task page shows the decision and every draft field without
+//! scrolling, one key approves and the next task opens, an edit and an
+//! approval take three actions, and the run continues with the edit.
 //!
 //! Chromium and chromedriver come from Debian (`chromium`,
 //! `chromium-driver`; `.ci/run` installs them). This test installs
@@ -19,35 +21,46 @@ use engine::{Catalog, Engine, StepKinds};
 use serde_json::{Value, json};
 use store::{ReviewFilter, ReviewStatus, RunStatus, Store, User, UserRole};
 
-/// Triage drafts, a review in `operations`, then steps that use the
-/// approved values: `record` echoes `approved.summary`; `notify` shows a
-/// target on the task page but never runs (its condition is false).
+/// Triage drafts five fields (a long reply among them), a review in
+/// `operations`, then `record` echoes the approved values; `notify` is
+/// listed under "after approval" but never runs (its condition is false).
 const INBOX_FLOW: &str = r#"
 name: inbox-flow
 steps:
   - id: triage
     emit:
       output:
-        summary: { type: string, maxLength: 200 }
+        summary: { type: string, maxLength: 600 }
+        intent: { enum: [support_request, sales_lead, billing, complaint, other] }
         priority: { enum: [low, medium, high, urgent] }
+        recommended_next_step: { type: string, maxLength: 300 }
+        customer_reply_draft: { type: string, maxLength: 2000 }
       values:
-        summary: "{{ input.text }}"
+        summary: "{{ input.text[:300] }}"
+        intent: "{{ input.intent }}"
         priority: "{{ input.priority }}"
+        recommended_next_step: "Call the customer back today and confirm the fix."
+        customer_reply_draft: "{{ input.reply }}"
   - id: review
     review:
-      fields: [summary, priority]
+      fields: [summary, intent, priority, recommended_next_step, customer_reply_draft]
       queue: operations
   - id: record
     emit:
       values:
         summary: "{{ approved.summary }}"
         priority: "{{ approved.priority }}"
+        intent: "{{ approved.intent }}"
   - id: notify
     when: approved.priority == "never"
     http:
       url: "http://127.0.0.1:9/crm/notes"
       body: { note: "{{ approved.summary }}" }
 "#;
+
+/// Every reviewed field's label and first line, and the Approve button,
+/// inside the viewport: the names of those that are not.
+const OUTSIDE_VIEWPORT: &str = "const h = window.innerHeight, w = window.innerWidth;     const out = [];     const inside = (e) => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.left >= 0 && r.right <= w && Math.min(r.bottom, r.top + 40) <= h; };     document.querySelectorAll('.field').forEach(f => {       const l = f.querySelector('label'), c = f.querySelector('input,textarea,select');       if (!l || !inside(l) || !c || !inside(c)) out.push(l ? l.textContent : f.outerHTML.slice(0, 80)); });     const b = document.getElementById('approve-button');     if (!b || !inside(b)) out.push('approve button');     return out;";
 
 /// Elements reaching past the right edge of the viewport (none on a page
 /// that fits the screen).
@@ -256,6 +269,63 @@ impl Driver {
         .await;
     }
 
+    /// Presses the keys together (a chord such as Ctrl+Enter).
+    async fn chord(&self, keys: &[&str]) {
+        let mut actions = Vec::new();
+        for k in keys {
+            actions.push(json!({ "type": "keyDown", "value": k }));
+        }
+        for k in keys.iter().rev() {
+            actions.push(json!({ "type": "keyUp", "value": k }));
+        }
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        )
+        .await;
+    }
+
+    /// Runs a script in the page and returns its result.
+    async fn exec(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// Makes the page's viewport exactly `width` × `height` CSS pixels
+    /// (window sizes include the browser's own frame).
+    async fn viewport(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500
+            }}),
+        )
+        .await;
+    }
+
+    /// Runs axe-core (from npm, never committed) on the page and fails on
+    /// any violation. `axe` is the library's source.
+    async fn assert_accessible(&self, axe: &str, what: &str) {
+        self.exec(axe).await;
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/execute/async",
+                json!({ "script": "const done = arguments[arguments.length - 1]; \
+                    axe.run(document, { resultTypes: ['violations'] }) \
+                      .then(r => done(r.violations.map(v => v.id + ': ' + v.help + ' @ ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')))) \
+                      .catch(e => done(['axe failed: ' + e]));", "args": [] }),
+            )
+            .await;
+        assert_eq!(v, json!([]), "accessibility violations on {what}");
+    }
+
     async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.call(
@@ -389,13 +459,90 @@ async fn pending_review(store: &Arc<dyn Store>, run_id: &str) -> store::Review {
     }
 }
 
+/// axe-core's source: `COUNTERSIGN_AXE`, else where `.ci/run` installs it
+/// (`target/axe`). Required under `CI=true`.
+fn axe_source() -> Option<String> {
+    let path = std::env::var_os("COUNTERSIGN_AXE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/axe/node_modules/axe-core/axe.min.js")
+        });
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true needs axe-core at {}: {e}", path.display())
+        }
+        Err(e) => {
+            skipped(&format!(
+                "the accessibility check (no axe-core at {}: {e})",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
 #[allow(clippy::print_stderr, reason = "a skipped test says why")]
 fn skipped(why: &str) {
-    eprintln!("SKIPPED a_reviewer_edits_and_approves_in_headless_chromium: {why}");
+    eprintln!("SKIPPED a_reviewer_works_the_desk_by_keyboard_in_headless_chromium: {why}");
+}
+
+async fn wait_status(store: &Arc<dyn Store>, review_id: &str, status: ReviewStatus) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = store.review(review_id).await.unwrap().unwrap();
+        if r.status == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "review {review_id} stayed {:?}",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn finished(store: &Arc<dyn Store>, run_id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = store.run(run_id).await.expect("run").expect("exists");
+        if run.status.is_terminal() {
+            assert_eq!(run.status, RunStatus::Completed, "{run:#?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run never ended: {run:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let detail = store.run_detail(run_id).await.unwrap().unwrap();
+    let record = detail
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.step_id == "record")
+        .and_then(|s| s.output.clone())
+        .expect("record ran");
+    serde_json::from_str(&record).expect("JSON")
+}
+
+fn save(png: &[u8], name: &str) {
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join(name), png)
+        .expect("save screenshot");
+    if std::env::var("COUNTERSIGN_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs")
+            .join(name);
+        std::fs::write(&docs, png).expect("save screenshot in docs/");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reviewer_edits_and_approves_in_headless_chromium() {
+async fn a_reviewer_works_the_desk_by_keyboard_in_headless_chromium() {
     let (chromium, chromedriver) = match browser() {
         Ok(b) => b,
         Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -419,17 +566,49 @@ async fn a_reviewer_edits_and_approves_in_headless_chromium() {
         })
         .await
         .expect("create user");
-    let submitted = engine
-        .submit(
-            "inbox-flow",
-            json!({ "text": "Printer on fire <script>alert(1)</script>", "priority": "high" }),
-            None,
-            "token:test",
-        )
-        .await
-        .expect("submit");
-    let run_id = submitted.run_id.clone();
-    let review = pending_review(&store, &run_id).await;
+    let submit = |text: String, intent: &str, priority: &str, reply: String| {
+        let engine = engine.clone();
+        let input = json!({ "text": text, "intent": intent, "priority": priority, "reply": reply });
+        async move {
+            engine
+                .submit("inbox-flow", input, None, "token:test")
+                .await
+                .expect("submit")
+                .run_id
+        }
+    };
+    // The viewport fixture: a 2,000-character message, a 1,200-character
+    // reply draft and five fields; urgent, so it comes first.
+    let long_text = format!(
+        "Printer on fire <script>alert(1)</script>. {}",
+        "The office printer overheated again and smoke came out of the tray. ".repeat(29)
+    )
+    .chars()
+    .take(2000)
+    .collect::<String>();
+    let long_reply = "Dear customer, we are sorry to hear about the printer. "
+        .repeat(22)
+        .chars()
+        .take(1200)
+        .collect::<String>();
+    let low = submit(
+        "Please update our billing address.".into(),
+        "billing",
+        "low",
+        "Done.".into(),
+    )
+    .await;
+    let urgent = submit(long_text, "complaint", "urgent", long_reply).await;
+    let medium = submit(
+        "How do I export a report?".into(),
+        "support_request",
+        "medium",
+        "Here is how.".into(),
+    )
+    .await;
+    let r_low = pending_review(&store, &low).await;
+    let r_urgent = pending_review(&store, &urgent).await;
+    let r_medium = pending_review(&store, &medium).await;
 
     let mut driver = Driver::start(&chromium, &chromedriver).await;
     driver.goto(&format!("{base}/inbox")).await;
@@ -446,25 +625,39 @@ async fn a_reviewer_edits_and_approves_in_headless_chromium() {
         !inbox.contains("<script>alert(1)"),
         "untrusted text must be escaped: {inbox}"
     );
-
+    // The reviewer's order: urgent, medium, low (not newest first).
+    let at = |id: &str| inbox.find(&format!("/inbox/{id}")).unwrap_or(usize::MAX);
+    assert!(
+        at(&r_urgent.id) < at(&r_medium.id) && at(&r_medium.id) < at(&r_low.id),
+        "inbox order: {inbox}"
+    );
     driver.assert_fits_a_phone("the inbox").await;
+    let axe = axe_source();
+    if let Some(axe) = &axe {
+        for (w, h) in [(1366, 768), (390, 844)] {
+            driver.viewport(w, h).await;
+            driver
+                .assert_accessible(axe, &format!("the inbox at {w}x{h}"))
+                .await;
+        }
+        driver.goto(&format!("{base}/inbox")).await;
+    }
+
     // Keyboard only: j focuses the first task (our script), Enter opens it.
     driver.keys(&["j"]).await;
     let focused = driver
-        .call(
-            reqwest::Method::POST,
-            "/execute/sync",
-            json!({ "script": "return document.activeElement.getAttribute('href');", "args": [] }),
-        )
+        .exec("return document.activeElement.getAttribute('href');")
         .await;
-    assert_eq!(focused, json!(format!("/inbox/{}", review.id)));
+    assert_eq!(focused, json!(format!("/inbox/{}", r_urgent.id)));
     driver.keys(&["\u{E007}"]).await;
-    driver.wait_path(&format!("/inbox/{}", review.id)).await;
+    driver.wait_path(&format!("/inbox/{}", r_urgent.id)).await;
     let page = driver.source().await;
     for expected in [
         "AI draft",
-        "After approval",
-        "http://127.0.0.1:9/crm/notes",
+        "Why you are asked",
+        "What happens after you approve",
+        "Recommended next step",
+        "Complaint",
         "History",
     ] {
         assert!(
@@ -472,58 +665,76 @@ async fn a_reviewer_edits_and_approves_in_headless_chromium() {
             "task page lacks {expected:?}: {page}"
         );
     }
+
+    // 1366×768: the decision and every draft field without scrolling.
+    driver.viewport(1366, 768).await;
+    assert_eq!(
+        driver.exec(OUTSIDE_VIEWPORT).await,
+        json!([]),
+        "at 1366x768"
+    );
+    save(&driver.screenshot().await, "review-task.png");
+    // A phone: the decision controls within reach (sticky at the bottom).
+    driver.viewport(390, 844).await;
+    let top = driver
+        .exec("const r = document.querySelector('.decision').getBoundingClientRect(); return Math.round(r.top + window.scrollY);")
+        .await;
+    assert!(
+        top.as_i64().is_some_and(|t| t <= 1688),
+        "decision at {top} on a phone"
+    );
+    save(&driver.screenshot().await, "review-task-phone.png");
     driver.assert_fits_a_phone("the task page").await;
-    driver.type_into("[name='f.summary']", EDITED).await;
-    let png = driver.screenshot().await;
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    std::fs::write(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("review-task.png"),
-        &png,
-    )
-    .expect("save screenshot");
-    if std::env::var("COUNTERSIGN_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/review-task.png");
-        std::fs::write(&docs, &png).expect("save docs/review-task.png");
+    if let Some(axe) = &axe {
+        driver
+            .assert_accessible(axe, "the task page at 390x844")
+            .await;
+    }
+    driver.viewport(1366, 768).await;
+    if let Some(axe) = &axe {
+        driver
+            .assert_accessible(axe, "the task page at 1366x768")
+            .await;
     }
 
-    driver.click("#approve button[type=submit]").await;
-    // The decision posts back to this same path, so wait for its result
-    // rather than for the URL (which already matches before the post).
-    driver.wait_text("Approved by user:ann@example.com").await;
-    driver.wait_path(&format!("/inbox/{}", review.id)).await;
+    // Keys typed inside a field decide nothing.
+    let field = driver.find("[name='f.summary']").await;
+    driver
+        .call(
+            reqwest::Method::POST,
+            &format!("/element/{field}/value"),
+            json!({ "text": "a" }),
+        )
+        .await;
+    assert_eq!(
+        store.review(&r_urgent.id).await.unwrap().unwrap().status,
+        ReviewStatus::Pending,
+        "typing `a` in a field approved the task"
+    );
+    // Edit one field and approve: three actions (focus and type, Ctrl+Enter).
+    driver.type_into("[name='f.summary']", EDITED).await;
+    driver.chord(&["\u{E009}", "\u{E007}"]).await;
+    wait_status(&store, &r_urgent.id, ReviewStatus::Approved).await;
+    // The next task in the reviewer's order opened, saying what was decided.
+    driver.wait_path(&format!("/inbox/{}", r_medium.id)).await;
+    let next = driver.wait_text("Approved").await;
+    assert!(next.contains("How do I export a report?"), "{next}");
+
+    // One keystroke approves an unchanged task and opens the next one.
+    driver.keys(&["a"]).await;
+    wait_status(&store, &r_medium.id, ReviewStatus::Approved).await;
+    driver.wait_path(&format!("/inbox/{}", r_low.id)).await;
+    driver.wait_text("Approved").await;
+    save(&driver.screenshot().await, "review-next-task.png");
+    driver.goto(&format!("{base}/inbox")).await;
+    save(&driver.screenshot().await, "inbox.png");
     driver.quit().await;
 
-    // The run continued with the edited value.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let run = loop {
-        let run = store.run(&run_id).await.expect("run").expect("exists");
-        if run.status.is_terminal() {
-            break run;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "run never ended: {run:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(run.status, RunStatus::Completed, "{run:#?}");
-    let detail = store
-        .run_detail(&run_id)
-        .await
-        .expect("detail")
-        .expect("exists");
-    let record = detail
-        .steps
-        .iter()
-        .rev()
-        .find(|s| s.step_id == "record")
-        .and_then(|s| s.output.clone())
-        .expect("record ran");
-    let record: Value = serde_json::from_str(&record).expect("JSON");
-    assert_eq!(record["summary"], EDITED, "{record}");
-    assert_eq!(record["priority"], "high", "{record}");
-    let decided = store.review(&review.id).await.unwrap().unwrap();
-    assert_eq!(decided.status, ReviewStatus::Approved);
+    // The runs continued with what the reviewer approved.
+    let edited = finished(&store, &urgent).await;
+    assert_eq!(edited["summary"], EDITED, "{edited}");
+    assert_eq!(edited["priority"], "urgent", "{edited}");
+    let decided = store.review(&r_urgent.id).await.unwrap().unwrap();
     assert_eq!(decided.decided_by.as_deref(), Some("user:ann@example.com"));
     let summary = decided
         .results
@@ -531,4 +742,16 @@ async fn a_reviewer_edits_and_approves_in_headless_chromium() {
         .find(|f| f.field == "summary")
         .expect("summary result");
     assert!(summary.changed, "{summary:?}");
+    let unchanged = finished(&store, &medium).await;
+    assert_eq!(
+        unchanged["summary"], "How do I export a report?",
+        "{unchanged}"
+    );
+    let decided = store.review(&r_medium.id).await.unwrap().unwrap();
+    assert!(decided.results.iter().all(|f| !f.changed), "{decided:?}");
+    assert_eq!(
+        store.review(&r_low.id).await.unwrap().unwrap().status,
+        ReviewStatus::Pending,
+        "only two keystroke decisions were made"
+    );
 }

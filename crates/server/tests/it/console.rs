@@ -213,42 +213,66 @@ async fn viewers_and_reviewers_see_no_buttons_and_may_not_act() {
     let h = Harness::new().await;
     add_user(&h, "vic@example.com", UserRole::Viewer, &[]).await;
     add_user(&h, "rae@example.com", UserRole::Reviewer, &["operations"]).await;
-    let run = failed_run(&h).await;
-    for email in ["vic@example.com", "rae@example.com"] {
-        let b = sign_in(&h, email).await;
-        let r = page(&h, &b, &format!("/runs/{run}")).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        assert!(r.text.contains("Yes — the run failed"), "{}", r.text);
+    let failed = failed_run(&h).await;
+    let (in_queue, _) = waiting(&h).await;
+    let vic = sign_in(&h, "vic@example.com").await;
+    let rae = sign_in(&h, "rae@example.com").await;
+    // The viewer reads any run; the reviewer a run of their queue.
+    for (b, run, who) in [
+        (&vic, &failed, "viewer"),
+        (&vic, &in_queue, "viewer"),
+        (&rae, &in_queue, "reviewer"),
+    ] {
+        let r = page(&h, b, &format!("/runs/{run}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{who}: {}", r.text);
+        assert!(r.text.contains("At a glance"), "{}", r.text);
         assert!(
             !r.text.contains("/retry"),
-            "{email} sees a retry form: {}",
+            "{who} sees a retry form: {}",
             r.text
         );
         assert!(
             !r.text.contains("/cancel"),
-            "{email} sees a cancel form: {}",
+            "{who} sees a cancel form: {}",
             r.text
         );
-        for op in ["retry", "cancel"] {
-            let p = h
-                .send(form(
-                    &format!("/runs/{run}/{op}"),
-                    &b.cookie,
-                    &format!("csrf={}", b.csrf),
-                ))
-                .await;
-            assert_eq!(p.status, StatusCode::FORBIDDEN, "{email} {op}: {}", p.text);
+    }
+    // A run that never reached review is not in the reviewer's queues.
+    let other = page(&h, &rae, &format!("/runs/{failed}")).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.text);
+    // The list spans every queue: closed to the reviewer; home shows their queue.
+    assert_eq!(page(&h, &rae, "/runs").await.status, StatusCode::FORBIDDEN);
+    let home = page(&h, &rae, "/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.text);
+    assert!(home.text.contains("operations"), "{}", home.text);
+    assert!(!home.text.contains("failed run"), "{}", home.text);
+    for b in [&vic, &rae] {
+        for run in [&failed, &in_queue] {
+            for op in ["retry", "cancel"] {
+                let p = h
+                    .send(form(
+                        &format!("/runs/{run}/{op}"),
+                        &b.cookie,
+                        &format!("csrf={}", b.csrf),
+                    ))
+                    .await;
+                assert_eq!(p.status, StatusCode::FORBIDDEN, "{op}: {}", p.text);
+            }
         }
     }
-    let ev = events_of(&h, &run).await;
+    let ev = events_of(&h, &failed).await;
     assert!(
         !ev.iter()
             .any(|e| e.kind == "run.retried" || e.kind == "run.cancelled"),
         "{ev:#?}"
     );
     assert_eq!(
-        h.store.run(&run).await.unwrap().unwrap().status,
+        h.store.run(&failed).await.unwrap().unwrap().status,
         RunStatus::Failed
+    );
+    assert_eq!(
+        h.store.run(&in_queue).await.unwrap().unwrap().status,
+        RunStatus::Waiting
     );
 }
 

@@ -449,4 +449,325 @@ async fn the_outbox_lists_recorded_effects_as_not_sent_escaped_for_signed_in_peo
         !page.text.contains("only suggested"),
         "other kinds are not listed"
     );
+
+    // A reviewer holds some queues only: the outbox (every queue) is closed.
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    let ops = sign_in(&h, "ops@example.com").await;
+    let page = h.send(get("/outbox", &ops.cookie)).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text);
+    assert!(!page.text.contains("zoe@example.org"));
+    let inbox = h.send(get("/inbox", &ops.cookie)).await;
+    assert!(!inbox.text.contains("href=\"/outbox\""), "{}", inbox.text);
+}
+
+/// Submits a `reviewed` run with `priority`; returns its review task id.
+async fn task_with(h: &Harness, text: &str, priority: &str) -> String {
+    let r = h
+        .post(
+            "/api/v1/workflows/reviewed/runs?wait=10",
+            Some(&h.tokens.writer),
+            &serde_json::json!({ "text": text, "priority": priority }).to_string(),
+        )
+        .await;
+    assert_eq!(r.json["status"], "waiting", "{}", r.text);
+    let run_id = r.json["run_id"].as_str().unwrap().to_string();
+    let list = h
+        .get("/api/v1/reviews?status=pending", Some(&h.tokens.reviewer))
+        .await;
+    list.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["run_id"] == run_id.as_str())
+        .and_then(|i| i["id"].as_str())
+        .unwrap()
+        .to_string()
+}
+
+fn location(r: &Reply) -> String {
+    r.headers
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no Location: {} {}", r.status, r.text))
+}
+
+#[tokio::test]
+async fn the_inbox_triages_and_a_decision_opens_the_next_task_without_javascript() {
+    let h = Harness::new().await;
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    let medium = task_with(&h, "Question about exports", "medium").await;
+    let urgent = task_with(&h, "Server room flooded", "urgent").await;
+    let high = task_with(&h, "Invoice charged twice", "high").await;
+    let ops = sign_in(&h, "ops@example.com").await;
+
+    let inbox = h.send(get("/inbox", &ops.cookie)).await;
+    let at = |id: &str| inbox.text.find(&format!("/inbox/{id}")).unwrap();
+    assert!(
+        at(&urgent) < at(&high) && at(&high) < at(&medium),
+        "overdue, then priority: {}",
+        inbox.text
+    );
+    assert!(inbox.text.contains("operations · 3"), "{}", inbox.text);
+    let oldest = h.send(get("/inbox?sort=oldest", &ops.cookie)).await;
+    let at = |id: &str| oldest.text.find(&format!("/inbox/{id}")).unwrap();
+    assert!(at(&medium) < at(&urgent), "{}", oldest.text);
+
+    // Approve the urgent one: the next in the reviewer's order opens.
+    let r = h
+        .send(form(
+            &format!("/inbox/{urgent}/decision"),
+            &ops.cookie,
+            &format!(
+                "csrf={}&decision=approve&f.summary=Server+room+flooded&f.priority=urgent",
+                ops.csrf
+            ),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&format!("/inbox/{high}?done={urgent}")),
+        "{to}"
+    );
+    let next = h.send(get(&to, &ops.cookie)).await;
+    assert!(
+        next.text.contains("Approved: Server room flooded"),
+        "{}",
+        next.text
+    );
+    assert!(next.text.contains("Invoice charged twice"), "{}", next.text);
+
+    // The Decided view: who decided what, searchable.
+    let decided = h.send(get("/inbox?view=decided", &ops.cookie)).await;
+    assert_eq!(decided.status, StatusCode::OK);
+    assert!(
+        decided.text.contains(&format!("/inbox/{urgent}")),
+        "{}",
+        decided.text
+    );
+    assert!(decided.text.contains("ops@example.com"), "{}", decided.text);
+    assert!(
+        !decided.text.contains(&format!("/inbox/{high}")),
+        "pending is not decided"
+    );
+    let none = h
+        .send(get("/inbox?view=decided&q=nothing-like-this", &ops.cookie))
+        .await;
+    assert!(
+        !none.text.contains(&format!("/inbox/{urgent}")),
+        "{}",
+        none.text
+    );
+    let found = h
+        .send(get("/inbox?view=decided&q=flooded", &ops.cookie))
+        .await;
+    assert!(
+        found.text.contains(&format!("/inbox/{urgent}")),
+        "{}",
+        found.text
+    );
+
+    // A filtered list is kept: the next task comes from the same filter.
+    let r = h
+        .send(form(
+            &format!("/inbox/{high}/decision"),
+            &ops.cookie,
+            &format!("csrf={}&decision=approve&from=%3Fpriority%3Dhigh", ops.csrf),
+        ))
+        .await;
+    let to = location(&r);
+    assert!(
+        to.starts_with(&format!("/inbox?priority=high&done={high}")),
+        "no other high task: {to}"
+    );
+}
+
+#[tokio::test]
+async fn a_task_decided_elsewhere_is_not_decided_twice_and_says_so() {
+    let h = Harness::new().await;
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    let id = task_with(&h, "Printer on fire", "high").await;
+    let ops = sign_in(&h, "ops@example.com").await;
+    // Decided through the API (as Slack or an email link would) first.
+    let api = h
+        .post(
+            &format!("/api/v1/reviews/{id}/decision"),
+            Some(&h.tokens.reviewer),
+            r#"{"decision":"reject","reason":"duplicate"}"#,
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    let r = h
+        .send(form(
+            &format!("/inbox/{id}/decision"),
+            &ops.cookie,
+            &format!("csrf={}&decision=approve", ops.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let to = location(&r);
+    assert!(to.contains("already=1"), "{to}");
+    let page = h.send(get(&to, &ops.cookie)).await;
+    assert!(
+        page.text.contains("was already rejected by"),
+        "{}",
+        page.text
+    );
+    let review = h.store.review(&id).await.unwrap().unwrap();
+    assert_eq!(review.status, ReviewStatus::Rejected);
+    assert_eq!(review.acts.len(), 1, "one decision: {:?}", review.acts);
+}
+
+#[tokio::test]
+async fn reject_needs_a_reason_and_escalation_only_known_queues() {
+    let h = Harness::new().await;
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    add_user(&h, "boss@example.com", UserRole::Reviewer, &["managers"]).await;
+    let id = task_with(&h, "Printer on fire", "high").await;
+    let ops = sign_in(&h, "ops@example.com").await;
+    let path = format!("/inbox/{id}/decision");
+
+    let r = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            &format!("csrf={}&decision=reject&reason=+", ops.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("A rejection needs a reason."), "{}", r.text);
+
+    let page = h.send(get(&format!("/inbox/{id}"), &ops.cookie)).await;
+    assert!(
+        page.text.contains("<option value=\"managers\""),
+        "{}",
+        page.text
+    );
+    let r = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            &format!("csrf={}&decision=escalate&queue=finance-typo", ops.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("There is no queue called"), "{}", r.text);
+    assert_eq!(
+        h.store.review(&id).await.unwrap().unwrap().queue,
+        "operations"
+    );
+
+    let r = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            &format!("csrf={}&decision=escalate&queue=managers", ops.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let review = h.store.review(&id).await.unwrap().unwrap();
+    assert_eq!(review.queue, "managers");
+    assert_eq!(review.status, ReviewStatus::Pending);
+}
+
+#[tokio::test]
+async fn bulk_approval_confirms_first_and_skips_what_it_may_not_approve() {
+    let h = Harness::new().await;
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    add_user(&h, "view@example.com", UserRole::Viewer, &[]).await;
+    let a = task_with(&h, "First request", "medium").await;
+    let b = task_with(&h, "Second request", "high").await;
+    let gone = task_with(&h, "Already handled", "high").await;
+    let api = h
+        .post(
+            &format!("/api/v1/reviews/{gone}/decision"),
+            Some(&h.tokens.reviewer),
+            r#"{"decision":"reject","reason":"duplicate"}"#,
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    let ops = sign_in(&h, "ops@example.com").await;
+    let inbox = h.send(get("/inbox", &ops.cookie)).await;
+    assert!(
+        inbox.text.contains("action=\"/inbox/bulk\""),
+        "{}",
+        inbox.text
+    );
+
+    let picked = format!("csrf={}&task={a}&task={b}&task={gone}", ops.csrf);
+    let confirm = h.send(form("/inbox/bulk", &ops.cookie, &picked)).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.text);
+    assert!(
+        confirm.text.contains("Approve 2 tasks as drafted?"),
+        "{}",
+        confirm.text
+    );
+    assert!(
+        confirm.text.contains("already rejected"),
+        "{}",
+        confirm.text
+    );
+    assert_eq!(
+        h.store.review(&a).await.unwrap().unwrap().status,
+        ReviewStatus::Pending,
+        "nothing decided before the confirmation"
+    );
+
+    let done = h
+        .send(form(
+            "/inbox/bulk",
+            &ops.cookie,
+            &format!("{picked}&confirm=1"),
+        ))
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let to = location(&done);
+    assert!(to.contains("approved=2&skipped=1"), "{to}");
+    for id in [&a, &b] {
+        let r = h.store.review(id).await.unwrap().unwrap();
+        assert_eq!(r.status, ReviewStatus::Approved, "{r:?}");
+        assert_eq!(r.decided_by.as_deref(), Some("user:ops@example.com"));
+        assert!(
+            r.acts[0]
+                .comment
+                .as_deref()
+                .is_some_and(|c| c.starts_with("Bulk approval")),
+            "recorded as bulk: {:?}",
+            r.acts
+        );
+    }
+    let page = h.send(get(&to, &ops.cookie)).await;
+    assert!(
+        page.text
+            .contains("Approved 2 tasks as drafted; 1 not approved"),
+        "{}",
+        page.text
+    );
+
+    // A viewer gets no bulk form, and a bulk POST decides nothing.
+    let viewer = sign_in(&h, "view@example.com").await;
+    let c = task_with(&h, "Third request", "medium").await;
+    let inbox = h.send(get("/inbox", &viewer.cookie)).await;
+    assert!(
+        !inbox.text.contains("action=\"/inbox/bulk\""),
+        "{}",
+        inbox.text
+    );
+    let r = h
+        .send(form(
+            "/inbox/bulk",
+            &viewer.cookie,
+            &format!("csrf={}&task={c}&confirm=1", viewer.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        location(&r).contains("approved=0&skipped=1"),
+        "{}",
+        location(&r)
+    );
+    assert_eq!(
+        h.store.review(&c).await.unwrap().unwrap().status,
+        ReviewStatus::Pending
+    );
 }
