@@ -639,6 +639,8 @@ struct HomePage {
     llm_runs: usize,
     llm_fallback_runs: usize,
     fallback_rate: String,
+    /// Estimated cost of the week's answers (from `llm.responded`, last 1000).
+    llm_cost: String,
     scan_note: Option<String>,
 }
 
@@ -801,27 +803,43 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
         Err(e) => tracing::warn!(error = %e, "reading effect failures failed"),
     }
     // LLM fallback rate over the week: runs with a fallback / runs with an answer.
-    let runs_with = |kind: &'static str| {
+    let week_events = |kind: &'static str| {
         let store = store.clone();
         async move {
             if !everything {
-                return HashSet::new();
+                return Vec::new();
             }
             store
                 .events_by_kind(kind, None, COUNT_CAP)
                 .await
-                .map(|evs| {
-                    evs.into_iter()
-                        .filter(|e| e.at_ms >= week_ms)
-                        .map(|e| e.run_id)
-                        .collect::<HashSet<_>>()
+                .map(|evs| evs.into_iter().filter(|e| e.at_ms >= week_ms).collect())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, kind, "reading events failed");
+                    Vec::new()
                 })
-                .unwrap_or_default()
         }
     };
-    let mut llm = runs_with("llm.responded").await;
-    llm.extend(runs_with("llm.failed").await);
-    let fell_back = runs_with("llm.fallback").await;
+    let responded = week_events("llm.responded").await;
+    let cost: f64 = responded
+        .iter()
+        .filter_map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.data)
+                .ok()
+                .and_then(|d| d["cost_usd"].as_f64())
+        })
+        .sum();
+    let mut llm: HashSet<String> = responded.into_iter().map(|e| e.run_id).collect();
+    llm.extend(
+        week_events("llm.failed")
+            .await
+            .into_iter()
+            .map(|e| e.run_id),
+    );
+    let fell_back: HashSet<String> = week_events("llm.fallback")
+        .await
+        .into_iter()
+        .map(|e| e.run_id)
+        .collect();
     let fallback_rate = if llm.is_empty() {
         "no AI calls this week".to_string()
     } else {
@@ -851,6 +869,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
             llm_runs: llm.len(),
             llm_fallback_runs: fell_back.len(),
             fallback_rate,
+            llm_cost: format!("${cost:.2}"),
             scan_note,
         },
     )

@@ -107,6 +107,8 @@ pub(crate) struct Node {
     /// `done`, `failed`, `skipped`, `current` or `ahead`.
     pub state: &'static str,
     pub note: String,
+    /// `note` clipped to fit the box (the full text is its tooltip).
+    pub short: String,
     pub x: i64,
     pub y: i64,
     pub w: i64,
@@ -159,6 +161,12 @@ pub(crate) fn text(v: &Value) -> String {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
+        Value::Object(m) => m
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| format!("{k}: {}", text(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
         other => other.to_string(),
     }
 }
@@ -217,6 +225,26 @@ impl Sources<'_> {
 
     fn has_kind(&self, kind: &str) -> bool {
         self.steps.iter().any(|s| s.kind == kind)
+    }
+
+    /// Why a step of `kind` was skipped, when one was.
+    fn skipped(&self, kind: &str) -> Option<String> {
+        let step = self
+            .detail
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.status == StepStatus::Skipped && self.kind_of(&s.step_id) == kind)?;
+        Some(self.skip_reason(&step.step_id))
+    }
+
+    fn skip_reason(&self, step: &str) -> String {
+        self.events_of(domain::event::kind::STEP_SKIPPED)
+            .filter(|(_, d)| d["step"] == step)
+            .map(|(_, d)| text(&d["reason"]))
+            .last()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "its condition was false".into())
     }
 
     /// A failed attempt of a step of `kind` that never completed later.
@@ -321,7 +349,7 @@ fn came_in(src: &Sources<'_>) -> Answer {
         "What came in",
         "",
         format!(
-            "A {} request from {by}, {}",
+            "A request to {}, submitted by {by} at {}",
             run.workflow,
             when(run.created_at_ms)
         ),
@@ -515,6 +543,15 @@ fn effect_answer(
     }
     let outs = src.outputs_of(kind);
     if outs.is_empty() {
+        if let Some(reason) = src.skipped(kind) {
+            return answer(
+                key,
+                question,
+                "",
+                format!("No — skipped: {reason}"),
+                Vec::new(),
+            );
+        }
         let text = if src.has_kind(kind) {
             "Not yet: the step has not run."
         } else {
@@ -566,21 +603,38 @@ fn slack(src: &Sources<'_>) -> Answer {
         }
         s
     });
-    for (_, d) in src.events_of("review.notified") {
-        if text(&d["channel"]) == "slack" || d.get("ts").is_some() {
-            a.lines
-                .push(format!("Reviewer notice: {}", clip(&text(&d), 200)));
-        }
-    }
-    for (_, d) in src.events_of("review.notify_failed") {
-        a.lines
-            .push(format!("Reviewer notice failed: {}", clip(&text(&d), 200)));
-    }
+    a.lines.extend(notices(src, "slack"));
     a
 }
 
+/// Reviewer notifications sent (or not) over `channel` (`slack`, `email`).
+fn notices(src: &Sources<'_>, channel: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in src.events {
+        let d = parse(&e.data);
+        if text(&d["channel"]) != channel {
+            continue;
+        }
+        match e.kind.as_str() {
+            "review.notified" => {
+                let mut l = format!("Reviewer notice sent to {}", text(&d["to"]));
+                if !d["ts"].is_null() {
+                    l.push_str(&format!(", ts {}", text(&d["ts"])));
+                }
+                out.push(l);
+            }
+            "review.notify_failed" => out.push(format!(
+                "Reviewer notice failed: {}",
+                clip(&text(&d["error"]), 200)
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
 fn email(src: &Sources<'_>) -> Answer {
-    effect_answer(
+    let mut a = effect_answer(
         src,
         "email",
         "Was the email sent or drafted",
@@ -599,7 +653,9 @@ fn email(src: &Sources<'_>) -> Answer {
                 get("message_id")
             )
         },
-    )
+    );
+    a.lines.extend(notices(src, "email"));
+    a
 }
 
 fn failures(src: &Sources<'_>) -> Answer {
@@ -861,13 +917,6 @@ fn diagram(src: &Sources<'_>) -> Diagram {
     for s in &src.detail.steps {
         last.insert(s.step_id.as_str(), s);
     }
-    let skip_reason = |step: &str| {
-        src.events_of(domain::event::kind::STEP_SKIPPED)
-            .filter(|(_, d)| d["step"] == step)
-            .map(|(_, d)| text(&d["reason"]))
-            .last()
-            .unwrap_or_default()
-    };
     let steps: Vec<StepInfo> = if src.steps.is_empty() {
         // No workflow version: draw what ran, in order.
         let mut seen: Vec<StepInfo> = Vec::new();
@@ -892,26 +941,34 @@ fn diagram(src: &Sources<'_>) -> Diagram {
     for (i, s) in steps.iter().enumerate() {
         let y = PAD + i as i64 * (BOX_H + GAP);
         let (state, note) = match last.get(s.id.as_str()).map(|r| r.status) {
-            Some(StepStatus::Completed) => ("done", String::new()),
-            Some(StepStatus::Skipped) => ("skipped", format!("skipped: {}", skip_reason(&s.id))),
+            Some(StepStatus::Completed) => ("done", "done".to_string()),
+            Some(StepStatus::Skipped) => {
+                ("skipped", format!("skipped: {}", src.skip_reason(&s.id)))
+            }
             Some(StepStatus::Failed) if run.status == store::RunStatus::Failed => {
                 ("failed", "failed".into())
             }
-            Some(StepStatus::Failed) => ("current", "retrying".into()),
-            Some(StepStatus::Waiting) => ("current", "waiting".into()),
+            Some(StepStatus::Failed) => ("current", "failed, retrying".into()),
+            Some(StepStatus::Waiting) => (
+                "current",
+                run.wait.map_or("waiting".to_string(), |w| {
+                    format!("waiting: {}", w.as_str())
+                }),
+            ),
             None if !finished && i == run.position.index => (
                 "current",
                 run.wait
                     .map_or("next".to_string(), |w| format!("waiting: {}", w.as_str())),
             ),
             None if finished => ("skipped", "not reached: the run ended before".into()),
-            None => ("ahead", String::new()),
+            None => ("ahead", "not reached yet".into()),
         };
         nodes.push(Node {
             id: s.id.clone(),
             kind: s.kind.clone(),
             state,
-            note: clip(&note, 44),
+            short: clip(&note, 42),
+            note,
             x: PAD,
             y,
             w: BOX_W,
@@ -920,8 +977,8 @@ fn diagram(src: &Sources<'_>) -> Diagram {
             ty2: y + 35,
         });
         if i > 0 {
-            let taken =
-                matches!(nodes[i - 1].state, "done") && state != "skipped" && state != "ahead";
+            // The path runs into every step that ran; skipped ones stay grey.
+            let taken = matches!(state, "done" | "failed" | "current");
             edges.push(Edge {
                 x: PAD + BOX_W / 2,
                 y1: y - GAP,
@@ -1186,7 +1243,11 @@ mod tests {
         assert_eq!(f.answers.len(), 9);
         let a = |k| by_key(&f, k).answer.clone();
         let lines = |k| by_key(&f, k).lines.join("\n");
-        assert!(a("input").contains("from token:intake"), "{}", a("input"));
+        assert!(
+            a("input").starts_with("A request to leads, submitted by token:intake at "),
+            "{}",
+            a("input")
+        );
         assert!(lines("input").contains("message: <script>x</script>"));
         assert_eq!(a("ai"), "draft: drafted by heuristic / keywords-v1");
         assert!(lines("ai").contains("Fallback: fell back after: openai: rate limited"));
@@ -1203,7 +1264,7 @@ mod tests {
         assert!(lines("decision").contains("Comment by bob@example.com: shorter"));
         assert_eq!(a("crm"), "Yes — item 9001 on board 42 (created)");
         assert!(
-            a("slack").starts_with("Recorded in the outbox, not sent"),
+            a("slack").starts_with("Recorded in the outbox, not sent (to channel: #sales)"),
             "{}",
             a("slack")
         );
@@ -1300,7 +1361,9 @@ mod tests {
             ]
         );
         assert_eq!(f.diagram.nodes[1].note, "skipped: when: input.x was false");
-        assert!(!f.diagram.edges[0].taken);
+        assert_eq!(f.diagram.nodes[3].note, "not reached yet");
+        let taken: Vec<bool> = f.diagram.edges.iter().map(|e| e.taken).collect();
+        assert_eq!(taken, vec![false, true, false]);
     }
 
     #[test]

@@ -75,7 +75,7 @@ async fn the_run_page_answers_who_changed_what() {
         assert!(t.contains(question), "missing {question:?}: {t}");
     }
     assert!(
-        t.contains("A reviewed request from token:tok-writer"),
+        t.contains("A request to reviewed, submitted by token:tok-writer at "),
         "{t}"
     );
     assert!(t.contains("text: Printer on fire"), "{t}");
