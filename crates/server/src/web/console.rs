@@ -687,7 +687,10 @@ pub(crate) async fn home(State(state): State<AppState>, user: WebUser) -> Respon
     let mut scan_note = None;
     // A reviewer sees their queues only: no counts across every run.
     let everything = limited(&user).is_none();
-    'scan: while everything {
+    'scan: loop {
+        if !everything {
+            break;
+        }
         let batch = match store
             .list_runs(&RunFilter {
                 before: before.clone(),

@@ -163,7 +163,7 @@ pub(crate) fn text(v: &Value) -> String {
         Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
         Value::Object(m) => m
             .iter()
-            .filter(|(_, v)| !v.is_null())
+            .filter(|(_, v)| !text(v).is_empty())
             .map(|(k, v)| format!("{k}: {}", text(v)))
             .collect::<Vec<_>>()
             .join(", "),
@@ -468,6 +468,7 @@ fn decided(src: &Sources<'_>) -> Answer {
     let mut heads = Vec::new();
     let mut lines = Vec::new();
     let mut tone = "";
+    let several = src.reviews.len() > 1;
     for r in src.reviews {
         let by = r.decided_by.as_deref().map(who).unwrap_or_default();
         let at = r.decided_at_ms.map(when).unwrap_or_default();
@@ -496,6 +497,9 @@ fn decided(src: &Sources<'_>) -> Answer {
                     r.reason.as_deref().unwrap_or("no reason given")
                 ));
             }
+        }
+        if several && let Some(h) = heads.pop() {
+            heads.push(format!("{}: {h}", r.step_id));
         }
         for f in r.results.iter().filter(|f| f.changed) {
             lines.push(format!(
@@ -565,7 +569,7 @@ fn effect_answer(
         if m.get("outbox").and_then(Value::as_bool) == Some(true) {
             tone = "warn";
             heads.push(format!(
-                "Recorded in the outbox, not sent (to {})",
+                "Recorded in the outbox, not sent — {}",
                 text(&m.get("to").cloned().unwrap_or(Value::Null))
             ));
         } else if m.get("control").and_then(Value::as_str) == Some("suggest") {
@@ -1264,7 +1268,7 @@ mod tests {
         assert!(lines("decision").contains("Comment by bob@example.com: shorter"));
         assert_eq!(a("crm"), "Yes — item 9001 on board 42 (created)");
         assert!(
-            a("slack").starts_with("Recorded in the outbox, not sent (to channel: #sales)"),
+            a("slack").starts_with("Recorded in the outbox, not sent — channel: #sales"),
             "{}",
             a("slack")
         );
