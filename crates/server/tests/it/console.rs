@@ -396,3 +396,156 @@ impl HasRun for Reply {
         self.text.contains(&format!("/runs/{id}\""))
     }
 }
+
+/// A harness running the reference workflow (`examples/inbound-request.yaml`)
+/// with the real `llm` kind and connectors, and no credentials: the AI
+/// falls back to the offline heuristic and every effect lands in the outbox.
+async fn reference() -> Harness {
+    use std::sync::Arc;
+
+    use countersign_server::{AppState, ServerConfig, app};
+    use engine::{Catalog, Engine, StepKinds};
+
+    let store: Arc<dyn store::Store> =
+        Arc::new(store_sqlite::SqliteStore::open_memory().expect("open store"));
+    let none = |_: &str| None::<String>;
+    let http = reqwest::Client::new();
+    let mut kinds = StepKinds::builtin(http.clone());
+    kinds.register(Arc::new(llm::Kind::new(
+        http.clone(),
+        llm::Config::from_env(&none).unwrap(),
+    )));
+    connectors::register(
+        &mut kinds,
+        http,
+        connectors::Config::from_env(&none).unwrap(),
+    );
+    let catalog = Arc::new(Catalog::new(kinds, Arc::new(none), store.clone()));
+    let path = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/inbound-request.yaml"
+    ));
+    catalog.load_file(path).await.expect("reference workflow");
+    let engine = Engine::start(store.clone(), catalog, engine::Config::default());
+    let (writer, writer_id) = crate::support::mint(&store, "writer", &["runs:write"], false).await;
+    let tokens = crate::support::Tokens {
+        writer,
+        writer_id,
+        reader: String::new(),
+        reviewer: String::new(),
+        admin: String::new(),
+        revoked: String::new(),
+    };
+    Harness {
+        app: app(AppState::new(engine, ServerConfig::default())),
+        store,
+        tokens,
+    }
+}
+
+/// Approves the pending task of `run` from the web form, changing `edits`.
+async fn approve(h: &Harness, b: &Browser, run: &str, edits: &[(&str, &str)]) {
+    let task = h
+        .store
+        .list_reviews(&store::ReviewFilter {
+            status: Some(store::ReviewStatus::Pending),
+            queue: None,
+            queues: None,
+            before: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.run_id == run)
+        .unwrap_or_else(|| panic!("no pending task for {run}"));
+    let mut body = format!("csrf={}&decision=approve", b.csrf);
+    for (k, v) in edits {
+        body.push_str(&format!("&f.{k}={}", v.replace(' ', "+")));
+    }
+    let d = h
+        .send(form(
+            &format!("/inbox/{}/decision", task.id),
+            &b.cookie,
+            &body,
+        ))
+        .await;
+    assert_eq!(d.status, StatusCode::SEE_OTHER, "{}", d.text);
+}
+
+async fn settled(h: &Harness, run: &str, want: impl Fn(&store::Run) -> bool) -> store::Run {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = h.store.run(run).await.unwrap().unwrap();
+        if want(&r) {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never settled: {r:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The reference workflow end to end, read from the run page: the AI's
+/// fallback, the rule that asked for review, the reviewer's edit, the CRM,
+/// Slack and email effects recorded in the outbox, and the diagram.
+#[tokio::test]
+async fn the_reference_workflow_answers_all_nine_on_its_page() {
+    let h = reference().await;
+    add_user(&h, "ann@example.com", UserRole::Admin, &[]).await;
+    let b = sign_in(&h, "ann@example.com").await;
+    let r = h
+        .post(
+            "/api/v1/workflows/inbound-request/runs?wait=10",
+            Some(&h.tokens.writer),
+            r#"{"name":"Bob","email":"bob@example.com","company":"Acme","message":"We'd like a quote for 40 seats and a demo"}"#,
+        )
+        .await;
+    assert_eq!(r.json["status"], "waiting", "{}", r.text);
+    let run = r.json["run_id"].as_str().unwrap().to_string();
+    approve(&h, &b, &run, &[("summary", "Acme wants 40 seats")]).await;
+    // The reply email waits for its own approval (control: review).
+    settled(&h, &run, |r| {
+        r.status == RunStatus::Waiting && r.position.index > 3
+    })
+    .await;
+    approve(&h, &b, &run, &[]).await;
+    assert_eq!(
+        settled(&h, &run, |r| r.status.is_terminal()).await.status,
+        RunStatus::Completed
+    );
+
+    let page = page(&h, &b, &format!("/runs/{run}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let t = &page
+        .text
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#x2f;", "/");
+    for want in [
+        "A request to inbound-request, submitted by token:tok-writer",
+        "message: We'd like a quote for 40 seats and a demo",
+        "triage: drafted by heuristic / keywords-v1",
+        "Fallback: fell back after: openai/",
+        "Yes — rule `triage.human_review_required`",
+        "review: Approved by ann@example.com",
+        "summary: ",
+        "→ Acme wants 40 seats (by ann@example.com",
+        "reply: Approved unchanged by ann@example.com",
+        "Recorded in the outbox, not sent — channel: #ops-intake",
+        "Recorded in the outbox, not sent — to: bob@example.com",
+        "AI: openai/gpt-4o-mini → heuristic",
+        "Outbox: slack chat.postMessage recorded locally, not sent",
+        "<g class=\"node done\">",
+    ] {
+        assert!(t.contains(want), "missing {want:?}: {t}");
+    }
+    // The CRM: a sales lead goes to the CRM, which has no token either.
+    assert!(
+        t.contains("answer-crm tone-warn\">Recorded in the outbox, not sent"),
+        "{t}"
+    );
+    assert!(t.contains("answer-failures tone-ok\">No."), "{t}");
+}
