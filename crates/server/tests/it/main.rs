@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod browser_console;
 mod console;
 mod inbox;
 mod intake;
