@@ -3,6 +3,7 @@
 //! configuration, 1 anything else.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod audit;
 mod bench;
 mod bench_pg;
 mod commands;
@@ -237,10 +238,25 @@ enum SlackCommand {
 
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
-    /// Check the hash chain of every run's events (or one run's).
+    /// Check the hash chain of every run's events (or one run's), each
+    /// chain's end against its run's head, and with `--checkpoint` that no
+    /// run the checkpoint saw was deleted or cut short.
     Verify {
         #[arg(long)]
         run: Option<String>,
+        /// A checkpoint written by `audit checkpoint` (signature checked
+        /// with COUNTERSIGN_AUDIT_KEY).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Write every run's chain head, signed with COUNTERSIGN_AUDIT_KEY (a
+    /// key kept outside the database), to a file kept elsewhere.
+    Checkpoint {
+        /// Where to write the checkpoint (JSON lines).
+        #[arg(long)]
+        out: PathBuf,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -350,9 +366,12 @@ fn main() -> ExitCode {
                 UserCommand::List { db } => users::list(&db).await,
             },
             Command::Audit { command } => match command {
-                AuditCommand::Verify { run, db } => {
-                    commands::audit_verify(&db, run.as_deref()).await
-                }
+                AuditCommand::Verify {
+                    run,
+                    checkpoint,
+                    db,
+                } => commands::audit_verify(&db, run.as_deref(), checkpoint.as_deref()).await,
+                AuditCommand::Checkpoint { out, db } => commands::audit_checkpoint(&db, &out).await,
             },
             Command::Bench {
                 runs,

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use domain::event::{Hashed, chain_hash};
 use domain::run::{Position, RunStatus, StepStatus, WaitReason};
 use store::{
-    Claimed, Commit, Created, Effect, EffectStatus, Error, Event, NewEvent, NewRun, OpResult,
-    Result, Run, RunDetail, RunFilter, StepRecord, Store, Token, WorkflowVersion,
+    ChainHead, Claimed, Commit, Created, Effect, EffectStatus, Error, Event, NewEvent, NewRun,
+    OpResult, Result, Run, RunDetail, RunFilter, StepRecord, Store, Token, WorkflowVersion,
 };
 use tokio::sync::oneshot;
 use tokio_postgres::{GenericClient, Row};
@@ -627,6 +627,26 @@ impl Store for PgStore {
             .map_err(db)?
             .iter()
             .map(|r| r.get(0))
+            .collect())
+    }
+
+    async fn chain_heads(&self, after: Option<&str>, limit: usize) -> Result<Vec<ChainHead>> {
+        let mut conn = self.pool.get().await?;
+        let st = conn
+            .stmt("SELECT id, event_seq, last_hash FROM runs WHERE id > $1 ORDER BY id LIMIT $2")
+            .await?;
+        self.pool.count(1);
+        Ok(conn
+            .client
+            .query(&st, &[&after.unwrap_or(""), &(limit as i64)])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| ChainHead {
+                run_id: r.get(0),
+                seq: r.get(1),
+                hash: r.get(2),
+            })
             .collect())
     }
 

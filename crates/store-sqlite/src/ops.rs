@@ -684,6 +684,32 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn chain_heads(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<store::ChainHead>> {
+        let after = after.unwrap_or("").to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, event_seq, last_hash FROM runs WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![after, limit as i64], |r| {
+                    Ok(store::ChainHead {
+                        run_id: r.get(0)?,
+                        seq: r.get(1)?,
+                        hash: r.get(2)?,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)
+        })
+        .await
+    }
+
     async fn create_token(&self, t: Token) -> Result<()> {
         self.write(move |conn| {
             conn.execute(

@@ -62,6 +62,15 @@ pub struct Event {
     pub hash: String,
 }
 
+/// The head of a run's hash chain: its last event's sequence number and
+/// hash, as the run row keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub run_id: String,
+    pub seq: i64,
+    pub hash: String,
+}
+
 /// Who holds a run's work item and until when.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -313,6 +322,9 @@ pub trait Store: Reviews + Integrations + Users + EventsByKind + Send + Sync + '
     async fn events(&self, run_id: &str, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
     /// Ids of every run, for `audit verify` (oldest first).
     async fn run_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    /// Every run's chain head as its run row keeps it (ids after `after`,
+    /// in id order), for audit checkpoints.
+    async fn chain_heads(&self, after: Option<&str>, limit: usize) -> Result<Vec<ChainHead>>;
 
     // ---- tokens
     async fn create_token(&self, token: Token) -> Result<()>;

@@ -2,6 +2,7 @@
 // Tests print one summary line each (kills, requests, effects) on purpose.
 #![allow(clippy::print_stderr)]
 
+mod audit;
 mod cli;
 mod crash;
 mod crash_connectors;

@@ -304,7 +304,7 @@ impl Order {
         };
         match self {
             Order::Triage => tasks.sort_by_cached_key(key),
-            Order::Oldest => tasks.sort_by(|a, b| cmp_age(a, b)),
+            Order::Oldest => tasks.sort_by(cmp_age),
             Order::Newest => tasks.sort_by(|a, b| cmp_age(b, a)),
         }
     }

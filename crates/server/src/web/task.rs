@@ -575,14 +575,11 @@ async fn render(
         (s, None) if !s.is_empty() => s.clone(),
         _ => format!("{} · {}", r.workflow, r.step_id),
     };
-    let mut notice = match &form.banner {
-        Some(text) => Some(Notice {
-            kind: "err",
-            text: text.clone(),
-            link: None,
-        }),
-        None => None,
-    };
+    let mut notice = form.banner.as_ref().map(|text| Notice {
+        kind: "err",
+        text: text.clone(),
+        link: None,
+    });
     if notice.is_none() {
         notice = done_notice(state, nav.done.as_deref(), nav.already.is_some()).await;
     }

@@ -204,6 +204,9 @@ impl Store for Broken {
     async fn run_ids(&self, _: Option<&str>, _: usize) -> Result<Vec<String>> {
         fail()
     }
+    async fn chain_heads(&self, _: Option<&str>, _: usize) -> Result<Vec<store::ChainHead>> {
+        fail()
+    }
     async fn create_token(&self, _: Token) -> Result<()> {
         fail()
     }

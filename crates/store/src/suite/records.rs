@@ -308,6 +308,21 @@ pub async fn queries_filter_and_page(store: Arc<dyn Store>) {
         ["r03", "r04"]
     );
     assert!(store.run_ids(Some("r04"), 10).await.unwrap().is_empty());
+    // Chain heads come from the run rows: each run's last event.
+    let heads = store.chain_heads(Some("r02"), 10).await.unwrap();
+    assert_eq!(
+        heads.iter().map(|h| h.run_id.as_str()).collect::<Vec<_>>(),
+        ["r03", "r04"]
+    );
+    for h in &heads {
+        let events = store.events(&h.run_id, 0, 100).await.unwrap();
+        let last = events.last().expect("a run has events");
+        assert_eq!(
+            (h.seq, h.hash.as_str()),
+            (last.seq, last.hash.as_str()),
+            "{h:?}"
+        );
+    }
 }
 
 /// Tokens: create, look up by hash, list, refuse duplicates, revoke.

@@ -1,0 +1,143 @@
+//! `audit checkpoint` and `audit verify`: a chain cut short or a run
+//! deleted is found, also when whoever deleted it rewrote the run's head.
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use store::suite::{commit, new_run};
+use store::{Position, RunStatus, Store, Work};
+use store_sqlite::{Durability, Role, SqliteStore};
+
+use crate::{TempDir, bin};
+
+const KEY: &str = "a checkpoint key kept outside the database";
+
+fn audit(db: &str, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("audit")
+        .args(args)
+        .args(["--database", db])
+        .env("COUNTERSIGN_AUDIT_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Three runs of three events each.
+async fn seed(path: &std::path::Path) {
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(path, Durability::CrashSafe, Role::Admin).unwrap());
+    for id in ["run-a", "run-b", "run-c"] {
+        store
+            .create_run(new_run(id, "wf", 1_000, None, None))
+            .await
+            .unwrap();
+        for (rev, at) in [(1, 2_000), (2, 3_000)] {
+            let pos = Position {
+                index: rev as usize,
+                failed_attempts: 0,
+            };
+            store
+                .commit(commit(
+                    id,
+                    rev,
+                    RunStatus::Running,
+                    pos,
+                    Work::At { run_at_ms: at },
+                    at,
+                ))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn verify_finds_deleted_and_truncated_runs_against_a_signed_checkpoint() {
+    let dir = TempDir::new("audit");
+    let path = dir.0.join("cs.db");
+    seed(&path).await;
+    let db = format!("sqlite://{}", path.display());
+    let cp = dir.0.join("checkpoint.jsonl");
+    let cp_arg = cp.display().to_string();
+
+    let out = audit(&db, &["checkpoint", "--out", &cp_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("checkpoint of 3 runs"),
+        "{}",
+        text(&out)
+    );
+    let out = audit(&db, &["verify", "--checkpoint", &cp_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Someone with database access: deletes run-a, cuts run-b's last event
+    // and rewrites its head to match, cuts run-c's last event only.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER events_append_only_delete;
+         DELETE FROM events WHERE run_id = 'run-a';
+         DELETE FROM work WHERE run_id = 'run-a';
+         DELETE FROM runs WHERE id = 'run-a';
+         DELETE FROM events WHERE run_id = 'run-b' AND seq = (SELECT max(seq) FROM events WHERE run_id = 'run-b');
+         UPDATE runs SET event_seq = event_seq - 1,
+           last_hash = (SELECT hash FROM events WHERE run_id = 'run-b' ORDER BY seq DESC LIMIT 1)
+           WHERE id = 'run-b';
+         DELETE FROM events WHERE run_id = 'run-c' AND seq = (SELECT max(seq) FROM events WHERE run_id = 'run-c');",
+    )
+    .unwrap();
+    drop(conn);
+
+    // Without the checkpoint only the cut that left its head is visible.
+    let out = audit(&db, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("run run-c: events end at 2 but the run's head is event 3"),
+        "{t}"
+    );
+    assert!(!t.contains("run-a") && !t.contains("run-b"), "{t}");
+
+    // With it, all three.
+    let out = audit(&db, &["verify", "--checkpoint", &cp_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    for want in [
+        "run run-a: deleted (the checkpoint saw it with events up to 3)",
+        "run run-b: event 3 that the checkpoint saw is missing or changed",
+        "run run-c: events end at 2",
+    ] {
+        assert!(t.contains(want), "missing {want:?} in {t}");
+    }
+
+    // A checkpoint changed by hand, or read with another key, is refused.
+    let forged = std::fs::read_to_string(&cp)
+        .unwrap()
+        .replace("run-a", "run-x");
+    std::fs::write(&cp, forged).unwrap();
+    let out = audit(&db, &["verify", "--checkpoint", &cp_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("signature does not match"),
+        "{}",
+        text(&out)
+    );
+    let out = Command::new(bin())
+        .args(["audit", "checkpoint", "--out", &cp_arg, "--database", &db])
+        .env_remove("COUNTERSIGN_AUDIT_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("COUNTERSIGN_AUDIT_KEY is not set"),
+        "{}",
+        text(&out)
+    );
+}
