@@ -12,9 +12,12 @@
 //! POST carries the session's CSRF token in a hidden field and must come
 //! from our own origin when the browser says where it came from.
 
+mod chart;
+mod console;
 mod desk;
 mod inbox;
 mod outbox;
+mod run_view;
 mod session;
 mod task;
 pub(crate) mod ui;
@@ -43,6 +46,11 @@ pub fn routes() -> Router<AppState> {
         .route("/inbox/{id}/decision", post(task::decide))
         .route("/inbox/{id}/preview", post(task::preview))
         .route("/outbox", get(outbox::list))
+        .route("/", get(console::home))
+        .route("/runs", get(console::list))
+        .route("/runs/{id}", get(console::page))
+        .route("/runs/{id}/retry", post(console::retry))
+        .route("/runs/{id}/cancel", post(console::cancel))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(stylesheet))
 }

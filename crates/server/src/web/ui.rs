@@ -26,6 +26,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("after.html", include_str!("../../templates/after.html")),
     ("form.html", include_str!("../../templates/form.html")),
     ("bulk.html", include_str!("../../templates/bulk.html")),
+    ("home.html", include_str!("../../templates/home.html")),
+    ("runs.html", include_str!("../../templates/runs.html")),
+    ("run.html", include_str!("../../templates/run.html")),
 ];
 
 pub(crate) const STYLESHEET: &str = include_str!("../../assets/app.css");

@@ -84,7 +84,7 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 }
 
 /// `(chromium, chromedriver)`, or why they are not usable here.
-fn browser() -> Result<(PathBuf, PathBuf), String> {
+pub fn browser() -> Result<(PathBuf, PathBuf), String> {
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .iter()
         .find_map(|n| find_in_path(n))
@@ -95,7 +95,7 @@ fn browser() -> Result<(PathBuf, PathBuf), String> {
 }
 
 /// Kills chromedriver (and so Chromium) when the test ends, however it ends.
-struct Driver {
+pub struct Driver {
     child: Child,
     url: String,
     http: reqwest::Client,
@@ -112,7 +112,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start(chromium: &Path, driver: &Path) -> Driver {
+    pub async fn start(chromium: &Path, driver: &Path) -> Driver {
         // chromedriver wants a port number: take a free one from the OS.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -202,7 +202,7 @@ impl Driver {
         v["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub async fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", json!({ "url": url }))
             .await;
     }
@@ -215,7 +215,7 @@ impl Driver {
             .to_string()
     }
 
-    async fn source(&self) -> String {
+    pub async fn source(&self) -> String {
         self.call(reqwest::Method::GET, "/source", Value::Null)
             .await
             .as_str()
@@ -224,7 +224,7 @@ impl Driver {
     }
 
     /// The element matching `css` (waits up to the implicit timeout).
-    async fn find(&self, css: &str) -> String {
+    pub async fn find(&self, css: &str) -> String {
         let v = self
             .call(
                 reqwest::Method::POST,
@@ -238,7 +238,7 @@ impl Driver {
             .to_string()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.call(
             reqwest::Method::POST,
@@ -287,7 +287,7 @@ impl Driver {
     }
 
     /// Runs a script in the page and returns its result.
-    async fn exec(&self, script: &str) -> Value {
+    pub async fn exec(&self, script: &str) -> Value {
         self.call(
             reqwest::Method::POST,
             "/execute/sync",
@@ -298,7 +298,7 @@ impl Driver {
 
     /// Makes the page's viewport exactly `width` × `height` CSS pixels
     /// (window sizes include the browser's own frame).
-    async fn viewport(&self, width: u32, height: u32) {
+    pub async fn viewport(&self, width: u32, height: u32) {
         self.call(
             reqwest::Method::POST,
             "/goog/cdp/execute",
@@ -311,7 +311,7 @@ impl Driver {
 
     /// Runs axe-core (from npm, never committed) on the page and fails on
     /// any violation. `axe` is the library's source.
-    async fn assert_accessible(&self, axe: &str, what: &str) {
+    pub async fn assert_accessible(&self, axe: &str, what: &str) {
         self.exec(axe).await;
         let v = self
             .call(
@@ -326,7 +326,7 @@ impl Driver {
         assert_eq!(v, json!([]), "accessibility violations on {what}");
     }
 
-    async fn click(&self, css: &str) {
+    pub async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.call(
             reqwest::Method::POST,
@@ -337,7 +337,7 @@ impl Driver {
     }
 
     /// Polls until the page's path is `path` (navigation after a submit).
-    async fn wait_path(&self, path: &str) {
+    pub async fn wait_path(&self, path: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let url = self.current_url().await;
@@ -359,7 +359,7 @@ impl Driver {
     /// Polls the page source until it contains `needle`, for at most 20 s.
     /// Use it after a form posts back to the same path, where the URL
     /// alone cannot tell the old page from the new one.
-    async fn wait_text(&self, needle: &str) -> String {
+    pub async fn wait_text(&self, needle: &str) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let page = self.source().await;
@@ -376,7 +376,7 @@ impl Driver {
 
     /// On a phone-sized window nothing reaches past the right edge (no
     /// sideways scrolling); the window is restored afterwards.
-    async fn assert_fits_a_phone(&self, what: &str) {
+    pub async fn assert_fits_a_phone(&self, what: &str) {
         let size = |w: u32, h: u32| json!({ "width": w, "height": h });
         self.call(reqwest::Method::POST, "/window/rect", size(390, 844))
             .await;
@@ -392,7 +392,7 @@ impl Driver {
             .await;
     }
 
-    async fn screenshot(&self) -> Vec<u8> {
+    pub async fn screenshot(&self) -> Vec<u8> {
         let v = self
             .call(reqwest::Method::GET, "/screenshot", Value::Null)
             .await;
@@ -401,7 +401,7 @@ impl Driver {
             .expect("PNG")
     }
 
-    async fn quit(&mut self) {
+    pub async fn quit(&mut self) {
         if self.session.is_some() {
             self.call(reqwest::Method::DELETE, "", Value::Null).await;
             self.session = None;
@@ -461,7 +461,7 @@ async fn pending_review(store: &Arc<dyn Store>, run_id: &str) -> store::Review {
 
 /// axe-core's source: `COUNTERSIGN_AXE`, else where `.ci/run` installs it
 /// (`target/axe`). Required under `CI=true`.
-fn axe_source() -> Option<String> {
+pub fn axe_source() -> Option<String> {
     let path = std::env::var_os("COUNTERSIGN_AXE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -529,7 +529,7 @@ async fn finished(store: &Arc<dyn Store>, run_id: &str) -> Value {
     serde_json::from_str(&record).expect("JSON")
 }
 
-fn save(png: &[u8], name: &str) {
+pub fn save(png: &[u8], name: &str) {
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join(name), png)
         .expect("save screenshot");

@@ -52,7 +52,7 @@ pub(crate) fn form(path: &str, cookie: &str, body: &str) -> Request<Body> {
         .unwrap()
 }
 
-fn get(path: &str, cookie: &str) -> Request<Body> {
+pub(crate) fn get(path: &str, cookie: &str) -> Request<Body> {
     Request::get(path)
         .header(header::COOKIE, cookie)
         .body(Body::empty())
@@ -651,7 +651,11 @@ async fn reject_needs_a_reason_and_escalation_only_known_queues() {
         ))
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    assert!(r.text.contains("There is no queue `finance-typo`"), "{}", r.text);
+    assert!(
+        r.text.contains("There is no queue `finance-typo`"),
+        "{}",
+        r.text
+    );
     assert_eq!(
         h.store.review(&id).await.unwrap().unwrap().queue,
         "operations"

@@ -3,6 +3,8 @@
 
 mod auth;
 mod browser;
+mod browser_console;
+mod console;
 mod identity;
 mod inbox;
 mod intake;

@@ -84,7 +84,7 @@ pub async fn waiting(h: &Harness) -> (String, String) {
     (run_id, item["id"].as_str().unwrap().to_string())
 }
 
-async fn wait_terminal(h: &Harness, run_id: &str) -> store::Run {
+pub async fn wait_terminal(h: &Harness, run_id: &str) -> store::Run {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let run = h.store.run(run_id).await.unwrap().unwrap();
