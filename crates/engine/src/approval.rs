@@ -22,6 +22,7 @@ use serde_json::{Map, Value as Json, json};
 use store::{NewReview, ReviewStatus};
 
 use crate::now_ms;
+use crate::preview::ActionPreview;
 use crate::review::results_of;
 use crate::step::StepCx;
 
@@ -73,15 +74,15 @@ fn transient(error: String) -> Approval {
 impl StepCx<'_> {
     /// Asks people to approve this step's concrete action before it runs
     /// (`control: review`). `fields` are the action's editable parts,
-    /// `action` a description of the whole action shown with the task
-    /// (e.g. `{"connector": "email", "to": […]}`), `queue` the review queue.
-    /// See the module documentation.
+    /// `preview` the whole action as shown with the task, `queue` the
+    /// review queue. See the module documentation.
     pub async fn require_approval(
         &mut self,
         queue: &str,
         fields: Vec<ActionField>,
-        action: Json,
+        preview: &ActionPreview,
     ) -> Approval {
+        let action = preview.to_json();
         let existing = match self
             .store
             .review_for_step(self.run_id, self.step.index)

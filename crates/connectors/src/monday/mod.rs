@@ -36,7 +36,8 @@ use async_trait::async_trait;
 use domain::expr::{Scope, Template, Vars};
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
-use engine::{ActionField, Reconciled, Step, StepCx, StepKind};
+use engine::preview::readable;
+use engine::{ActionField, ActionPreview, Labelled, Reconciled, Step, StepCx, StepKind};
 use serde_json::{Map, Value as Json, json};
 
 pub use client::{API_VERSION, Api, DEFAULT_URL, Settings};
@@ -265,6 +266,36 @@ impl CrmStep {
         })
     }
 
+    /// The upsert as people see it: the item name, then every mapped
+    /// column in the workflow's order with its value after the label map
+    /// (the hidden key column left out), the group and the board.
+    fn preview_of(&self, up: &Upsert) -> ActionPreview {
+        let mut values = vec![Labelled::text("item_name", "Item name", up.name.clone())];
+        for c in &self.spec.columns {
+            if Some(&c.column) == self.spec.key_column.as_ref() {
+                continue;
+            }
+            if let Some(v) = up.values.get(&c.column) {
+                values.push(Labelled {
+                    name: c.column.clone(),
+                    label: readable(&c.column),
+                    text: columns::display(v),
+                    value: v.clone(),
+                });
+            }
+        }
+        if let Some(g) = &up.group {
+            values.push(Labelled::text("group", "Group", g.clone()));
+        }
+        values.push(Labelled::text("board", "Board", up.board.clone()));
+        ActionPreview::new(
+            "monday",
+            "upsert",
+            format!("Update Monday item '{}'", up.name),
+            values,
+        )
+    }
+
     fn named(&self, e: Error) -> Error {
         match e {
             Error::Permanent { field, message } if field == "monday" => Error::Permanent {
@@ -304,6 +335,15 @@ impl CrmStep {
 
 #[async_trait]
 impl Step for CrmStep {
+    fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        // The hidden key column is not shown, so the run's key is not needed.
+        Some(
+            self.render(vars, "")
+                .map(|up| self.preview_of(&up))
+                .map_err(|e| e.describe(&self.secrets())),
+        )
+    }
+
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let secrets = self.secrets();
         let idem = cx.idempotency_key();
@@ -328,10 +368,8 @@ impl Step for CrmStep {
                 schema: v.is_string().then(|| json!({ "type": "string" })),
             });
         }
-        let action = json!({ "connector": "monday", "action": "upsert", "board": up.board,
-            "upsert_by": { "column": self.spec.upsert_column, "value": up.key },
-            "item_name": up.name, "group": up.group, "column_values": up.values });
-        let approved = match effect::approval(cx, &self.spec.review_queue, fields, action).await {
+        let asked = self.preview_of(&up);
+        let approved = match effect::approval(cx, &self.spec.review_queue, fields, &asked).await {
             Ok(v) => v,
             Err(outcome) => return outcome,
         };
@@ -344,16 +382,17 @@ impl Step for CrmStep {
                 up.values.insert(name, v);
             }
         }
-        let preview = json!({ "board": up.board, "upsert_by": { "column": self.spec.upsert_column, "value": up.key }, "item_name": up.name, "group": up.group, "column_values": up.values });
+        let shown = self.preview_of(&up);
+        let upsert_by = json!({ "column": self.spec.upsert_column, "value": up.key });
         if cx.step.control == Control::Suggest {
-            return effect::suggest(cx, "monday", "upsert", preview);
+            let suggestion = json!({ "board": up.board, "upsert_by": upsert_by, "item_name": up.name, "group": up.group, "column_values": up.values });
+            return effect::suggest(cx, &shown, suggestion);
         }
         let Some(api) = &self.api else {
             return effect::outbox(
                 cx,
-                "monday",
-                "upsert",
-                json!({ "board": up.board, "upsert_by": preview["upsert_by"] }),
+                &shown,
+                json!({ "board": up.board, "upsert_by": upsert_by }),
                 json!({ "item_name": up.name, "group": up.group, "column_values": up.values }),
                 "MONDAY_API_TOKEN is",
             );
