@@ -285,8 +285,17 @@ impl Engine {
                 now,
             )?;
             let resumes = matches!(verdict, Verdict::Approved(_));
+            // A person's final approval approves the covered actions as
+            // previewed now (`covers:`): their digests go on the record.
+            let covers = match &verdict {
+                Verdict::Approved(results) => self.covered_digests(&r, results).await,
+                _ => None,
+            };
             let act = act_for(&decision, actor, now);
-            let write = decision_of(&r, act, verdict, Vec::new());
+            let mut write = decision_of(&r, act, verdict, Vec::new());
+            if let Some(covers) = covers {
+                crate::plan::add_covers(&mut write.events, covers);
+            }
             let decided = match nonce {
                 None => self.inner.store.decide_review(write).await?,
                 Some(n) => match self.inner.store.decide_review_once(n, write).await? {
