@@ -546,6 +546,10 @@ impl Step for SlackStep {
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let secrets = self.secrets();
         let key = cx.idempotency_key();
+        // Unticked on the covering review: not performed, not even rendered.
+        if let Some(skipped) = cx.unticked().await {
+            return skipped;
+        }
         if self.unreachable.take(&key) {
             return effect::reconcile_failed("slack");
         }

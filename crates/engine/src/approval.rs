@@ -184,6 +184,38 @@ impl StepCx<'_> {
         }
     }
 
+    /// For a step a review covers: `Some(outcome)` when the reviewer
+    /// unticked it on the approval (`skip_actions`), so it is skipped and
+    /// `action.unticked` recorded, or when the audit log could not be read
+    /// (a retry); `None`: go on. Call before rendering or asking anything.
+    pub async fn unticked(&mut self) -> Option<StepOutcome> {
+        let review_step = self.step.covered_by.clone()?;
+        let decided = match covering_decision(self.store, self.run_id, &review_step).await {
+            Ok(d) => d?,
+            Err(error) => {
+                return Some(StepOutcome::Transient {
+                    error,
+                    retry_after_ms: None,
+                });
+            }
+        };
+        let step = self.step.id.clone();
+        let unticked = decided
+            .get("unticked")
+            .and_then(Json::as_array)
+            .is_some_and(|u| u.iter().any(|s| s.as_str() == Some(step.as_str())));
+        if !unticked {
+            return None;
+        }
+        let reason = format!("unticked on the review `{review_step}`: not performed");
+        self.record(
+            kind::ACTION_UNTICKED,
+            &json!({ "step": step, "covered_by": review_step, "review": decided["review"],
+                "reason": reason }),
+        );
+        Some(StepOutcome::Skipped { reason })
+    }
+
     /// The run's priority, as people set it: `approved.priority` (a
     /// reviewed field), else `null`.
     fn priority(&self) -> Json {

@@ -11,15 +11,16 @@
 //! the step as not running. Nothing is written and nothing is called.
 
 use domain::expr::{Value, Vars, value_from_json};
-use domain::review::{self, FieldResult};
+use domain::review::{self, DecisionError, FieldResult, Verdict};
 use domain::workflow::Control;
+use domain::workflow::FieldError;
 use serde_json::{Map, Value as Json, json};
 use store::{Review, StepStatus};
 
 use crate::driver::{base_vars, bind};
 use crate::engine::Engine;
 use crate::preview::ActionPreview;
-use crate::review::fields_of;
+use crate::review::{ReviewError, fields_of};
 
 /// One later step's action as it would run after approval.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,16 +220,35 @@ fn approved_output(review: &Review, vars: &Vars, proposed: &Map<String, Json>) -
 }
 
 impl Engine {
-    /// The digests of the actions `review` covers, previewed with the
-    /// approved `results`: `{step: digest}`, `null` for a covered action
-    /// that would not run or could not be rendered. `None` when the
-    /// review covers nothing (or its run cannot be read: then every
-    /// covered action asks for its own review, the safe side).
-    pub(crate) async fn covered_digests(
+    /// What a decision on `review` records about the actions it covers
+    /// (for `review.decided`): on a final approval, `covers` — the digest
+    /// of each covered action previewed with the approved values (`null`
+    /// for one that would not run or could not be rendered) — and
+    /// `unticked`, the covered steps left out (`skip_actions`). `None`
+    /// when there is nothing to record. If the run cannot be read for the
+    /// previews, nothing is recorded and each covered action asks for its
+    /// own review: the safe side.
+    pub(crate) async fn covering(
         &self,
         review: &Review,
-        results: &[FieldResult],
-    ) -> Option<Json> {
+        verdict: &Verdict,
+        skip_actions: &[String],
+    ) -> Result<Option<Json>, ReviewError> {
+        let invalid = |i: usize, message: String| {
+            ReviewError::Refused(DecisionError::Invalid(vec![FieldError {
+                pointer: format!("/skip_actions/{i}"),
+                message,
+            }]))
+        };
+        let Verdict::Approved(results) = verdict else {
+            return match skip_actions.is_empty() {
+                true => Ok(None),
+                false => Err(invalid(
+                    0,
+                    "actions can be unticked only by the approval that completes the review".into(),
+                )),
+            };
+        };
         let proposed: Map<String, Json> = results
             .iter()
             .map(|f| (f.name.clone(), f.value.clone()))
@@ -237,7 +257,7 @@ impl Engine {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(review = %review.id, error = %e, "previewing the covered actions failed; they will ask for their own review");
-                return None;
+                Vec::new()
             }
         };
         let covers: Map<String, Json> = previews
@@ -251,18 +271,37 @@ impl Engine {
                 (p.step.clone(), digest)
             })
             .collect();
-        (!covers.is_empty()).then_some(Json::Object(covers))
+        for (i, s) in skip_actions.iter().enumerate() {
+            if !covers.contains_key(s) {
+                return Err(invalid(
+                    i,
+                    format!(
+                        "`{s}` is not an action this review covers; covered: {}",
+                        covers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        if covers.is_empty() {
+            return Ok(None);
+        }
+        let mut unticked: Vec<&String> = skip_actions.iter().collect();
+        unticked.dedup();
+        Ok(Some(json!({ "covers": covers, "unticked": unticked })))
     }
 }
 
-/// Adds `covers` to the `review.decided` event among `events`.
-pub(crate) fn add_covers(events: &mut [store::NewEvent], covers: Json) {
+/// Adds the members of `extra` to the `review.decided` event among `events`.
+pub(crate) fn add_to_decided(events: &mut [store::NewEvent], extra: Json) {
+    let Json::Object(extra) = extra else {
+        return;
+    };
     for e in events
         .iter_mut()
         .filter(|e| e.kind == domain::event::kind::REVIEW_DECIDED)
     {
         if let Ok(Json::Object(mut m)) = serde_json::from_str::<Json>(&e.data) {
-            m.insert("covers".into(), covers.clone());
+            m.extend(extra.clone());
             e.data = Json::Object(m).to_string();
         }
     }

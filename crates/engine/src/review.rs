@@ -229,7 +229,28 @@ impl Engine {
         decision: Decision,
         actor: &str,
     ) -> Result<Review, ReviewError> {
-        match self.decide(review_id, decision, actor, None).await? {
+        self.decide_review_unticking(review_id, decision, actor, &[])
+            .await
+    }
+
+    /// [`Engine::decide_review`] where a final approval leaves out some of
+    /// the actions the review covers (`skip_actions`: their step ids, each
+    /// one the review's `covers:` names): those steps are not performed,
+    /// and `review.decided` (`unticked`) and `action.unticked` say so.
+    /// Naming any other step, or unticking on a decision that is not a
+    /// final approval, is refused (`DecisionError::Invalid`, pointer
+    /// `/skip_actions/N`).
+    pub async fn decide_review_unticking(
+        &self,
+        review_id: &str,
+        decision: Decision,
+        actor: &str,
+        skip_actions: &[String],
+    ) -> Result<Review, ReviewError> {
+        match self
+            .decide(review_id, decision, actor, None, skip_actions)
+            .await?
+        {
             Some(r) => Ok(r),
             None => Err(ReviewError::Store(store::Error::Conflict(
                 review_id.to_string(),
@@ -247,7 +268,8 @@ impl Engine {
         actor: &str,
         nonce: &str,
     ) -> Result<Option<Review>, ReviewError> {
-        self.decide(review_id, decision, actor, Some(nonce)).await
+        self.decide(review_id, decision, actor, Some(nonce), &[])
+            .await
     }
 
     async fn decide(
@@ -256,6 +278,7 @@ impl Engine {
         decision: Decision,
         actor: &str,
         nonce: Option<&str>,
+        skip_actions: &[String],
     ) -> Result<Option<Review>, ReviewError> {
         // A concurrent decision on the same task makes ours stale: re-read
         // and decide again against what it left.
@@ -286,15 +309,12 @@ impl Engine {
             )?;
             let resumes = matches!(verdict, Verdict::Approved(_));
             // A person's final approval approves the covered actions as
-            // previewed now (`covers:`): their digests go on the record.
-            let covers = match &verdict {
-                Verdict::Approved(results) => self.covered_digests(&r, results).await,
-                _ => None,
-            };
+            // previewed now (`covers:`, minus unticked ones): on the record.
+            let covers = self.covering(&r, &verdict, skip_actions).await?;
             let act = act_for(&decision, actor, now);
             let mut write = decision_of(&r, act, verdict, Vec::new());
             if let Some(covers) = covers {
-                crate::plan::add_covers(&mut write.events, covers);
+                crate::plan::add_to_decided(&mut write.events, covers);
             }
             let decided = match nonce {
                 None => self.inner.store.decide_review(write).await?,

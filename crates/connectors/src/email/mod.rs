@@ -403,6 +403,10 @@ impl Step for EmailStep {
 
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let key = cx.idempotency_key();
+        // Unticked on the covering review: not performed, not even rendered.
+        if let Some(skipped) = cx.unticked().await {
+            return skipped;
+        }
         if self.unreachable.take(&key) {
             return effect::reconcile_failed("email");
         }

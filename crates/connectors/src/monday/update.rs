@@ -257,6 +257,10 @@ impl Step for UpdateStep {
 
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let secrets = self.secrets();
+        // Unticked on the covering review: not performed, not even rendered.
+        if let Some(skipped) = cx.unticked().await {
+            return skipped;
+        }
         let idem = cx.idempotency_key();
         if self.unreachable.take(&idem) {
             return effect::reconcile_failed("monday");

@@ -395,3 +395,58 @@ fn covers_must_name_later_steps() {
         test.yaml:26:29: steps[2].review.covers[2]: `covers` names no step `nope`; steps after `review`: crm, notify, reply"#]]
     .assert_eq(&errors);
 }
+
+#[tokio::test]
+async fn an_unticked_action_is_not_performed_and_the_untick_is_recorded() {
+    let (engine, store) = start(&flow("[crm, notify, reply]", "", "")).await;
+    let r = run(&engine, &store, input("sales_lead")).await;
+    let task = tasks(&engine, &r.id).await.remove(0);
+    let refused = engine
+        .decide_review_unticking(
+            &task.id,
+            approve(json!({})),
+            "user:ann",
+            &["reply".into(), "screen".into()],
+        )
+        .await;
+    match refused {
+        Err(engine::ReviewError::Refused(domain::review::DecisionError::Invalid(e))) => {
+            assert_eq!(e[0].pointer, "/skip_actions/1");
+            assert!(
+                e[0].message.contains(
+                    "`screen` is not an action this review covers; covered: crm, notify, reply"
+                ),
+                "{e:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    engine
+        .decide_review_unticking(&task.id, approve(json!({})), "user:ann", &["reply".into()])
+        .await
+        .expect("approve without the email");
+    let done = fixture::wait_settled(&store, &r.id).await;
+    assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
+    let decided = events_of(&store, &r.id, kind::REVIEW_DECIDED).await;
+    assert_eq!(decided[0]["unticked"], json!(["reply"]), "{decided:?}");
+    let unticked = events_of(&store, &r.id, kind::ACTION_UNTICKED).await;
+    assert_eq!(unticked.len(), 1, "{unticked:?}");
+    assert_eq!(unticked[0]["step"], json!("reply"));
+    let out = outputs(&store, &r.id).await;
+    assert!(
+        out.get("reply").is_none(),
+        "the email was not sent: {out:?}"
+    );
+    assert_eq!(
+        out["crm"]["outbox"],
+        json!(true),
+        "the CRM update was: {out:?}"
+    );
+    let outboxed: Vec<Json> = events_of(&store, &r.id, connectors::effect::kind::OUTBOX_RECORDED)
+        .await
+        .iter()
+        .map(|e| e["step"].clone())
+        .collect();
+    assert_eq!(outboxed, [json!("crm"), json!("notify")]);
+    assert_eq!(tasks(&engine, &r.id).await.len(), 1);
+}

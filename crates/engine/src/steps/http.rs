@@ -103,6 +103,9 @@ impl Step for Http {
     }
 
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
+        if let Some(skipped) = cx.unticked().await {
+            return skipped;
+        }
         let req = match self.render(cx.vars) {
             Ok(r) => r,
             Err(error) => return StepOutcome::Permanent { error },
