@@ -536,9 +536,22 @@ impl Api {
 #[async_trait]
 impl Step for SlackStep {
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        self.preview_edited(vars, &serde_json::Map::new())
+    }
+
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &serde_json::Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
         Some(
             self.render(vars, self.control)
-                .map(|m| self.preview_of(&m))
+                .map(|mut m| {
+                    if let Some(t) = effect::approved_str(edits, "text") {
+                        m.text = t;
+                    }
+                    self.preview_of(&m)
+                })
                 .map_err(|e| self.named(e).describe(&self.secrets())),
         )
     }

@@ -88,8 +88,10 @@ impl Engine {
     }
 
     /// Every action after `review` in its run, rendered with `proposed`
-    /// (reviewed field → value; fields not given keep their draft). See
-    /// the module documentation. Rendering problems are reported per step
+    /// (reviewed field → value; fields not given keep their draft). When
+    /// `review` is an action's own task (`control: review`), that action
+    /// comes first, with `proposed` as its edits. See the module
+    /// documentation. Rendering problems are reported per step
     /// in [`StepPreview::action`], never as an error of the whole call.
     pub async fn preview_actions(
         &self,
@@ -131,11 +133,31 @@ impl Engine {
         let Some(def) = wf.def.steps.get(review.step_index) else {
             return Ok(Vec::new());
         };
+        let mut out = Vec::new();
+        let redact = |s: &str| wf.def.redact(s);
         if def.kind == "review" {
             let output = approved_output(review, &vars, proposed);
             bind(&mut vars, def, value_from_json(&output));
+        } else if let Some(action) = wf
+            .steps
+            .get(review.step_index)
+            .and_then(|s| s.preview_edited(&vars, proposed))
+        {
+            // An action's own review (`control: review`): the action itself,
+            // with the proposed edits, comes first. What it outputs is known
+            // only once it ran, so later steps see it undefined.
+            out.push(StepPreview {
+                step: def.id.clone(),
+                index: def.index,
+                kind: def.kind.clone(),
+                control: def.control,
+                covered: false,
+                skipped: None,
+                action: action
+                    .map(|p| p.redacted(&redact))
+                    .map_err(|e| wf.def.redact(&e)),
+            });
         }
-        let mut out = Vec::new();
         for (def, step) in wf
             .def
             .steps
@@ -159,7 +181,6 @@ impl Engine {
                 ),
                 _ => (None, action),
             };
-            let redact = |s: &str| wf.def.redact(s);
             out.push(StepPreview {
                 step: def.id.clone(),
                 index: def.index,

@@ -81,6 +81,18 @@ pub trait Step: Send + Sync {
         let _ = vars;
         None
     }
+
+    /// [`Step::preview`] with a reviewer's edits of the action's own
+    /// fields applied (`control: review`: the task's fields, by name), as
+    /// the step applies them before it performs the action.
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &serde_json::Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
+        let _ = edits;
+        self.preview(vars)
+    }
 }
 
 /// Journal writes a step asks for; the driver persists them.

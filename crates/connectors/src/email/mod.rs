@@ -393,10 +393,21 @@ impl EmailStep {
 #[async_trait]
 impl Step for EmailStep {
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        self.preview_edited(vars, &serde_json::Map::new())
+    }
+
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &serde_json::Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
         // The Message-ID is not shown, so the run's key is not needed.
         Some(
             self.render(vars, "")
-                .map(|m| self.preview_of(&m, self.control))
+                .map(|mut m| {
+                    apply_approved(&mut m, edits);
+                    self.preview_of(&m, self.control)
+                })
                 .map_err(|e| self.named(e).describe(&self.secrets())),
         )
     }

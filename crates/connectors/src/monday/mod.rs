@@ -336,10 +336,21 @@ impl CrmStep {
 #[async_trait]
 impl Step for CrmStep {
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        self.preview_edited(vars, &Map::new())
+    }
+
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
         // The hidden key column is not shown, so the run's key is not needed.
         Some(
             self.render(vars, "")
-                .map(|up| self.preview_of(&up))
+                .map(|mut up| {
+                    apply_approved(&mut up, edits);
+                    self.preview_of(&up)
+                })
                 .map_err(|e| e.describe(&self.secrets())),
         )
     }
@@ -377,15 +388,7 @@ impl Step for CrmStep {
             Ok(v) => v,
             Err(outcome) => return outcome,
         };
-        for (name, v) in approved {
-            if name == "item_name" {
-                if let Some(s) = v.as_str() {
-                    up.name = s.to_string();
-                }
-            } else if up.values.contains_key(&name) {
-                up.values.insert(name, v);
-            }
-        }
+        apply_approved(&mut up, &approved);
         let shown = self.preview_of(&up);
         let upsert_by = json!({ "column": self.spec.upsert_column, "value": up.key });
         if cx.step.control == Control::Suggest {
@@ -493,6 +496,20 @@ impl Step for CrmStep {
                 self.unreachable.mark(&idem);
                 Reconciled::Unknown
             }
+        }
+    }
+}
+
+/// Applies a reviewer's edits (`control: review`) to the rendered upsert:
+/// the item name and mapped column values (never a column not mapped).
+fn apply_approved(up: &mut Upsert, approved: &Map<String, Json>) {
+    for (name, v) in approved {
+        if name == "item_name" {
+            if let Some(s) = v.as_str() {
+                up.name = s.to_string();
+            }
+        } else if up.values.contains_key(name) {
+            up.values.insert(name.clone(), v.clone());
         }
     }
 }

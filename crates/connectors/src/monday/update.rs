@@ -248,9 +248,22 @@ impl UpdateStep {
 #[async_trait]
 impl Step for UpdateStep {
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        self.preview_edited(vars, &serde_json::Map::new())
+    }
+
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &serde_json::Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
         Some(
             self.render(vars)
-                .map(|r| self.preview_of(&r))
+                .map(|mut r| {
+                    if let Some(b) = effect::approved_str(edits, "body") {
+                        r.body = b;
+                    }
+                    self.preview_of(&r)
+                })
                 .map_err(|e| e.describe(&self.secrets())),
         )
     }

@@ -330,6 +330,18 @@ async fn a_covering_review_skipped_by_a_rule_leaves_the_email_its_own_task() {
             .await
             .is_empty()
     );
+    // The email's own task page shows the email with the reviewer's edits.
+    let own = engine
+        .preview_actions(&list[0], &values(json!({ "body": "Hi Ana, edited." })))
+        .await
+        .expect("preview");
+    expect_test::expect![[r#"
+        reply: Email to ana@example.com — Re: your request
+          To: ana@example.com
+          Subject: Re: your request
+          Body: Hi Ana, edited.
+    "#]]
+    .assert_eq(&show(&own));
 }
 
 #[tokio::test]
