@@ -88,11 +88,8 @@ impl Http {
                 value,
             });
         }
-        let host = reqwest::Url::parse(&req.url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_else(|| req.url.clone());
-        ActionPreview::new("http", method, format!("HTTP {method} to {host}"), values)
+        // The whole URL, so that a secret one is redacted whole.
+        ActionPreview::new("http", method, format!("HTTP {method} {}", req.url), values)
     }
 }
 

@@ -9,6 +9,7 @@ mod audit;
 mod crash;
 mod http;
 mod input;
+mod preview;
 mod review;
 mod rules;
 mod versioning;
