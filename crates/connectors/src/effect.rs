@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
 use domain::yaml::Fields;
-use engine::{ActionField, Approval, StepCx};
+use engine::{ActionField, ActionPreview, Approval, StepCx};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
@@ -58,19 +58,20 @@ pub fn review_queue(def: &StepDef, f: &mut Fields<'_>, cx: &mut Cx) -> String {
     q.to_string()
 }
 
-/// Under `control: review`, asks for approval of the action: `Err` is the
-/// outcome to return now (waiting or rejected), `Ok` the approved values
-/// (empty when the step is not under review).
+/// Under `control: review`, asks for approval of the action `preview`
+/// shows: `Err` is the outcome to return now (waiting or rejected), `Ok`
+/// the approved values (empty when the step is not under review, or when
+/// a covering review approved exactly this action).
 pub async fn approval(
     cx: &mut StepCx<'_>,
     queue: &str,
     fields: Vec<ActionField>,
-    action: Json,
+    preview: &ActionPreview,
 ) -> Result<serde_json::Map<String, Json>, StepOutcome> {
     if cx.step.control != Control::Review {
         return Ok(serde_json::Map::new());
     }
-    match cx.require_approval(queue, fields, action).await {
+    match cx.require_approval(queue, fields, preview).await {
         Approval::Approved(v) => Ok(v),
         Approval::Pending(o) | Approval::Rejected(o) => Err(o),
     }
@@ -85,32 +86,36 @@ pub fn approved_str(values: &serde_json::Map<String, Json>, name: &str) -> Optio
     }
 }
 
-/// Records what a `suggest` step would do; never acts.
-pub fn suggest(cx: &mut StepCx<'_>, connector: &str, action: &str, preview: Json) -> StepOutcome {
+/// Records what a `suggest` step would do; never acts. `suggestion` is
+/// the vendor request's shape, `preview` the same action for people.
+pub fn suggest(cx: &mut StepCx<'_>, preview: &ActionPreview, suggestion: Json) -> StepOutcome {
     let output = json!({
         "control": "suggest",
         "performed": false,
-        "connector": connector,
-        "action": action,
-        "suggestion": preview,
+        "connector": preview.connector,
+        "action": preview.action,
+        "suggestion": suggestion,
+        "preview": preview.to_json(),
     });
     cx.record(
         kind::EFFECT_SUGGESTED,
-        &json!({ "key": cx.idempotency_key(), "step": cx.step.id, "connector": connector, "action": action, "suggestion": output["suggestion"] }),
+        &json!({ "key": cx.idempotency_key(), "step": cx.step.id, "connector": preview.connector,
+            "action": preview.action, "title": preview.title, "suggestion": output["suggestion"] }),
     );
     StepOutcome::Done { output }
 }
 
-/// Puts an effect in the local outbox: output plus an `outbox.recorded`
-/// event. `missing` names the settings that would send it for real.
+/// Puts the effect `preview` shows in the local outbox: output plus an
+/// `outbox.recorded` event. `missing` names the settings that would send
+/// it for real.
 pub fn outbox(
     cx: &mut StepCx<'_>,
-    connector: &str,
-    action: &str,
+    preview: &ActionPreview,
     to: Json,
     payload: Json,
     missing: &str,
 ) -> StepOutcome {
+    let (connector, action) = (preview.connector.as_str(), preview.action.as_str());
     let note = format!(
         "OUTBOX — not sent: {missing} not set, so this {connector} effect was recorded locally"
     );
@@ -123,6 +128,7 @@ pub fn outbox(
         "to": to,
         "payload": payload,
         "note": note,
+        "preview": preview.to_json(),
     });
     cx.record(
         kind::OUTBOX_RECORDED,
@@ -131,6 +137,7 @@ pub fn outbox(
             "step": cx.step.id,
             "connector": connector,
             "action": action,
+            "title": preview.title,
             "to": output["to"],
             "payload": output["payload"],
             "note": note,

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use domain::expr::{JsonTemplate, Scope, Template, Vars};
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
-use engine::{ActionField, Reconciled, Step, StepCx, StepKind};
+use engine::{ActionField, ActionPreview, Labelled, Reconciled, Step, StepCx, StepKind};
 use serde_json::{Value as Json, json};
 
 use crate::effect::{self, Unreachable};
@@ -153,6 +153,7 @@ impl StepKind for Kind {
         }
         Some(Arc::new(SlackStep {
             spec,
+            control: def.control,
             api: self.settings.clone().map(|s| Api {
                 client: self.client.clone(),
                 settings: s,
@@ -295,6 +296,8 @@ fn classify(code: &str, retry_after_ms: Option<u64>, message: String) -> Error {
 
 struct SlackStep {
     spec: Spec,
+    /// The step's control level (`draft` posts to the draft channel).
+    control: Control,
     api: Option<Api>,
     client: reqwest::Client,
     unreachable: Unreachable,
@@ -536,9 +539,34 @@ impl Api {
 
 #[async_trait]
 impl Step for SlackStep {
+    fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        self.preview_edited(vars, &serde_json::Map::new())
+    }
+
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &serde_json::Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
+        Some(
+            self.render(vars, self.control)
+                .map(|mut m| {
+                    if let Some(t) = effect::approved_str(edits, "text") {
+                        m.text = t;
+                    }
+                    self.preview_of(&m)
+                })
+                .map_err(|e| self.named(e).describe(&self.secrets())),
+        )
+    }
+
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let secrets = self.secrets();
         let key = cx.idempotency_key();
+        // Unticked on the covering review: not performed, not even rendered.
+        if let Some(skipped) = cx.unticked().await {
+            return skipped;
+        }
         if self.unreachable.take(&key) {
             return effect::reconcile_failed("slack");
         }
@@ -548,12 +576,12 @@ impl Step for SlackStep {
         };
         // `control: review`: the exact text is approved (and maybe edited)
         // before anything is posted.
+        let asked = self.preview_of(&msg);
         let approved = match effect::approval(
             cx,
             &self.spec.review_queue,
             vec![ActionField::text("text", msg.text.clone())],
-            json!({ "connector": "slack", "action": "chat.postMessage", "channel": msg.channel,
-                "text": msg.text, "blocks": msg.blocks }),
+            &asked,
         )
         .await
         {
@@ -564,8 +592,9 @@ impl Step for SlackStep {
             msg.text = t;
         }
         let preview = json!({ "channel": msg.channel, "text": msg.text, "blocks": msg.blocks });
+        let shown = self.preview_of(&msg);
         if cx.step.control == Control::Suggest {
-            return effect::suggest(cx, "slack", "chat.postMessage", preview);
+            return effect::suggest(cx, &shown, preview);
         }
         if let Some(hook) = &self.spec.webhook {
             let url = match hook.render(cx.vars) {
@@ -594,8 +623,7 @@ impl Step for SlackStep {
         let Some(api) = &self.api else {
             return effect::outbox(
                 cx,
-                "slack",
-                "chat.postMessage",
+                &shown,
                 json!({ "channel": msg.channel }),
                 json!({ "text": msg.text, "blocks": msg.blocks }),
                 "SLACK_BOT_TOKEN is",
@@ -680,6 +708,32 @@ impl Step for SlackStep {
 }
 
 impl SlackStep {
+    /// The message as people see it: where it goes and its text (and
+    /// blocks, when it has any).
+    fn preview_of(&self, msg: &Message) -> ActionPreview {
+        let (title, mut values) = if self.spec.webhook.is_some() {
+            (
+                "Slack message through the incoming webhook".to_string(),
+                Vec::new(),
+            )
+        } else {
+            (
+                format!("Slack message to {}", msg.channel),
+                vec![Labelled::text("channel", "Channel", msg.channel.clone())],
+            )
+        };
+        values.push(Labelled::text("text", "Text", msg.text.clone()));
+        if let Some(b) = &msg.blocks {
+            values.push(Labelled {
+                name: "blocks".into(),
+                label: "Blocks".into(),
+                value: b.clone(),
+                text: b.to_string(),
+            });
+        }
+        ActionPreview::new("slack", "chat.postMessage", title, values)
+    }
+
     /// Prefixes a field-scoped error with this step's YAML path.
     fn named(&self, e: Error) -> Error {
         match e {

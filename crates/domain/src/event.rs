@@ -28,6 +28,10 @@ pub mod kind {
     pub const REVIEW_DECIDED: &str = "review.decided";
     pub const REVIEW_ESCALATED: &str = "review.escalated";
     pub const REVIEW_EXPIRED: &str = "review.expired";
+    /// A `control: review` action approved by its covering review (no task).
+    pub const REVIEW_COVERED: &str = "review.covered";
+    /// An action a reviewer unticked on the covering review: not performed.
+    pub const ACTION_UNTICKED: &str = "action.unticked";
 }
 
 /// Who caused an event: `system`, `token:<id>`, `user:<id>`, `webhook`.

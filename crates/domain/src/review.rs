@@ -80,6 +80,9 @@ pub struct ReviewSpec {
     /// Earlier `rules` steps, whose `review: skip|required` this step obeys
     /// (the last one that says something wins).
     pub rules_steps: Vec<String>,
+    /// `covers:` — later steps whose actions this review approves (checked
+    /// by the workflow loader, which marks them `StepDef::covered_by`).
+    pub covers: Vec<String>,
 }
 
 fn valid_queue(s: &str) -> bool {
@@ -262,6 +265,17 @@ pub fn parse_review(body: &Node, earlier: &[StepDef], cx: &mut Cx) -> Option<Rev
         }),
         None => Some(1),
     };
+    // Checked against the whole workflow by the loader (`covered_by`).
+    let covers = f
+        .get("covers")
+        .and_then(|n| n.as_seq().ok())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.as_str().ok().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     f.finish(&mut cx.errors);
     let rules_steps = earlier
         .iter()
@@ -278,6 +292,7 @@ pub fn parse_review(body: &Node, earlier: &[StepDef], cx: &mut Cx) -> Option<Rev
         notify_email,
         min_approvals: min_approvals?,
         rules_steps,
+        covers,
     })
 }
 

@@ -175,6 +175,10 @@ pub struct StepDef {
     pub timeout_ms: Option<u64>,
     /// The kind's configuration with envelope keys removed.
     pub body: Node,
+    /// The `review` step whose `covers:` names this step: a person's
+    /// approval of that review, with this step's action as previewed,
+    /// stands for this step's own `control: review`.
+    pub covered_by: Option<String>,
 }
 
 /// A field that failed input validation: JSON pointer and reason.
@@ -411,6 +415,7 @@ fn parse_root(root: &Node, kinds: &[&str], cx: &mut Cx) -> Option<Workflow> {
             }
         }
     }
+    link_covers(&mut steps, cx);
     Some(Workflow {
         name: name?,
         label,
@@ -420,6 +425,63 @@ fn parse_root(root: &Node, kinds: &[&str], cx: &mut Cx) -> Option<Workflow> {
         steps,
         secrets: Vec::new(),
     })
+}
+
+/// Reads every `review` step's `covers: [step, …]` and marks the named
+/// steps [`StepDef::covered_by`]. A review covers only steps after it,
+/// and a step is covered by one review at most.
+fn link_covers(steps: &mut [StepDef], cx: &mut Cx) {
+    let mut links: Vec<(usize, String)> = Vec::new();
+    for (i, review) in steps.iter().enumerate() {
+        if review.kind != "review" {
+            continue;
+        }
+        let Value::Map(entries) = &review.body.value else {
+            continue;
+        };
+        let Some((_, node)) = entries.iter().find(|(k, _)| k == "covers") else {
+            continue;
+        };
+        let Some(items) = cx.take(node.as_seq()) else {
+            continue;
+        };
+        for item in items {
+            let Some(name) = cx.take(item.as_str()) else {
+                continue;
+            };
+            match steps.iter().position(|s| s.id == name) {
+                None => {
+                    let mut msg = format!("`covers` names no step `{name}`");
+                    match yaml::suggest(name, steps.iter().map(|s| s.id.as_str())) {
+                        Some(s) => msg.push_str(&format!(" (did you mean `{s}`?)")),
+                        None => msg.push_str(&format!(
+                            "; steps after `{}`: {}",
+                            review.id,
+                            steps[i + 1..]
+                                .iter()
+                                .map(|s| s.id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    }
+                    cx.errors.push(item.error(msg));
+                }
+                Some(j) if j <= i => cx.errors.push(item.error(format!(
+                    "`{name}` runs before the review `{}` (or is it): a review covers only actions that run after it",
+                    review.id
+                ))),
+                Some(j) => match links.iter().find(|(k, _)| *k == j) {
+                    Some((_, other)) => cx.errors.push(item.error(format!(
+                        "`{name}` is already covered by the review `{other}`"
+                    ))),
+                    None => links.push((j, review.id.clone())),
+                },
+            }
+        }
+    }
+    for (j, review) in links {
+        steps[j].covered_by = Some(review);
+    }
 }
 
 fn valid_name(s: &str) -> bool {
@@ -664,6 +726,7 @@ fn parse_step(
         retry,
         timeout_ms,
         body,
+        covered_by: None,
     })
 }
 
@@ -676,6 +739,30 @@ mod tests {
     fn load(src: &str) -> Result<Workflow, Vec<String>> {
         let env = |n: &str| (n == "HOOK_SECRET").then(|| "s3cr3t-value".to_string());
         parse(src, &env, KINDS).map_err(|es| es.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn covers_names_later_steps_only_each_once() {
+        let kinds = ["validate", "review", "http"];
+        let src = "name: c\nsteps:\n  - id: a\n    validate: {}\n  - id: r\n    review: { covers: [b, a, r, nope] }\n  - id: r2\n    review: { covers: [b] }\n  - id: b\n    http: { url: 'http://x' }\n";
+        let errors: Vec<String> = parse(src, &|_| None, &kinds)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "6:27: steps[1].review.covers[1]: `a` runs before the review `r` (or is it): a review covers only actions that run after it",
+                "6:30: steps[1].review.covers[2]: `r` runs before the review `r` (or is it): a review covers only actions that run after it",
+                "6:33: steps[1].review.covers[3]: `covers` names no step `nope`; steps after `r`: r2, b",
+                "8:24: steps[2].review.covers[0]: `b` is already covered by the review `r`",
+            ]
+        );
+        let ok = "name: c\nsteps:\n  - id: r\n    review: { covers: [b] }\n  - id: a\n    validate: {}\n  - id: b\n    http: { url: 'http://x' }\n";
+        let wf = parse(ok, &|_| None, &kinds).unwrap();
+        let covered: Vec<Option<&str>> = wf.steps.iter().map(|s| s.covered_by.as_deref()).collect();
+        assert_eq!(covered, [None, None, Some("r")]);
     }
 
     #[test]

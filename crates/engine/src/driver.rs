@@ -51,7 +51,7 @@ impl RunState {
     }
 }
 
-fn base_vars(id: &str, wf: &Compiled, input: &Json) -> Vars {
+pub(crate) fn base_vars(id: &str, wf: &Compiled, input: &Json) -> Vars {
     let mut vars = Vars::new();
     vars.insert("input".into(), value_from_json(input));
     vars.insert(
@@ -386,7 +386,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
 
 /// Makes a step's output visible to later steps as `<step id>`; a
 /// `review` step's `approved` member also becomes `approved`.
-fn bind(vars: &mut Vars, def: &domain::workflow::StepDef, value: domain::expr::Value) {
+pub(crate) fn bind(vars: &mut Vars, def: &domain::workflow::StepDef, value: domain::expr::Value) {
     if def.kind == "review"
         && let Ok(approved) = value.get_attr("approved")
         && !approved.is_undefined()

@@ -16,6 +16,8 @@ mod engine;
 pub mod links;
 mod metrics;
 pub mod notify;
+mod plan;
+pub mod preview;
 pub mod review;
 pub mod step;
 pub mod steps;
@@ -26,6 +28,8 @@ pub use catalog::{
 };
 pub use engine::{Config, Engine, SubmitError, Submitted};
 pub use metrics::Metrics;
+pub use plan::{PreviewError, StepPreview};
+pub use preview::{ActionPreview, Labelled};
 pub use review::ReviewError;
 pub use step::{Reconciled, Step, StepCx, StepKind, StepKinds};
 

@@ -235,7 +235,28 @@ impl Engine {
         decision: Decision,
         by: &Decider,
     ) -> Result<Review, ReviewError> {
-        match self.decide(review_id, decision, by, None).await? {
+        self.decide_review_unticking(review_id, decision, by, &[])
+            .await
+    }
+
+    /// [`Engine::decide_review`] where a final approval leaves out some of
+    /// the actions the review covers (`skip_actions`: their step ids, each
+    /// one the review's `covers:` names): those steps are not performed,
+    /// and `review.decided` (`unticked`) and `action.unticked` say so.
+    /// Naming any other step, or unticking on a decision that is not a
+    /// final approval, is refused (`DecisionError::Invalid`, pointer
+    /// `/skip_actions/N`).
+    pub async fn decide_review_unticking(
+        &self,
+        review_id: &str,
+        decision: Decision,
+        by: &Decider,
+        skip_actions: &[String],
+    ) -> Result<Review, ReviewError> {
+        match self
+            .decide(review_id, decision, by, None, skip_actions)
+            .await?
+        {
             Some(r) => Ok(r),
             None => Err(ReviewError::Store(store::Error::Conflict(
                 review_id.to_string(),
@@ -253,7 +274,7 @@ impl Engine {
         by: &Decider,
         nonce: &str,
     ) -> Result<Option<Review>, ReviewError> {
-        self.decide(review_id, decision, by, Some(nonce)).await
+        self.decide(review_id, decision, by, Some(nonce), &[]).await
     }
 
     /// The user id behind a run's submitter (`token:<id>` of a token tied
@@ -289,6 +310,7 @@ impl Engine {
         decision: Decision,
         by: &Decider,
         nonce: Option<&str>,
+        skip_actions: &[String],
     ) -> Result<Option<Review>, ReviewError> {
         let known = match decision {
             Decision::Escalate { .. } => Some(self.known_queues().await?),
@@ -328,8 +350,14 @@ impl Engine {
                 now,
             )?;
             let resumes = matches!(verdict, Verdict::Approved(_));
+            // A person's final approval approves the covered actions as
+            // previewed now (`covers:`, minus unticked ones): on the record.
+            let covers = self.covering(&r, &verdict, skip_actions).await?;
             let act = act_for(&decision, by, now);
-            let write = decision_of(&r, act, verdict, Vec::new());
+            let mut write = decision_of(&r, act, verdict, Vec::new());
+            if let Some(covers) = covers {
+                crate::plan::add_to_decided(&mut write.events, covers);
+            }
             let decided = match nonce {
                 None => self.inner.store.decide_review(write).await?,
                 Some(n) => match self.inner.store.decide_review_once(n, write).await? {

@@ -15,6 +15,8 @@ use domain::run::StepOutcome;
 use domain::workflow::{Cx, StepDef};
 use serde_json::Value as Json;
 
+use crate::preview::ActionPreview;
+
 /// Compiles step bodies of one kind (`http`, `rules`, …).
 pub trait StepKind: Send + Sync {
     fn name(&self) -> &'static str;
@@ -74,6 +76,28 @@ pub trait Step: Send + Sync {
     /// the step when the condition is false.
     fn evaluates_when(&self) -> bool {
         false
+    }
+
+    /// What the step's action would do with `vars`, for people to see
+    /// before it runs (the task page, covering reviews). `None`: the step
+    /// has no outside action (the default). `Err`: it could not be
+    /// rendered with these values (the message names the field). Must not
+    /// do I/O: a preview is rendered on every page view.
+    fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        let _ = vars;
+        None
+    }
+
+    /// [`Step::preview`] with a reviewer's edits of the action's own
+    /// fields applied (`control: review`: the task's fields, by name), as
+    /// the step applies them before it performs the action.
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &serde_json::Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
+        let _ = edits;
+        self.preview(vars)
     }
 }
 

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use domain::expr::{Scope, Template, Vars};
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
-use engine::{ActionField, Reconciled, Step, StepCx, StepKind};
+use engine::{ActionField, ActionPreview, Labelled, Reconciled, Step, StepCx, StepKind};
 use lettre::message::Mailbox;
 use serde_json::{Value as Json, json};
 
@@ -210,6 +210,7 @@ impl StepKind for Kind {
         }
         Some(Arc::new(EmailStep {
             spec,
+            control: def.control,
             backend: self.backend.clone(),
             unreachable: Unreachable::default(),
         }) as Arc<dyn Step>)
@@ -218,6 +219,8 @@ impl StepKind for Kind {
 
 struct EmailStep {
     spec: Spec,
+    /// The step's control level (`draft` creates a Gmail draft).
+    control: Control,
     backend: Backend,
     unreachable: Unreachable,
 }
@@ -303,6 +306,52 @@ impl EmailStep {
         })
     }
 
+    /// The vendor operation under `control`.
+    fn action(&self, control: Control) -> &'static str {
+        match (&self.backend, control == Control::Draft) {
+            (Backend::Smtp(_), _) => "smtp.send",
+            (_, true) => "drafts.create",
+            (_, false) => "messages.send",
+        }
+    }
+
+    /// The email as people see it: To, Cc, Reply-To, Subject, Body, HTML.
+    fn preview_of(&self, email: &Email, control: Control) -> ActionPreview {
+        let list = |v: &[Mailbox]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let addresses = |name: &str, label: &str, v: &[Mailbox]| Labelled {
+            name: name.into(),
+            label: label.into(),
+            value: json!(list(v)),
+            text: list(v).join(", "),
+        };
+        let mut values = vec![addresses("to", "To", &email.to)];
+        if !email.cc.is_empty() {
+            values.push(addresses("cc", "Cc", &email.cc));
+        }
+        if let Some(r) = &email.reply_to {
+            values.push(Labelled::text("reply_to", "Reply-To", r.to_string()));
+        }
+        values.push(Labelled::text("subject", "Subject", email.subject.clone()));
+        if let Some(t) = &email.text {
+            values.push(Labelled::text("body", "Body", t.clone()));
+        }
+        if let Some(h) = &email.html {
+            values.push(Labelled::text("html", "HTML", h.clone()));
+        }
+        let to: Vec<String> = email.to.iter().map(|m| m.email.to_string()).collect();
+        let what = if control == Control::Draft {
+            "Email draft"
+        } else {
+            "Email"
+        };
+        ActionPreview::new(
+            "email",
+            self.action(control),
+            format!("{what} to {} — {}", to.join(", "), email.subject),
+            values,
+        )
+    }
+
     fn output(
         &self,
         email: &Email,
@@ -343,8 +392,32 @@ impl EmailStep {
 
 #[async_trait]
 impl Step for EmailStep {
+    fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        self.preview_edited(vars, &serde_json::Map::new())
+    }
+
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &serde_json::Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
+        // The Message-ID is not shown, so the run's key is not needed.
+        Some(
+            self.render(vars, "")
+                .map(|mut m| {
+                    apply_approved(&mut m, edits);
+                    self.preview_of(&m, self.control)
+                })
+                .map_err(|e| self.named(e).describe(&self.secrets())),
+        )
+    }
+
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let key = cx.idempotency_key();
+        // Unticked on the covering review: not performed, not even rendered.
+        if let Some(skipped) = cx.unticked().await {
+            return skipped;
+        }
         if self.unreachable.take(&key) {
             return effect::reconcile_failed("email");
         }
@@ -362,9 +435,8 @@ impl Step for EmailStep {
         if let Some(h) = &email.html {
             fields.push(ActionField::text("html", h.clone()));
         }
-        let mut action = email.preview();
-        action["connector"] = json!("email");
-        let approved = match effect::approval(cx, &self.spec.review_queue, fields, action).await {
+        let asked = self.preview_of(&email, cx.step.control);
+        let approved = match effect::approval(cx, &self.spec.review_queue, fields, &asked).await {
             Ok(v) => v,
             Err(outcome) => return outcome,
         };
@@ -372,13 +444,10 @@ impl Step for EmailStep {
         let control = cx.step.control;
         let draft = control == Control::Draft;
         let preview = email.preview();
-        let action = match (&self.backend, draft) {
-            (Backend::Smtp(_), _) => "smtp.send",
-            (_, true) => "drafts.create",
-            (_, false) => "messages.send",
-        };
+        let action = self.action(control);
+        let shown = self.preview_of(&email, control);
         if control == Control::Suggest {
-            return effect::suggest(cx, "email", action, preview);
+            return effect::suggest(cx, &shown, preview);
         }
         let built = match email.build() {
             Ok(m) => m,
@@ -388,8 +457,7 @@ impl Step for EmailStep {
         match &self.backend {
             Backend::Outbox | Backend::Broken(_) => effect::outbox(
                 cx,
-                "email",
-                action,
+                &shown,
                 json!({ "to": preview["to"], "cc": preview["cc"] }),
                 json!({
                     "subject": preview["subject"],

@@ -215,6 +215,34 @@ impl Mapping {
     }
 }
 
+/// An encoded value as a person reads it: a status's label, a dropdown's
+/// labels, a date with its time, people's IDs.
+pub fn display(encoded: &Json) -> String {
+    let list = |v: &Json, key: &str| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| match i.get(key) {
+                Some(x) => scalar(x),
+                None => scalar(i),
+            })
+            .collect()
+    };
+    match encoded {
+        Json::Object(m) if m.contains_key("labels") => list(&encoded["labels"], "").join(", "),
+        Json::Object(m) if m.contains_key("personsAndTeams") => {
+            list(&encoded["personsAndTeams"], "id").join(", ")
+        }
+        Json::Object(m) if m.contains_key("date") => [&encoded["date"], &encoded["time"]]
+            .iter()
+            .map(|v| scalar(v))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+        v => Mapping::text_of(v),
+    }
+}
+
 fn scalar(v: &Json) -> String {
     match v {
         Json::String(s) => s.trim().to_string(),

@@ -36,7 +36,8 @@ use async_trait::async_trait;
 use domain::expr::{Scope, Template, Vars};
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
-use engine::{ActionField, Reconciled, Step, StepCx, StepKind};
+use engine::preview::readable;
+use engine::{ActionField, ActionPreview, Labelled, Reconciled, Step, StepCx, StepKind};
 use serde_json::{Map, Value as Json, json};
 
 pub use client::{API_VERSION, Api, DEFAULT_URL, Settings};
@@ -265,6 +266,36 @@ impl CrmStep {
         })
     }
 
+    /// The upsert as people see it: the item name, then every mapped
+    /// column in the workflow's order with its value after the label map
+    /// (the hidden key column left out), the group and the board.
+    fn preview_of(&self, up: &Upsert) -> ActionPreview {
+        let mut values = vec![Labelled::text("item_name", "Item name", up.name.clone())];
+        for c in &self.spec.columns {
+            if Some(&c.column) == self.spec.key_column.as_ref() {
+                continue;
+            }
+            if let Some(v) = up.values.get(&c.column) {
+                values.push(Labelled {
+                    name: c.column.clone(),
+                    label: readable(&c.column),
+                    text: columns::display(v),
+                    value: v.clone(),
+                });
+            }
+        }
+        if let Some(g) = &up.group {
+            values.push(Labelled::text("group", "Group", g.clone()));
+        }
+        values.push(Labelled::text("board", "Board", up.board.clone()));
+        ActionPreview::new(
+            "monday",
+            "upsert",
+            format!("Update Monday item '{}'", up.name),
+            values,
+        )
+    }
+
     fn named(&self, e: Error) -> Error {
         match e {
             Error::Permanent { field, message } if field == "monday" => Error::Permanent {
@@ -304,8 +335,32 @@ impl CrmStep {
 
 #[async_trait]
 impl Step for CrmStep {
+    fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        self.preview_edited(vars, &Map::new())
+    }
+
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
+        // The hidden key column is not shown, so the run's key is not needed.
+        Some(
+            self.render(vars, "")
+                .map(|mut up| {
+                    apply_approved(&mut up, edits);
+                    self.preview_of(&up)
+                })
+                .map_err(|e| e.describe(&self.secrets())),
+        )
+    }
+
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let secrets = self.secrets();
+        // Unticked on the covering review: not performed, not even rendered.
+        if let Some(skipped) = cx.unticked().await {
+            return skipped;
+        }
         let idem = cx.idempotency_key();
         if self.unreachable.take(&idem) {
             return effect::reconcile_failed("monday");
@@ -328,32 +383,23 @@ impl Step for CrmStep {
                 schema: v.is_string().then(|| json!({ "type": "string" })),
             });
         }
-        let action = json!({ "connector": "monday", "action": "upsert", "board": up.board,
-            "upsert_by": { "column": self.spec.upsert_column, "value": up.key },
-            "item_name": up.name, "group": up.group, "column_values": up.values });
-        let approved = match effect::approval(cx, &self.spec.review_queue, fields, action).await {
+        let asked = self.preview_of(&up);
+        let approved = match effect::approval(cx, &self.spec.review_queue, fields, &asked).await {
             Ok(v) => v,
             Err(outcome) => return outcome,
         };
-        for (name, v) in approved {
-            if name == "item_name" {
-                if let Some(s) = v.as_str() {
-                    up.name = s.to_string();
-                }
-            } else if up.values.contains_key(&name) {
-                up.values.insert(name, v);
-            }
-        }
-        let preview = json!({ "board": up.board, "upsert_by": { "column": self.spec.upsert_column, "value": up.key }, "item_name": up.name, "group": up.group, "column_values": up.values });
+        apply_approved(&mut up, &approved);
+        let shown = self.preview_of(&up);
+        let upsert_by = json!({ "column": self.spec.upsert_column, "value": up.key });
         if cx.step.control == Control::Suggest {
-            return effect::suggest(cx, "monday", "upsert", preview);
+            let suggestion = json!({ "board": up.board, "upsert_by": upsert_by, "item_name": up.name, "group": up.group, "column_values": up.values });
+            return effect::suggest(cx, &shown, suggestion);
         }
         let Some(api) = &self.api else {
             return effect::outbox(
                 cx,
-                "monday",
-                "upsert",
-                json!({ "board": up.board, "upsert_by": preview["upsert_by"] }),
+                &shown,
+                json!({ "board": up.board, "upsert_by": upsert_by }),
                 json!({ "item_name": up.name, "group": up.group, "column_values": up.values }),
                 "MONDAY_API_TOKEN is",
             );
@@ -450,6 +496,20 @@ impl Step for CrmStep {
                 self.unreachable.mark(&idem);
                 Reconciled::Unknown
             }
+        }
+    }
+}
+
+/// Applies a reviewer's edits (`control: review`) to the rendered upsert:
+/// the item name and mapped column values (never a column not mapped).
+fn apply_approved(up: &mut Upsert, approved: &Map<String, Json>) {
+    for (name, v) in approved {
+        if name == "item_name" {
+            if let Some(s) = v.as_str() {
+                up.name = s.to_string();
+            }
+        } else if up.values.contains_key(name) {
+            up.values.insert(name.clone(), v.clone());
         }
     }
 }

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use domain::expr::{Scope, Template, Vars};
 use domain::run::StepOutcome;
 use domain::workflow::{Control, Cx, StepDef};
-use engine::{ActionField, Reconciled, Step, StepCx};
+use engine::{ActionField, ActionPreview, Labelled, Reconciled, Step, StepCx};
 use serde_json::{Value as Json, json};
 
 use super::{Api, Boards, DEFAULT_TIMEOUT_MS, client};
@@ -218,6 +218,27 @@ impl UpdateStep {
         }
     }
 
+    /// The update as people see it.
+    fn preview_of(&self, r: &Rendered) -> ActionPreview {
+        ActionPreview::new(
+            "monday",
+            "create_update",
+            format!(
+                "Add an update to the Monday item with {} {}",
+                self.spec.item_column, r.value
+            ),
+            vec![
+                Labelled::text("body", "Update", r.body.clone()),
+                Labelled::text(
+                    "item",
+                    "Item",
+                    format!("{} = {}", self.spec.item_column, r.value),
+                ),
+                Labelled::text("board", "Board", r.board.clone()),
+            ],
+        )
+    }
+
     fn output(r: &Rendered, item: &str, update: &str) -> Json {
         json!({ "performed": true, "board": r.board, "item_id": item, "update_id": update,
             "action": "update" })
@@ -226,8 +247,33 @@ impl UpdateStep {
 
 #[async_trait]
 impl Step for UpdateStep {
+    fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        self.preview_edited(vars, &serde_json::Map::new())
+    }
+
+    fn preview_edited(
+        &self,
+        vars: &Vars,
+        edits: &serde_json::Map<String, Json>,
+    ) -> Option<Result<ActionPreview, String>> {
+        Some(
+            self.render(vars)
+                .map(|mut r| {
+                    if let Some(b) = effect::approved_str(edits, "body") {
+                        r.body = b;
+                    }
+                    self.preview_of(&r)
+                })
+                .map_err(|e| e.describe(&self.secrets())),
+        )
+    }
+
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let secrets = self.secrets();
+        // Unticked on the covering review: not performed, not even rendered.
+        if let Some(skipped) = cx.unticked().await {
+            return skipped;
+        }
         let idem = cx.idempotency_key();
         if self.unreachable.take(&idem) {
             return effect::reconcile_failed("monday");
@@ -236,13 +282,12 @@ impl Step for UpdateStep {
             Ok(r) => r,
             Err(e) => return e.into_outcome(&secrets),
         };
-        let action = json!({ "connector": "monday", "action": "create_update", "board": r.board,
-            "item_by": { "column": self.spec.item_column, "value": r.value }, "body": r.body });
+        let asked = self.preview_of(&r);
         let approved = match effect::approval(
             cx,
             &self.spec.review_queue,
             vec![ActionField::text("body", r.body.clone())],
-            action,
+            &asked,
         )
         .await
         {
@@ -253,19 +298,18 @@ impl Step for UpdateStep {
             r.body = b;
         }
         let item_by = json!({ "column": self.spec.item_column, "value": r.value });
+        let shown = self.preview_of(&r);
         if cx.step.control == Control::Suggest {
             return effect::suggest(
                 cx,
-                "monday",
-                "create_update",
+                &shown,
                 json!({ "board": r.board, "item_by": item_by, "body": r.body }),
             );
         }
         let Some(api) = &self.api else {
             return effect::outbox(
                 cx,
-                "monday",
-                "create_update",
+                &shown,
                 json!({ "board": r.board, "item_by": item_by }),
                 json!({ "body": r.body }),
                 "MONDAY_API_TOKEN is",

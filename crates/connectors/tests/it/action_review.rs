@@ -83,8 +83,17 @@ async fn email_under_review_is_sent_once_after_approval_with_the_edits() {
     );
     let requested = events_of(&store, &r.id, kind::REVIEW_REQUESTED).await;
     assert_eq!(requested[0]["control"], json!("review"), "{requested:?}");
+    let action = &requested[0]["action"];
+    assert_eq!(
+        (&action["title"], &action["values"][0]["label"]),
+        (
+            &json!("Email to ada@example.org — About your request, Ada"),
+            &json!("To")
+        ),
+        "the task says what the action does: {requested:?}"
+    );
     assert!(
-        requested[0]["action"]["to"][0]
+        action["values"][0]["text"]
             .as_str()
             .is_some_and(|t| t.contains("ada@example.org")),
         "the task shows the recipient: {requested:?}"

@@ -7,6 +7,7 @@ pub use countersign_connectors as connectors;
 mod action_review;
 mod email;
 mod monday;
+mod preview;
 mod review_notify;
 mod slack;
 

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod crash_connectors;
 mod multinode;
+mod reference;
 mod slack_map;
 mod users;
 

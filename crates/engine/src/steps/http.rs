@@ -16,6 +16,7 @@ use domain::workflow::{Cx, StepDef};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
+use crate::preview::{ActionPreview, Labelled};
 use crate::step::{Step, StepCx, StepKind};
 
 /// Response bodies kept in the run, at most.
@@ -69,11 +70,39 @@ impl Http {
         };
         Ok(Request { url, headers, body })
     }
+
+    /// The call as people see it: method, URL and JSON body (headers are
+    /// left out: they mostly carry credentials).
+    fn preview_of(&self, req: &Request) -> ActionPreview {
+        let method = self.spec.method.as_str();
+        let mut values = vec![
+            Labelled::text("method", "Method", method),
+            Labelled::text("url", "URL", req.url.clone()),
+        ];
+        if let Some(b) = &req.body {
+            let value: Json = serde_json::from_slice(b).unwrap_or(Json::Null);
+            values.push(Labelled {
+                name: "body".into(),
+                label: "Body".into(),
+                text: String::from_utf8_lossy(b).into_owned(),
+                value,
+            });
+        }
+        // The whole URL, so that a secret one is redacted whole.
+        ActionPreview::new("http", method, format!("HTTP {method} {}", req.url), values)
+    }
 }
 
 #[async_trait]
 impl Step for Http {
+    fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
+        Some(self.render(vars).map(|r| self.preview_of(&r)))
+    }
+
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
+        if let Some(skipped) = cx.unticked().await {
+            return skipped;
+        }
         let req = match self.render(cx.vars) {
             Ok(r) => r,
             Err(error) => return StepOutcome::Permanent { error },

@@ -204,20 +204,12 @@ async fn the_console_in_headless_chromium() {
     let mut d = Driver::start(&chromium, &chromedriver).await;
     sign_in(&d, &base, "ann@example.com").await;
 
-    // The draft review: edit the summary and approve; then the email.
+    // The one review (it covers the CRM, Slack and the reply): edit the
+    // summary and approve.
     let task = pending(&store, &run).await;
     d.goto(&format!("{base}/inbox/{}", task.id)).await;
     d.type_into("[name='f.summary']", "Acme wants 40 seats")
         .await;
-    d.click("#approve-button").await;
-    let mail = loop {
-        let t = pending(&store, &run).await;
-        if t.id != task.id {
-            break t;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    d.goto(&format!("{base}/inbox/{}", mail.id)).await;
     d.click("#approve-button").await;
     wait_run(&store, &run, RunStatus::Completed).await;
 
@@ -232,7 +224,7 @@ async fn the_console_in_headless_chromium() {
         "message: We'd like a quote for 40 seats and a demo",
         "triage: drafted by heuristic / keywords-v1",
         "Yes — rule `triage.human_review_required`",
-        "review: Approved by ann@example.com",
+        "Approved by ann@example.com",
         "→ Acme wants 40 seats (by ann@example.com",
         "Recorded in the outbox, not sent — board: ",
         "Recorded in the outbox, not sent — channel: #ops-intake",

@@ -1,0 +1,481 @@
+//! What happens after approval, and covering reviews: the task page's
+//! previews of the later CRM, Slack and email actions follow the values a
+//! reviewer proposes; a review that `covers:` an action under `control:
+//! review` approves it as previewed, so one request makes one task —
+//! unless the review was skipped by a rule or the action changed since.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::event::kind;
+use domain::expr::{Scope, Template};
+use domain::review::Decision;
+use domain::run::StepOutcome;
+use domain::workflow::{Cx, StepDef};
+use engine::{Catalog, Engine, Step, StepCx, StepKind, StepPreview};
+use serde_json::{Map, Value as Json, json};
+use store::{ReviewFilter, RunStatus, Store};
+use store_sqlite::SqliteStore;
+use test_kit::fixture::{self, events_of};
+
+use crate::*;
+
+/// `emit: { output: {NAME: SCHEMA}, values: {NAME: TEMPLATE} }`: a stand-in
+/// for the `llm` step (a crate above this one) with typed outputs.
+struct Emit;
+
+impl StepKind for Emit {
+    fn name(&self) -> &'static str {
+        "emit"
+    }
+
+    fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
+        let mut f = cx.take(def.body.fields())?;
+        let _ = f.get("output");
+        let values = f.require("values").ok()?.as_map().ok()?;
+        let mut out = Vec::new();
+        for (k, v) in values {
+            out.push((k.clone(), cx.take(Template::compile(v, scope))?));
+        }
+        f.finish(&mut cx.errors);
+        Some(Arc::new(EmitStep(out)))
+    }
+}
+
+struct EmitStep(Vec<(String, Template)>);
+
+#[async_trait]
+impl Step for EmitStep {
+    async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
+        let mut m = Map::new();
+        for (k, t) in &self.0 {
+            match t.render(cx.vars) {
+                Ok(s) => m.insert(k.clone(), Json::String(s)),
+                Err(error) => return StepOutcome::Permanent { error },
+            };
+        }
+        StepOutcome::Done {
+            output: Json::Object(m),
+        }
+    }
+}
+
+/// The reference workflow's shape: triage, rules, one review covering the
+/// CRM upsert, the Slack notice and the customer email (all in the outbox).
+const FLOW: &str = r##"
+name: inbound
+steps:
+  - id: triage
+    emit:
+      output:
+        summary: { type: string }
+        intent: { type: string }
+        priority: { enum: [low, medium, high, urgent] }
+        customer_reply_draft: { type: string }
+      values:
+        summary: "{{ input.text }}"
+        intent: "{{ input.intent }}"
+        priority: high
+        customer_reply_draft: "Hello {{ input.name }}, thanks for writing."
+  - id: screen
+    rules:
+      - when: input.intent == "other"
+        then: { review: skip }
+      - when: input.intent != "other"
+        then: { review: required }
+  - id: review
+    review:
+      fields: [summary, intent, priority, customer_reply_draft]
+      queue: operations
+      covers: $COVERS
+$BETWEEN
+  - id: crm
+    when: approved.intent != "support_request"
+    crm:
+      monday:
+        board: "4242"
+        upsert_by: { column: email, value: "{{ input.email }}" }
+        item_name: "{{ input.name }} — Acme"
+        columns:
+          email:    { email: "{{ input.email }}" }
+          notes:    { long_text: "{{ approved.summary }}" }
+          category: { status: "{{ approved.intent }}", map: { support_request: Support, sales_lead: Sales, other: Other } }
+  - id: notify
+    slack:
+      channel: "#ops-intake"
+      text: "New {{ approved.priority }} {{ approved.intent }} from {{ input.name }}: {{ approved.summary }}"
+  - id: reply
+    control: review
+    email:
+      review_queue: operations
+      to: "{{ input.email }}"
+      subject: "Re: your request$SUBJECT"
+      body: "{{ approved.customer_reply_draft }}"
+"##;
+
+fn flow(covers: &str, between: &str, subject: &str) -> String {
+    FLOW.replace("$COVERS", covers)
+        .replace("$BETWEEN", between)
+        .replace("$SUBJECT", subject)
+}
+
+fn kinds() -> engine::StepKinds {
+    let mut k = crate::kinds(connectors::Config::default());
+    k.register(Arc::new(Emit));
+    k
+}
+
+async fn start(yaml: &str) -> (Engine, Arc<dyn Store>) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_temp().expect("temp store"));
+    let catalog = Catalog::new(kinds(), fixture::env(&[]), store.clone());
+    if let Err(e) = catalog.load_source(yaml, "test.yaml").await {
+        panic!("the test workflow does not load:\n{e}");
+    }
+    (
+        Engine::start(store.clone(), Arc::new(catalog), engine_config()),
+        store,
+    )
+}
+
+fn input(intent: &str) -> Json {
+    json!({ "name": "Ana", "email": "ana@example.com", "text": "Printer broken", "intent": intent })
+}
+
+/// Every review task of a run.
+async fn tasks(engine: &Engine, run_id: &str) -> Vec<store::Review> {
+    engine
+        .reviews(&ReviewFilter {
+            limit: 100,
+            ..ReviewFilter::default()
+        })
+        .await
+        .expect("list tasks")
+        .into_iter()
+        .filter(|t| t.run_id == run_id)
+        .collect()
+}
+
+fn values(v: Json) -> Map<String, Json> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn approve(v: Json) -> Decision {
+    Decision::Approve {
+        values: values(v),
+        comment: None,
+    }
+}
+
+/// `step: title | will not run | error`, then `label: text` per value.
+fn show(previews: &[StepPreview]) -> String {
+    let mut out = String::new();
+    for p in previews {
+        let covered = if p.covered { " (covered)" } else { "" };
+        match (&p.skipped, &p.action) {
+            (Some(why), _) => out.push_str(&format!("{}{covered}: {why}\n", p.step)),
+            (None, Err(e)) => out.push_str(&format!("{}{covered}: error: {e}\n", p.step)),
+            (None, Ok(a)) => {
+                out.push_str(&format!("{}{covered}: {}\n", p.step, a.title));
+                for v in &a.values {
+                    out.push_str(&format!("  {}: {}\n", v.label, v.text));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn previews_follow_the_proposed_values_and_conditions() {
+    let (engine, store) = start(&flow("[crm, notify, reply]", "", "")).await;
+    let r = run(&engine, &store, input("support_request")).await;
+    assert_eq!(r.status, RunStatus::Waiting, "{r:#?}");
+    let task = tasks(&engine, &r.id).await.remove(0);
+
+    let drafted = engine
+        .preview_actions(&task, &Map::new())
+        .await
+        .expect("preview");
+    expect_test::expect![[r#"
+        crm (covered): will not run: `when: approved.intent != "support_request"` is false
+        notify (covered): Slack message to #ops-intake
+          Channel: #ops-intake
+          Text: New high support_request from Ana: Printer broken
+        reply (covered): Email to ana@example.com — Re: your request
+          To: ana@example.com
+          Subject: Re: your request
+          Body: Hello Ana, thanks for writing.
+    "#]]
+    .assert_eq(&show(&drafted));
+
+    let edited = engine
+        .preview_actions_of(
+            &task.id,
+            &values(json!({ "intent": "sales_lead", "summary": "Wants 50 seats", "customer_reply_draft": "Hi Ana, sales will call." })),
+        )
+        .await
+        .expect("preview");
+    expect_test::expect![[r#"
+        crm (covered): Update Monday item 'Ana — Acme'
+          Item name: Ana — Acme
+          Email: ana@example.com
+          Notes: Wants 50 seats
+          Category: Sales
+          Board: 4242
+        notify (covered): Slack message to #ops-intake
+          Channel: #ops-intake
+          Text: New high sales_lead from Ana: Wants 50 seats
+        reply (covered): Email to ana@example.com — Re: your request
+          To: ana@example.com
+          Subject: Re: your request
+          Body: Hi Ana, sales will call.
+    "#]]
+    .assert_eq(&show(&edited));
+    let crm = edited[0].action.as_ref().expect("rendered");
+    assert_eq!(
+        crm.get("category").map(|v| &v.value),
+        Some(&json!({ "label": "Sales" })),
+        "the value sent after the label map"
+    );
+    assert_ne!(
+        drafted[2].action.as_ref().map(|a| &a.digest).ok(),
+        edited[2].action.as_ref().map(|a| &a.digest).ok(),
+        "an edited email has another digest"
+    );
+
+    // A value the CRM mapping cannot write is reported on its step only.
+    let bad = engine
+        .preview_actions(&task, &values(json!({ "intent": "complaint" })))
+        .await
+        .expect("preview");
+    let text = show(&bad);
+    assert!(
+        text.contains("crm (covered): error: ") && text.contains("has no entry in `map`"),
+        "{text}"
+    );
+    assert!(text.contains("Text: New high complaint from Ana"), "{text}");
+    assert!(matches!(
+        engine.preview_actions_of("no-such-task", &Map::new()).await,
+        Err(engine::PreviewError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn a_covered_action_does_not_ask_again_and_the_audit_log_says_why() {
+    let (engine, store) = start(&flow("[crm, notify, reply]", "", "")).await;
+    let r = run(&engine, &store, input("support_request")).await;
+    assert_eq!(r.status, RunStatus::Waiting, "{r:#?}");
+    let task = tasks(&engine, &r.id).await.remove(0);
+    let edit = json!({ "customer_reply_draft": "Hi Ana, fixed." });
+    let shown = engine
+        .preview_actions(&task, &values(edit.clone()))
+        .await
+        .expect("preview");
+    let reply_digest = shown[2].action.as_ref().expect("rendered").digest.clone();
+    engine
+        .decide_review(
+            &task.id,
+            approve(edit),
+            &test_kit::fixture::person("user:ann"),
+        )
+        .await
+        .expect("approve");
+    let done = fixture::wait_settled(&store, &r.id).await;
+    assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
+    assert_eq!(
+        tasks(&engine, &r.id).await.len(),
+        1,
+        "one request, one review task"
+    );
+    let decided = events_of(&store, &r.id, kind::REVIEW_DECIDED).await;
+    assert_eq!(
+        decided[0]["covers"],
+        json!({ "crm": null, "notify": shown[1].action.as_ref().unwrap().digest, "reply": reply_digest }),
+        "{decided:?}"
+    );
+    let covered = events_of(&store, &r.id, kind::REVIEW_COVERED).await;
+    assert_eq!(covered.len(), 1, "{covered:?}");
+    assert_eq!(covered[0]["step"], json!("reply"));
+    assert_eq!(covered[0]["digest"], json!(reply_digest));
+    assert_eq!(
+        covered[0]["why"],
+        json!("approved with the review `review` as previewed")
+    );
+    let out = outputs(&store, &r.id).await;
+    assert_eq!(out["reply"]["outbox"], json!(true), "{out:?}");
+    assert_eq!(out["reply"]["payload"]["body"], json!("Hi Ana, fixed."));
+}
+
+#[tokio::test]
+async fn a_covering_review_skipped_by_a_rule_leaves_the_email_its_own_task() {
+    let (engine, store) = start(&flow("[crm, notify, reply]", "", "")).await;
+    let r = run(&engine, &store, input("other")).await;
+    assert_eq!(r.status, RunStatus::Waiting, "{r:#?}");
+    let list = tasks(&engine, &r.id).await;
+    assert_eq!(list.len(), 1, "only the email asks");
+    assert_eq!(list[0].step_id, "reply");
+    assert!(
+        list[0].deadline_at_ms.is_some(),
+        "an action's own task has a deadline"
+    );
+    let requested = events_of(&store, &r.id, kind::REVIEW_REQUESTED).await;
+    assert_eq!(
+        requested[0]["title"],
+        json!("Email to ana@example.com — Re: your request")
+    );
+    assert_eq!(requested[0]["priority"], json!("high"));
+    assert_eq!(
+        requested[0]["cover"]["why"],
+        json!("the covering review `review` was skipped by policy, not decided by a person"),
+        "{requested:?}"
+    );
+    assert!(
+        events_of(&store, &r.id, kind::REVIEW_COVERED)
+            .await
+            .is_empty()
+    );
+    // The email's own task page shows the email with the reviewer's edits.
+    let own = engine
+        .preview_actions(&list[0], &values(json!({ "body": "Hi Ana, edited." })))
+        .await
+        .expect("preview");
+    expect_test::expect![[r#"
+        reply: Email to ana@example.com — Re: your request
+          To: ana@example.com
+          Subject: Re: your request
+          Body: Hi Ana, edited.
+    "#]]
+    .assert_eq(&show(&own));
+}
+
+#[tokio::test]
+async fn an_action_that_changed_after_the_approval_asks_again() {
+    // A step between the review and the email changes the subject: what
+    // the reviewer saw is not what would be sent.
+    let between = r#"  - id: stamp
+    emit:
+      values:
+        tag: " [case 7]""#;
+    let (engine, store) = start(&flow("[reply]", between, "{{ stamp.tag }}")).await;
+    let r = run(&engine, &store, input("support_request")).await;
+    let task = tasks(&engine, &r.id).await.remove(0);
+    engine
+        .decide_review(
+            &task.id,
+            approve(json!({})),
+            &test_kit::fixture::person("user:ann"),
+        )
+        .await
+        .expect("approve");
+    let r = fixture::wait_settled(&store, &r.id).await;
+    assert_eq!(r.status, RunStatus::Waiting, "{r:#?}");
+    let mut list = tasks(&engine, &r.id).await;
+    list.sort_by_key(|t| t.step_index);
+    assert_eq!(
+        list.iter().map(|t| t.step_id.as_str()).collect::<Vec<_>>(),
+        ["review", "reply"]
+    );
+    let requested = events_of(&store, &r.id, kind::REVIEW_REQUESTED).await;
+    let why = requested[1]["cover"]["why"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("the action differs from the one approved with the review `review`"),
+        "{requested:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_action_not_covered_keeps_its_own_task() {
+    let (engine, store) = start(&flow("[crm, notify]", "", "")).await;
+    let r = run(&engine, &store, input("support_request")).await;
+    let task = tasks(&engine, &r.id).await.remove(0);
+    engine
+        .decide_review(
+            &task.id,
+            approve(json!({})),
+            &test_kit::fixture::person("user:ann"),
+        )
+        .await
+        .expect("approve");
+    let r = fixture::wait_settled(&store, &r.id).await;
+    assert_eq!(r.status, RunStatus::Waiting, "{r:#?}");
+    let requested = events_of(&store, &r.id, kind::REVIEW_REQUESTED).await;
+    assert_eq!(requested.len(), 2, "{requested:?}");
+    assert_eq!(
+        requested[1]["title"],
+        json!("Email to ana@example.com — Re: your request")
+    );
+    assert!(requested[1].get("cover").is_none(), "{requested:?}");
+}
+
+#[test]
+fn covers_must_name_later_steps() {
+    let yaml = flow("[crm, triage, nope]", "", "");
+    let errors = match engine::compile(&yaml, "test.yaml", &kinds(), &fixture::env(&[])) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    };
+    expect_test::expect![[r#"
+        test.yaml:26:21: steps[2].review.covers[1]: `triage` runs before the review `review` (or is it): a review covers only actions that run after it
+        test.yaml:26:29: steps[2].review.covers[2]: `covers` names no step `nope`; steps after `review`: crm, notify, reply"#]]
+    .assert_eq(&errors);
+}
+
+#[tokio::test]
+async fn an_unticked_action_is_not_performed_and_the_untick_is_recorded() {
+    let (engine, store) = start(&flow("[crm, notify, reply]", "", "")).await;
+    let r = run(&engine, &store, input("sales_lead")).await;
+    let task = tasks(&engine, &r.id).await.remove(0);
+    let refused = engine
+        .decide_review_unticking(
+            &task.id,
+            approve(json!({})),
+            &test_kit::fixture::person("user:ann"),
+            &["reply".into(), "screen".into()],
+        )
+        .await;
+    match refused {
+        Err(engine::ReviewError::Refused(domain::review::DecisionError::Invalid(e))) => {
+            assert_eq!(e[0].pointer, "/skip_actions/1");
+            assert!(
+                e[0].message.contains(
+                    "`screen` is not an action this review covers; covered: crm, notify, reply"
+                ),
+                "{e:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    engine
+        .decide_review_unticking(
+            &task.id,
+            approve(json!({})),
+            &test_kit::fixture::person("user:ann"),
+            &["reply".into()],
+        )
+        .await
+        .expect("approve without the email");
+    let done = fixture::wait_settled(&store, &r.id).await;
+    assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
+    let decided = events_of(&store, &r.id, kind::REVIEW_DECIDED).await;
+    assert_eq!(decided[0]["unticked"], json!(["reply"]), "{decided:?}");
+    let unticked = events_of(&store, &r.id, kind::ACTION_UNTICKED).await;
+    assert_eq!(unticked.len(), 1, "{unticked:?}");
+    assert_eq!(unticked[0]["step"], json!("reply"));
+    let out = outputs(&store, &r.id).await;
+    assert!(
+        out.get("reply").is_none(),
+        "the email was not sent: {out:?}"
+    );
+    assert_eq!(
+        out["crm"]["outbox"],
+        json!(true),
+        "the CRM update was: {out:?}"
+    );
+    let outboxed: Vec<Json> = events_of(&store, &r.id, connectors::effect::kind::OUTBOX_RECORDED)
+        .await
+        .iter()
+        .map(|e| e["step"].clone())
+        .collect();
+    assert_eq!(outboxed, [json!("crm"), json!("notify")]);
+    assert_eq!(tasks(&engine, &r.id).await.len(), 1);
+}
