@@ -590,7 +590,7 @@ pub(crate) async fn bulk(
             continue;
         }
         let fields = engine::review::fields_of(&r);
-        let (actions, _) = after(&state, &r, run.as_ref().map_or(1, |x| x.version), false).await;
+        let (actions, _, _) = after(&state, &r, &serde_json::Map::new(), None, false).await;
         tasks.push(BulkTask {
             id: r.id.clone(),
             sender,

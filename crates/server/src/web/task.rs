@@ -224,6 +224,8 @@ struct FormState {
     /// Error messages by the same names.
     errors: HashMap<String, String>,
     banner: Option<String>,
+    /// Covered actions left ticked on a refused approval (`None`: all).
+    kept: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -248,13 +250,22 @@ struct Decided {
     text: String,
 }
 
-/// One action after approval, as the page lists it.
+/// One action after approval, as the page lists it: rendered by the
+/// engine from the values on the page (the same `ActionPreview` the step
+/// executes).
 #[derive(Debug, Serialize)]
 pub(crate) struct After {
+    pub(crate) step: String,
     pub(crate) title: String,
+    /// What approving does to it: "approved with this review", "asks for
+    /// its own approval", "suggested only" …
     control: Option<String>,
     note: Option<String>,
     skipped: bool,
+    /// Covered by this review: the reviewer may untick it.
+    untickable: bool,
+    /// Ticked (will run) when untickable.
+    ticked: bool,
     values: Vec<(String, String)>,
 }
 
@@ -324,46 +335,90 @@ fn masked(node: &Node) -> Value {
     }
 }
 
-/// The steps after the review (and the reviewed action itself when it is
-/// a step under `control: review`), as the run's workflow version defines
-/// them; with the raw configuration for admins.
+/// The actions after approval, rendered by the engine with `proposed`
+/// values over the draft (what the reviewer sees is what executes), and
+/// for admins the later steps' configuration as written. `kept`: covered
+/// actions the reviewer left ticked (`None`: all).
 pub(crate) async fn after(
     state: &AppState,
     r: &Review,
-    version: i64,
+    proposed: &Map<String, Value>,
+    kept: Option<&[String]>,
     admin: bool,
-) -> (Vec<After>, Vec<RawStep>) {
-    let Ok(Some(compiled)) = state.engine.catalog().version(&r.workflow, version).await else {
-        return (Vec::new(), Vec::new());
+) -> (Vec<After>, Option<String>, Vec<RawStep>) {
+    let pending = r.status == ReviewStatus::Pending;
+    let (list, error) = match state.engine.preview_actions(r, proposed).await {
+        Ok(previews) => (
+            previews
+                .into_iter()
+                .map(|p| {
+                    let untickable = pending && p.covered && p.skipped.is_none();
+                    let ticked = kept.is_none_or(|k| k.iter().any(|s| *s == p.step));
+                    let control = match (p.covered, p.control.as_str()) {
+                        _ if p.skipped.is_some() => None,
+                        (true, _) => Some("approved with this review".to_string()),
+                        (false, "review") if p.index != r.step_index => {
+                            Some("asks for its own approval".to_string())
+                        }
+                        (false, "draft") => Some("saved as a draft, not sent".to_string()),
+                        (false, "suggest") => Some("suggested only, not performed".to_string()),
+                        _ => None,
+                    };
+                    let (title, values, note) = match &p.action {
+                        Ok(a) => (
+                            a.title.clone(),
+                            a.values
+                                .iter()
+                                .map(|v| (v.label.clone(), v.text.clone()))
+                                .collect(),
+                            p.skipped.clone(),
+                        ),
+                        Err(e) => (
+                            format!("{} — {}", label(&p.step), action_name(&p.kind)),
+                            Vec::new(),
+                            Some(format!("cannot be shown with these values: {e}")),
+                        ),
+                    };
+                    After {
+                        step: p.step.clone(),
+                        title,
+                        control,
+                        note,
+                        skipped: p.skipped.is_some(),
+                        untickable,
+                        ticked,
+                        values,
+                    }
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("The actions cannot be shown: {e}.")),
+        ),
     };
-    let mut list = Vec::new();
     let mut raw = Vec::new();
-    for st in compiled
-        .def
-        .steps
-        .iter()
-        .filter(|s| s.index > r.step_index || (s.index == r.step_index && s.kind != "review"))
-    {
-        list.push(After {
-            title: format!("{} — {}", label(&st.id), action_name(&st.kind)),
-            control: (st.control.as_str() != "auto")
-                .then(|| format!("control: {}", st.control.as_str())),
-            note: st
-                .when
-                .as_ref()
-                .map(|w| format!("only when {}", w.source())),
-            skipped: false,
-            values: Vec::new(),
-        });
-        if admin {
-            raw.push(RawStep {
-                id: st.id.clone(),
-                kind: st.kind.clone(),
-                json: serde_json::to_string_pretty(&masked(&st.body)).unwrap_or_default(),
-            });
+    if admin {
+        let version = state
+            .engine
+            .store()
+            .run(&r.run_id)
+            .await
+            .ok()
+            .flatten()
+            .map_or(1, |run| run.version);
+        if let Ok(Some(compiled)) = state.engine.catalog().version(&r.workflow, version).await {
+            for st in compiled.def.steps.iter().filter(|s| s.index > r.step_index) {
+                raw.push(RawStep {
+                    id: st.id.clone(),
+                    kind: st.kind.clone(),
+                    json: serde_json::to_string_pretty(&masked(&st.body)).unwrap_or_default(),
+                });
+            }
         }
     }
-    (list, raw)
+    (list, error, raw)
 }
 
 fn action_name(kind: &str) -> String {
@@ -438,6 +493,53 @@ async fn escalation_queues(state: &AppState, own: &str) -> Vec<String> {
     queues.sort();
     queues.dedup();
     queues
+}
+
+/// The edits on the page as values (fields that parse and differ from the
+/// draft), and the messages of those that do not parse.
+fn proposed_values(
+    fields: &[Field],
+    values: &HashMap<String, String>,
+) -> (Map<String, Value>, HashMap<String, String>) {
+    let mut edits = Map::new();
+    let mut errors = HashMap::new();
+    for f in fields {
+        let key = format!("f.{}", f.name);
+        let Some(t) = values.get(&key) else { continue };
+        match parse_field(f, t) {
+            Ok(v) if v == f.draft => {}
+            Ok(v) => {
+                edits.insert(f.name.clone(), v);
+            }
+            Err(m) => {
+                errors.insert(key, m);
+            }
+        }
+    }
+    (edits, errors)
+}
+
+/// Covered actions the form lists (`covered`) and those left ticked
+/// (`keep`): `(kept, unticked)`, or `None` when the form lists none.
+fn ticks(pairs: &[(String, String)]) -> Option<(Vec<String>, Vec<String>)> {
+    let all = |k: &str| {
+        pairs
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    let covered = all("covered");
+    if covered.is_empty() {
+        return None;
+    }
+    let keep = all("keep");
+    let unticked = covered
+        .iter()
+        .filter(|c| !keep.contains(c))
+        .cloned()
+        .collect();
+    Some((keep, unticked))
 }
 
 async fn render(
@@ -542,13 +644,10 @@ async fn render(
     } else {
         None
     };
-    let (after, raw_steps) = after(
-        state,
-        r,
-        detail.as_ref().map_or(1, |d| d.run.version),
-        user.user.role == UserRole::Admin,
-    )
-    .await;
+    let (proposed, _) = proposed_values(&fields, &form.values);
+    let kept = form.kept.as_deref();
+    let (after, after_error, raw_steps) =
+        after(state, r, &proposed, kept, user.user.role == UserRole::Admin).await;
     let heading = match (&request.sender, fields.iter().find(|f| f.name == "intent")) {
         (s, Some(intent)) if !s.is_empty() => format!("{} — {}", s, shown(intent, &intent.draft)),
         (s, None) if !s.is_empty() => s.clone(),
@@ -606,7 +705,7 @@ async fn render(
         queues: escalation_queues(state, &r.queue).await,
         errors: form.errors,
         after,
-        after_error: None,
+        after_error,
         raw_steps,
         history: events
             .iter()
@@ -730,9 +829,11 @@ pub(crate) async fn decide(
         Ok(r) => r,
         Err(res) => return res,
     };
+    let pairs_all = pairs.clone();
     let values: HashMap<String, String> = pairs.into_iter().filter(|(k, _)| k != "csrf").collect();
     let text = |k: &str| values.get(k).map_or("", String::as_str).to_string();
     let nav = InboxQuery::from_kept(&text("from"));
+    let unticked = ticks(&pairs_all).map(|(_, u)| u).unwrap_or_default();
     if !may_decide(&user.user, &r.queue) {
         return message(
             StatusCode::FORBIDDEN,
@@ -752,21 +853,10 @@ pub(crate) async fn decide(
     };
     let decision = match text("decision").as_str() {
         "approve" => {
-            let mut edits = Map::new();
-            for f in fields_of(&r) {
-                let key = format!("f.{}", f.name);
-                let Some(t) = values.get(&key) else { continue };
-                match parse_field(&f, t) {
-                    Ok(v) if v == f.draft => {}
-                    Ok(v) => {
-                        edits.insert(f.name.clone(), v);
-                    }
-                    Err(m) => {
-                        form.errors.insert(key, m);
-                    }
-                }
-            }
-            if !form.errors.is_empty() {
+            let (edits, errors) = proposed_values(&fields_of(&r), &values);
+            if !errors.is_empty() {
+                form.errors = errors;
+                form.kept = ticks(&pairs_all).map(|(k, _)| k);
                 form.banner = Some("Please correct the fields marked below.".into());
                 return render(
                     &state,
@@ -807,7 +897,12 @@ pub(crate) async fn decide(
     let verb = decision.name();
     match state
         .engine
-        .decide_review(&id, decision, &crate::identity::for_user(&user.user))
+        .decide_review_unticking(
+            &id,
+            decision,
+            &crate::identity::for_user(&user.user),
+            if verb == "approve" { &unticked } else { &[] },
+        )
         .await
     {
         Ok(_) => {
@@ -875,6 +970,7 @@ pub(crate) async fn decide(
 struct AfterFragment {
     after: Vec<After>,
     after_error: Option<String>,
+    decide: bool,
 }
 
 /// `POST /inbox/{id}/preview` (form, from the page script): the actions
@@ -895,16 +991,16 @@ pub(crate) async fn preview(
         Ok(r) => r,
         Err(res) => return res,
     };
-    let version = match state.engine.store().run(&r.run_id).await {
-        Ok(Some(run)) => run.version,
-        _ => 1,
-    };
-    let (after, _) = after(&state, &r, version, false).await;
+    let values: HashMap<String, String> = pairs.iter().cloned().collect();
+    let (proposed, _) = proposed_values(&fields_of(&r), &values);
+    let kept = ticks(&pairs).map(|(k, _)| k);
+    let (after, after_error, _) = after(&state, &r, &proposed, kept.as_deref(), false).await;
     match ui::render_string(
         "after.html",
         AfterFragment {
             after,
-            after_error: None,
+            after_error,
+            decide: r.status == ReviewStatus::Pending && may_decide(&user.user, &r.queue),
         },
     ) {
         Ok(s) => ui::html(StatusCode::OK, s),

@@ -543,3 +543,115 @@ async fn the_reference_workflow_answers_all_nine_on_its_page() {
     );
     assert!(t.contains("answer-failures tone-ok\">No."), "{t}");
 }
+
+/// The task page's "after approval" is the engine's preview of each
+/// covered action with the values on the page; unticking one approves
+/// without it, on the record.
+#[tokio::test]
+async fn the_desk_previews_actions_with_edits_and_unticked_ones_do_not_run() {
+    let h = reference().await;
+    add_user(&h, "ann@example.com", UserRole::Admin, &[]).await;
+    let b = sign_in(&h, "ann@example.com").await;
+    let r = h
+        .post(
+            "/api/v1/workflows/inbound-request/runs?wait=10",
+            Some(&h.tokens.writer),
+            r#"{"name":"Bob","email":"bob@example.com","company":"Acme","message":"We'd like a quote for 40 seats and a demo"}"#,
+        )
+        .await;
+    assert_eq!(r.json["status"], "waiting", "{}", r.text);
+    let run = r.json["run_id"].as_str().unwrap().to_string();
+    let task = h
+        .store
+        .list_reviews(&store::ReviewFilter {
+            status: Some(store::ReviewStatus::Pending),
+            limit: 10,
+            ..store::ReviewFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.run_id == run)
+        .unwrap();
+
+    // As drafted: the CRM item, the Slack text and the email, rendered.
+    let shown = page(&h, &b, &format!("/inbox/{}", task.id)).await;
+    for want in [
+        "Update Monday item",
+        "Bob — Acme",
+        "Slack message to #ops-intake",
+        "Email to bob@example.com — Re: your request",
+        "approved with this review",
+        "name=\"keep\" value=\"reply\"",
+    ] {
+        assert!(
+            shown.text.contains(want),
+            "missing {want:?}: {}",
+            shown.text
+        );
+    }
+    // With an edit: the preview follows the values on the page.
+    let frag = h
+        .send(form(
+            &format!("/inbox/{}/preview", task.id),
+            &b.cookie,
+            &format!(
+                "csrf={}&f.intent=support_request&f.summary=Acme+wants+40+seats",
+                b.csrf
+            ),
+        ))
+        .await;
+    assert_eq!(frag.status, StatusCode::OK, "{}", frag.text);
+    assert!(frag.text.contains("will not run"), "{}", frag.text);
+    assert!(
+        frag.text
+            .contains("New medium support_request from Bob: Acme wants 40 seats"),
+        "{}",
+        frag.text
+    );
+    let bad_csrf = h
+        .send(form(
+            &format!("/inbox/{}/preview", task.id),
+            &b.cookie,
+            "csrf=nope",
+        ))
+        .await;
+    assert_eq!(bad_csrf.status, StatusCode::FORBIDDEN);
+
+    // Approve with the email unticked: CRM and Slack run, the email not.
+    let d = h
+        .send(form(
+            &format!("/inbox/{}/decision", task.id),
+            &b.cookie,
+            &format!(
+                "csrf={}&decision=approve&covered=crm&covered=notify&covered=reply&keep=crm&keep=notify",
+                b.csrf
+            ),
+        ))
+        .await;
+    assert_eq!(d.status, StatusCode::SEE_OTHER, "{}", d.text);
+    assert_eq!(
+        settled(&h, &run, |r| r.status.is_terminal()).await.status,
+        RunStatus::Completed
+    );
+    let events = h.store.events(&run, 0, 500).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let unticked = events
+        .iter()
+        .find(|e| e.kind == "action.unticked")
+        .unwrap_or_else(|| panic!("no action.unticked in {kinds:?}"));
+    assert!(unticked.data.contains("\"reply\""), "{}", unticked.data);
+    let outbox: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == "outbox.recorded")
+        .map(|e| e.data.as_str())
+        .collect();
+    assert!(
+        outbox.iter().any(|d| d.contains("\"connector\":\"slack\"")),
+        "{outbox:?}"
+    );
+    assert!(
+        !outbox.iter().any(|d| d.contains("\"connector\":\"email\"")),
+        "the email was unticked: {outbox:?}"
+    );
+}
