@@ -353,7 +353,7 @@ pub(crate) async fn after(
                 .into_iter()
                 .map(|p| {
                     let untickable = pending && p.covered && p.skipped.is_none();
-                    let ticked = kept.is_none_or(|k| k.iter().any(|s| *s == p.step));
+                    let ticked = kept.is_none_or(|k| k.contains(&p.step));
                     let control = match (p.covered, p.control.as_str()) {
                         _ if p.skipped.is_some() => None,
                         (true, _) => Some("approved with this review".to_string()),
