@@ -14,24 +14,6 @@ use serde_json::{Map, Value};
 use crate::AppState;
 use crate::web::ui;
 
-/// Escapes text for HTML element content and attribute values (the email
-/// link pages still build their HTML by hand; everything else renders
-/// templates).
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// One control of the form, as the template draws it.
 #[derive(Debug, Serialize)]
 struct FormField {

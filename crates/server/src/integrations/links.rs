@@ -20,45 +20,68 @@
 //! in the database on first use (so every node of a cluster shares it).
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use engine::ReviewError;
 use engine::links::{Action, Link, LinkError, Secret};
 use engine::review::{Decider, Decision, DecisionError};
 use serde_json::Map;
 use store::{Review, ReviewStatus};
 
-use crate::AppState;
-use crate::forms::escape;
+use serde::Serialize;
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"robots\" content=\"noindex\"><title>{t} · Countersign</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}\
-         table{{border-collapse:collapse}}th,td{{text-align:left;padding:.25rem .75rem .25rem 0;vertical-align:top}}\
-         button{{font-size:1rem;padding:.5rem 1.25rem}}</style></head><body><h1>{t}</h1>{body}</body></html>",
-        t = escape(title)
+use crate::AppState;
+use crate::web::ui;
+
+#[derive(Serialize)]
+struct Confirm {
+    workflow: String,
+    queue: String,
+    actor: String,
+    verb: &'static str,
+    fields: Vec<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct Done {
+    workflow: String,
+    queue: String,
+    actor: String,
+}
+
+#[derive(Serialize, Default)]
+struct LinkPage {
+    me: Option<()>,
+    nav: &'static str,
+    title: String,
+    refused: Option<String>,
+    confirm: Option<Confirm>,
+    done: Option<Done>,
+    token: String,
+    inbox: String,
+}
+
+/// A link page: the layout's, plus no referrer (the path is a credential)
+/// and no indexing.
+fn page(status: StatusCode, page: LinkPage) -> Response {
+    let mut res = ui::render(status, "link.html", page);
+    let h = res.headers_mut();
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
     );
-    (
-        status,
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        Html(html),
-    )
-        .into_response()
+    h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+    res
 }
 
 fn refused(status: StatusCode, why: &str) -> Response {
     page(
         status,
-        "This link cannot be used",
-        &format!(
-            "<p>{}</p><p>Nothing was decided. Open the task in the review inbox instead.</p>",
-            escape(why)
-        ),
+        LinkPage {
+            title: "This link cannot be used".into(),
+            refused: Some(why.to_string()),
+            ..LinkPage::default()
+        },
     )
 }
 
@@ -148,20 +171,18 @@ async fn decider(state: &AppState, link: &Link) -> store::Result<Decider> {
     )
 }
 
-fn fields_table(r: &Review) -> String {
-    let mut rows = String::new();
-    for f in serde_json::from_str::<Vec<serde_json::Value>>(&r.fields).unwrap_or_default() {
-        let draft = match &f["draft"] {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        rows.push_str(&format!(
-            "<tr><th>{}</th><td>{}</td></tr>",
-            escape(f["name"].as_str().unwrap_or("?")),
-            escape(&draft)
-        ));
-    }
-    format!("<table>{rows}</table>")
+fn fields_of(r: &Review) -> Vec<(String, String)> {
+    serde_json::from_str::<Vec<serde_json::Value>>(&r.fields)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            let draft = match &f["draft"] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (ui::label(f["name"].as_str().unwrap_or("?")), draft)
+        })
+        .collect()
 }
 
 /// GET: a confirmation page; decides nothing.
@@ -204,18 +225,19 @@ pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> R
     };
     page(
         StatusCode::OK,
-        &format!("{verb} this request?"),
-        &format!(
-            "<p>{} · queue <code>{}</code> · as <b>{}</b></p>{}\
-             <form method=\"post\" action=\"/review/{}\"><p><button type=\"submit\">{verb}</button></p></form>\
-             <p><a href=\"{}\">Open the task to edit values instead</a></p>",
-            escape(&review.workflow),
-            escape(&review.queue),
-            escape(&link.actor),
-            fields_table(&review),
-            escape(&token),
-            escape(&inbox),
-        ),
+        LinkPage {
+            title: format!("{verb} this request?"),
+            confirm: Some(Confirm {
+                workflow: review.workflow.clone(),
+                queue: review.queue.clone(),
+                actor: link.actor.clone(),
+                verb,
+                fields: fields_of(&review),
+            }),
+            token,
+            inbox,
+            ..LinkPage::default()
+        },
     )
 }
 
@@ -281,13 +303,15 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
             tracing::info!(review = %r.id, actor = %link.actor, "decided by email link");
             page(
                 StatusCode::OK,
-                what,
-                &format!(
-                    "<p>{} · queue <code>{}</code>, as <b>{}</b>. Thank you.</p>",
-                    escape(&r.workflow),
-                    escape(&r.queue),
-                    escape(&link.actor)
-                ),
+                LinkPage {
+                    title: what.to_string(),
+                    done: Some(Done {
+                        workflow: r.workflow.clone(),
+                        queue: r.queue.clone(),
+                        actor: link.actor.clone(),
+                    }),
+                    ..LinkPage::default()
+                },
             )
         }
         Ok(None) => refused(StatusCode::GONE, "The link was already used."),

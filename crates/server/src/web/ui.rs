@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("after.html", include_str!("../../templates/after.html")),
     ("form.html", include_str!("../../templates/form.html")),
     ("bulk.html", include_str!("../../templates/bulk.html")),
+    ("link.html", include_str!("../../templates/link.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("runs.html", include_str!("../../templates/runs.html")),
     ("run.html", include_str!("../../templates/run.html")),

@@ -13,4 +13,5 @@ mod misc;
 mod reviews;
 mod runs;
 mod support;
+mod tidy;
 mod webhook;
