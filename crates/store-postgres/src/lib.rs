@@ -25,6 +25,7 @@
 //! other order could deadlock against them.
 
 mod batch;
+mod desk;
 mod events;
 mod integrations;
 mod ops;
@@ -46,7 +47,7 @@ pub(crate) const CHANNEL: &str = "countersign_work";
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
 /// version 5 ties tokens and review acts to users (`identity.sql`).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 8;
 
 /// Tuning; the defaults suit a node on a small machine.
 #[derive(Debug, Clone)]
@@ -472,6 +473,17 @@ async fn migrate(conn: &mut Conn) -> Result<()> {
             .await
             .map_err(db)?;
         tx.execute("INSERT INTO countersign_schema (version) VALUES (5)", &[])
+            .await
+            .map_err(db)?;
+    }
+    if v < 8 {
+        tx.batch_execute(include_str!("desk.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM countersign_schema", &[])
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (8)", &[])
             .await
             .map_err(db)?;
     }

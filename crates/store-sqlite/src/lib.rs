@@ -12,6 +12,7 @@
 //! database, so every lease found at start-up belongs to a dead process and
 //! is released at once: a restarted node resumes its runs immediately.
 
+mod desk;
 mod events;
 mod integrations;
 mod ops;
@@ -31,7 +32,7 @@ const MAX_BATCH: usize = 512;
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
 /// version 5 ties tokens and review acts to users (`identity.sql`).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 8;
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -266,6 +267,15 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 5; COMMIT;",
             include_str!("identity.sql")
+        ))
+        .map_err(backend)?;
+    }
+    // Versions 6 and 7 are reserved for work in flight on other branches;
+    // each step only runs below its own number, so the order holds.
+    if v < 8 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 8; COMMIT;",
+            include_str!("desk.sql")
         ))
         .map_err(backend)?;
     }

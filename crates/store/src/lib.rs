@@ -7,12 +7,14 @@
 //!
 //! Architecture invariant: only `store-*` crates know SQL.
 
+mod desk;
 mod events;
 mod integrations;
 mod review;
 pub mod suite;
 mod users;
 
+pub use desk::*;
 pub use events::*;
 pub use integrations::*;
 pub use review::*;
@@ -271,7 +273,9 @@ pub struct Token {
 /// supertrait [`Users`] (their own modules and tables); reading events
 /// across runs by kind the supertrait [`EventsByKind`].
 #[async_trait]
-pub trait Store: Reviews + Integrations + Users + EventsByKind + Send + Sync + 'static {
+pub trait Store:
+    Reviews + Integrations + Users + EventsByKind + Desk + Send + Sync + 'static
+{
     /// Short backend name for logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

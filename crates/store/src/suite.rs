@@ -62,6 +62,7 @@ macro_rules! store_suite {
             a_nonce_decides_once,
             notifications_journal_and_settings,
             users_and_sessions,
+            desk_claims_and_views,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
@@ -107,7 +108,8 @@ where
         reviews_are_created_once_per_step,
         approving_a_review_resumes_the_run,
         review_decisions_reject_escalate_and_filter,
-        users_and_sessions
+        users_and_sessions,
+        desk_claims_and_views
     );
 }
 

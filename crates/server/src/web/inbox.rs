@@ -160,6 +160,8 @@ struct Row {
     decided_by: String,
     decided_at_ms: i64,
     decided_ago: String,
+    /// Another reviewer holds a fresh claim on it.
+    claimed_by: Option<String>,
 }
 
 async fn row(state: &AppState, t: &Review, now: i64) -> Row {
@@ -217,6 +219,7 @@ async fn row(state: &AppState, t: &Review, now: i64) -> Row {
             .to_string(),
         decided_at_ms: t.decided_at_ms.unwrap_or_default(),
         decided_ago: t.decided_at_ms.map(|d| span(now - d)).unwrap_or_default(),
+        claimed_by: None,
     }
 }
 
@@ -354,6 +357,24 @@ pub(crate) async fn list(
     let mut rows = Vec::with_capacity(total.min(ROWS));
     for t in tasks.iter().take(ROWS) {
         rows.push(row(&state, t, now).await);
+    }
+    if !decided_view {
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let stale = now - super::task::CLAIM_IDLE_MS;
+        for c in state
+            .engine
+            .store()
+            .review_claims(&ids)
+            .await
+            .unwrap_or_default()
+        {
+            if c.user_id != u.id
+                && c.at_ms >= stale
+                && let Some(r) = rows.iter_mut().find(|r| r.id == c.review_id)
+            {
+                r.claimed_by = Some(c.email);
+            }
+        }
     }
     if decided_view && let Some(text) = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         let needle = text.to_lowercase();

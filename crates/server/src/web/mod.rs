@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/inbox/{id}", get(task::task))
         .route("/inbox/{id}/decision", post(task::decide))
         .route("/inbox/{id}/preview", post(task::preview))
+        .route("/inbox/{id}/claim", post(task::take_over))
         .route("/outbox", get(outbox::list))
         .route("/", get(console::home))
         .route("/runs", get(console::list))

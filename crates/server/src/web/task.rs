@@ -245,6 +245,54 @@ struct TaskHead {
 }
 
 #[derive(Debug, Serialize)]
+struct ClaimView {
+    email: String,
+    ago: String,
+}
+
+/// A claim idle this long is free to take.
+pub(crate) const CLAIM_IDLE_MS: i64 = 10 * 60_000;
+
+/// Claims the task for a reviewer who opens it (or refreshes their claim);
+/// records that it was shown to them. Returns someone else's fresh claim.
+async fn claim_and_record(
+    state: &AppState,
+    user: &WebUser,
+    r: &Review,
+    decide: bool,
+    take_over: bool,
+) -> Option<ClaimView> {
+    let now = engine::now_ms();
+    let store = state.engine.store();
+    if let Err(e) = store.record_review_view(&r.id, &user.user.id, now).await {
+        tracing::warn!(error = %e, review = %r.id, "recording a task view failed");
+    }
+    if !decide {
+        return None;
+    }
+    let mine = store::Claim {
+        review_id: r.id.clone(),
+        user_id: user.user.id.clone(),
+        email: user.user.email.clone(),
+        at_ms: now,
+    };
+    match store
+        .claim_review(mine, now - CLAIM_IDLE_MS, take_over)
+        .await
+    {
+        Ok(c) if c.user_id != user.user.id => Some(ClaimView {
+            email: c.email,
+            ago: span(now - c.at_ms),
+        }),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, review = %r.id, "claiming a task failed");
+            None
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
 struct Decided {
     ok: bool,
     text: String,
@@ -302,6 +350,8 @@ struct TaskPage {
     run_id: Option<String>,
     run_short: String,
     decide: bool,
+    /// Someone else holds a fresh claim on the task: who, since when.
+    claimed_by: Option<ClaimView>,
     readonly_reason: String,
     blocked: Option<String>,
     decided: Option<Decided>,
@@ -550,6 +600,18 @@ async fn render(
     status: StatusCode,
     nav: &InboxQuery,
 ) -> Response {
+    render_claimed(state, user, r, form, status, nav, None).await
+}
+
+async fn render_claimed(
+    state: &AppState,
+    user: &WebUser,
+    r: &Review,
+    form: FormState,
+    status: StatusCode,
+    nav: &InboxQuery,
+    claimed_by: Option<ClaimView>,
+) -> Response {
     let detail: Option<RunDetail> = state
         .engine
         .store()
@@ -695,6 +757,7 @@ async fn render(
         run_id: detail.as_ref().map(|d| d.run.id.clone()),
         run_short: r.run_id.chars().take(8).collect(),
         decide,
+        claimed_by,
         readonly_reason,
         blocked,
         decided,
@@ -755,18 +818,61 @@ pub(crate) async fn task(
 ) -> Response {
     match load(&state, &user, &id).await {
         Ok(r) => {
-            render(
+            let decide = r.status == ReviewStatus::Pending && may_decide(&user.user, &r.queue);
+            let claimed = claim_and_record(&state, &user, &r, decide, false).await;
+            render_claimed(
                 &state,
                 &user,
                 &r,
                 FormState::default(),
                 StatusCode::OK,
                 &nav,
+                claimed,
             )
             .await
         }
         Err(res) => res,
     }
+}
+
+/// `POST /inbox/{id}/claim` (form): take over a task another reviewer
+/// holds, after the page named them.
+pub(crate) async fn take_over(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let pairs = url_decode_pairs(&body);
+    if !user.check_form(&headers, &pairs) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The form expired or came from another site. Reload the task and try again.",
+            user.header(),
+        );
+    }
+    let r = match load(&state, &user, &id).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    if r.status != ReviewStatus::Pending || !may_decide(&user.user, &r.queue) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "You cannot take over this task.",
+            user.header(),
+        );
+    }
+    claim_and_record(&state, &user, &r, true, true).await;
+    tracing::info!(review = %id, user = %user.user.actor(), "took over a claimed task");
+    let from = pairs
+        .iter()
+        .find(|(k, _)| k == "from")
+        .map(|(_, v)| InboxQuery::from_kept(v).keep())
+        .unwrap_or_default();
+    see_other(&format!("/inbox/{}{from}", encode(&id)))
 }
 
 /// Where to go after a decision on `done`: the next task in the
@@ -780,13 +886,23 @@ async fn move_on(
 ) -> Response {
     let kept = nav.keep();
     let sep = if kept.is_empty() { "?" } else { "&" };
-    let next = pending(state, &user.user, nav)
+    // Tasks another reviewer holds a fresh claim on are theirs for now.
+    let list = pending(state, &user.user, nav).await.unwrap_or_default();
+    let ids: Vec<String> = list.iter().map(|t| t.id.clone()).collect();
+    let stale = engine::now_ms() - CLAIM_IDLE_MS;
+    let held: Vec<String> = state
+        .engine
+        .store()
+        .review_claims(&ids)
         .await
-        .ok()
-        .and_then(|list| {
-            list.into_iter()
-                .find(|t| t.id != done && !already_approved_by(t, user))
-        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.user_id != user.user.id && c.at_ms >= stale)
+        .map(|c| c.review_id)
+        .collect();
+    let next = list
+        .into_iter()
+        .find(|t| t.id != done && !already_approved_by(t, user) && !held.contains(&t.id))
         .map(|t| t.id);
     let to = match next {
         Some(id) => format!(

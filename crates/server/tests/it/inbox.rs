@@ -775,3 +775,74 @@ async fn bulk_approval_confirms_first_and_skips_what_it_may_not_approve() {
         ReviewStatus::Pending
     );
 }
+
+#[tokio::test]
+async fn a_soft_claim_names_the_holder_steers_the_next_task_and_can_be_taken_over() {
+    let h = Harness::new().await;
+    add_user(&h, "ann@example.com", UserRole::Reviewer, &["operations"]).await;
+    add_user(&h, "bob@example.com", UserRole::Reviewer, &["operations"]).await;
+    let first = task_with(&h, "Urgent one", "urgent").await;
+    let second = task_with(&h, "High one", "high").await;
+    let third = task_with(&h, "Medium one", "medium").await;
+    let ann = sign_in(&h, "ann@example.com").await;
+    let bob = sign_in(&h, "bob@example.com").await;
+
+    // Ann opens the urgent task: she holds it, and it was shown to her.
+    let page = h.send(get(&format!("/inbox/{first}"), &ann.cookie)).await;
+    assert!(!page.text.contains("Claimed by"), "{}", page.text);
+    // Bob sees her claim in the inbox and on the page.
+    let inbox = h.send(get("/inbox", &bob.cookie)).await;
+    assert!(
+        inbox.text.contains("claimed by ann@example.com"),
+        "{}",
+        inbox.text
+    );
+    let page = h.send(get(&format!("/inbox/{first}"), &bob.cookie)).await;
+    assert!(
+        page.text
+            .contains("Claimed by <strong>ann@example.com</strong>"),
+        "{}",
+        page.text
+    );
+    let views = h.store.review_views(&first).await.unwrap();
+    assert_eq!(
+        views.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(),
+        ["u-ann@example.com", "u-bob@example.com"]
+    );
+    // Bob decides the high one: the next task skips Ann's claimed one.
+    h.send(get(&format!("/inbox/{second}"), &bob.cookie)).await;
+    let r = h
+        .send(form(
+            &format!("/inbox/{second}/decision"),
+            &bob.cookie,
+            &format!("csrf={}&decision=approve", bob.csrf),
+        ))
+        .await;
+    assert!(
+        location(&r).starts_with(&format!("/inbox/{third}?")),
+        "{}",
+        location(&r)
+    );
+    // Bob takes the urgent one over, with one confirmation.
+    let r = h
+        .send(form(
+            &format!("/inbox/{first}/claim"),
+            &bob.cookie,
+            &format!("csrf={}", bob.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let page = h.send(get(&format!("/inbox/{first}"), &ann.cookie)).await;
+    assert!(
+        page.text
+            .contains("Claimed by <strong>bob@example.com</strong>"),
+        "{}",
+        page.text
+    );
+    let claims = h
+        .store
+        .review_claims(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert_eq!(claims[0].user_id, "u-bob@example.com");
+}

@@ -314,6 +314,23 @@ impl store::EventsByKind for Broken {
 }
 
 #[async_trait]
+#[async_trait]
+impl store::Desk for Broken {
+    async fn claim_review(&self, _: store::Claim, _: i64, _: bool) -> Result<store::Claim> {
+        fail()
+    }
+    async fn review_claims(&self, _: &[String]) -> Result<Vec<store::Claim>> {
+        fail()
+    }
+    async fn record_review_view(&self, _: &str, _: &str, _: i64) -> Result<()> {
+        fail()
+    }
+    async fn review_views(&self, _: &str) -> Result<Vec<(String, i64)>> {
+        fail()
+    }
+}
+
+#[async_trait]
 impl store::Users for Broken {
     async fn create_user(&self, _: store::User) -> Result<()> {
         fail()

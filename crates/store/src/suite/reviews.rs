@@ -328,3 +328,65 @@ pub async fn review_decisions_reject_escalate_and_filter(store: Arc<dyn Store>) 
         chain_len(&store, run).await;
     }
 }
+
+/// Soft claims: a fresh claim holds against others, a stale one or a
+/// take-over passes it on, the holder refreshes it; views are recorded in
+/// order.
+pub async fn desk_claims_and_views(store: Arc<dyn Store>) {
+    let claim = |user: &str, at: i64| crate::Claim {
+        review_id: "rv-1".into(),
+        user_id: user.into(),
+        email: format!("{user}@example.com"),
+        at_ms: at,
+    };
+    let got = store
+        .claim_review(claim("ann", T0), T0 - 600_000, false)
+        .await
+        .unwrap();
+    assert_eq!(got, claim("ann", T0));
+    // Bob opens it a minute later: Ann's claim is fresh, it holds.
+    let got = store
+        .claim_review(claim("bob", T0 + 60_000), T0 + 60_000 - 600_000, false)
+        .await
+        .unwrap();
+    assert_eq!(got, claim("ann", T0));
+    // Ann refreshes her own claim.
+    let got = store
+        .claim_review(claim("ann", T0 + 120_000), T0 + 120_000 - 600_000, false)
+        .await
+        .unwrap();
+    assert_eq!(got, claim("ann", T0 + 120_000));
+    // Bob takes it over with a confirmation.
+    let got = store
+        .claim_review(claim("bob", T0 + 130_000), T0 + 130_000 - 600_000, true)
+        .await
+        .unwrap();
+    assert_eq!(got, claim("bob", T0 + 130_000));
+    // Eleven idle minutes later the claim is stale: Ann gets it back.
+    let later = T0 + 130_000 + 660_000;
+    let got = store
+        .claim_review(claim("ann", later), later - 600_000, false)
+        .await
+        .unwrap();
+    assert_eq!(got, claim("ann", later));
+    let all = store
+        .review_claims(&["rv-1".to_string(), "rv-none".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(all, [claim("ann", later)]);
+    assert!(store.review_claims(&[]).await.unwrap().is_empty());
+
+    store.record_review_view("rv-1", "ann", T0).await.unwrap();
+    store
+        .record_review_view("rv-1", "bob", T0 + 5)
+        .await
+        .unwrap();
+    store
+        .record_review_view("rv-2", "bob", T0 + 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.review_views("rv-1").await.unwrap(),
+        [("ann".to_string(), T0), ("bob".to_string(), T0 + 5)]
+    );
+}
