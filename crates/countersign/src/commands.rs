@@ -228,6 +228,15 @@ async fn start_node(
     Ok(Node { engine })
 }
 
+/// A node executing the built-in reference workflow (for `bench --desk`).
+pub async fn reference_node(db: &DbArgs) -> Result<Engine, Failure> {
+    Ok(
+        start_node(db, None, Some(REFERENCE_WORKFLOW), 512, true, 30_000)
+            .await?
+            .engine,
+    )
+}
+
 async fn serve_http(engine: Engine, listen: &str) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await

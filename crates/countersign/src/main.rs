@@ -5,6 +5,7 @@
 
 mod audit;
 mod bench;
+mod bench_desk;
 mod bench_pg;
 mod commands;
 mod integrations;
@@ -154,6 +155,10 @@ enum Command {
         /// a server URL whose user may CREATE DATABASE; scratch databases are dropped after.
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
+        /// Measure the review desk instead: this many pending review tasks
+        /// (reference workflow, SQLite), then inbox, task and decision pages.
+        #[arg(long, value_name = "TASKS")]
+        desk: Option<usize>,
     },
 }
 
@@ -388,9 +393,11 @@ fn main() -> ExitCode {
                 requests,
                 clients,
                 postgres,
-            } => match postgres {
-                Some(url) => bench_pg::run(&url, runs, latency_runs).await,
-                None => bench::run(runs, latency_runs, requests, clients).await,
+                desk,
+            } => match (desk, postgres) {
+                (Some(tasks), _) => bench_desk::run(tasks, 100).await,
+                (None, Some(url)) => bench_pg::run(&url, runs, latency_runs).await,
+                (None, None) => bench::run(runs, latency_runs, requests, clients).await,
             },
         }
     });
