@@ -35,7 +35,6 @@ use super::session::WebUser;
 use super::ui::{self, Me, span};
 use super::{message, see_other};
 use crate::AppState;
-use crate::forms::url_decode_pairs;
 
 /// Rows on one page of the runs list.
 const ROWS: usize = 50;
@@ -542,14 +541,8 @@ async fn act(
     body: &Bytes,
     retry: bool,
 ) -> Response {
-    let pairs = url_decode_pairs(body);
-    if !user.check_form(headers, &pairs) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "The form expired or came from another site. Reload the run and try again.",
-            user.header(),
-        );
+    if let Err(res) = user.form(headers, body, "the run") {
+        return res;
     }
     if !is_admin(user) {
         return message(

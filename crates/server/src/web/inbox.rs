@@ -552,15 +552,10 @@ pub(crate) async fn bulk(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let pairs = crate::forms::url_decode_pairs(&body);
-    if !user.check_form(&headers, &pairs) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "The form expired or came from another site. Reload the inbox and try again.",
-            user.header(),
-        );
-    }
+    let pairs = match user.form(&headers, &body, "the inbox") {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
     let mut ids: Vec<String> = pairs
         .iter()
         .filter(|(k, _)| k == "task")

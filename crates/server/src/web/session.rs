@@ -213,6 +213,33 @@ impl WebUser {
         })
     }
 
+    /// Decodes a POSTed form and checks it (same origin, the session's
+    /// CSRF token); a refused form is a 403 page saying what to reload.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error is the finished page, returned at once"
+    )]
+    pub fn form(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        reload: &str,
+    ) -> Result<Vec<(String, String)>, Response> {
+        let pairs = url_decode_pairs(body);
+        if self.check_form(headers, &pairs) {
+            Ok(pairs)
+        } else {
+            Err(super::message(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!(
+                    "The form expired or came from another site. Reload {reload} and try again."
+                ),
+                self.header(),
+            ))
+        }
+    }
+
     /// Checks a POSTed form: same origin and the session's CSRF token.
     pub fn check_form(&self, headers: &HeaderMap, pairs: &[(String, String)]) -> bool {
         let token = pairs

@@ -844,15 +844,10 @@ pub(crate) async fn take_over(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let pairs = url_decode_pairs(&body);
-    if !user.check_form(&headers, &pairs) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "The form expired or came from another site. Reload the task and try again.",
-            user.header(),
-        );
-    }
+    let pairs = match user.form(&headers, &body, "the task") {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
     let r = match load(&state, &user, &id).await {
         Ok(r) => r,
         Err(res) => return res,
@@ -932,15 +927,10 @@ pub(crate) async fn decide(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let pairs = url_decode_pairs(&body);
-    if !user.check_form(&headers, &pairs) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "The form expired or came from another site. Reload the task and try again.",
-            user.header(),
-        );
-    }
+    let pairs = match user.form(&headers, &body, "the task") {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
     let r = match load(&state, &user, &id).await {
         Ok(r) => r,
         Err(res) => return res,
