@@ -4,6 +4,13 @@
 //! repeats. A generic endpoint cannot be asked whether a call happened, so
 //! after a crash the call is sent again under the same key (at-least-once
 //! with a dedupe key).
+//!
+//! Outbound safety: values are percent-encoded per URL component and the
+//! origin is fixed in the workflow file (or checked against `allow_hosts`,
+//! see `domain::url`); redirects are not followed unless the step says
+//! `follow_redirects: true`, and then the workflow's headers never go to
+//! another origin; a response larger than `max_response_bytes` (1 MiB by
+//! default) fails the step, read incrementally so it is never held whole.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,16 +26,31 @@ use sha2::{Digest, Sha256};
 use crate::preview::{ActionPreview, Labelled};
 use crate::step::{Step, StepCx, StepKind};
 
-/// Response bodies kept in the run, at most.
-const MAX_BODY: usize = 1 << 20;
+/// Redirects followed at most, when a step follows them at all.
+const MAX_REDIRECTS: usize = 5;
 
 pub struct Kind {
     client: reqwest::Client,
 }
 
 impl Kind {
-    pub fn new(client: reqwest::Client) -> Kind {
+    /// Builds the step's own client: it never follows a redirect by itself
+    /// (a shared client may), so every hop passes this step's checks.
+    pub fn new() -> Kind {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
         Kind { client }
+    }
+}
+
+impl Default for Kind {
+    fn default() -> Kind {
+        Kind::new()
     }
 }
 
@@ -60,6 +82,9 @@ struct Request {
 impl Http {
     fn render(&self, vars: &Vars) -> Result<Request, String> {
         let url = self.spec.url.render(vars)?;
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| format!("url is not valid after rendering: {e}"))?;
+        self.check_target(&parsed, true)?;
         let mut headers = Vec::with_capacity(self.spec.headers.len());
         for (k, t) in &self.spec.headers {
             headers.push((k.clone(), t.render(vars)?));
@@ -122,24 +147,13 @@ impl Step for Http {
         }
         let method = reqwest::Method::from_bytes(self.spec.method.as_bytes())
             .unwrap_or(reqwest::Method::POST);
-        let mut rb = self
-            .client
-            .request(method, &req.url)
-            .timeout(Duration::from_millis(self.spec.timeout_ms))
-            .header("Idempotency-Key", cx.idempotency_key());
-        for (k, v) in &req.headers {
-            rb = rb.header(k, v);
-        }
-        if let Some(body) = req.body {
-            rb = rb.header("Content-Type", "application/json").body(body);
-        }
-        let resp = match rb.send().await {
+        let resp = match self.send(method, &req, cx.idempotency_key()).await {
             Ok(r) => r,
-            Err(e) => {
-                return StepOutcome::Transient {
-                    error: describe_reqwest(&e),
-                    retry_after_ms: None,
-                };
+            Err(outcome) => {
+                if matches!(outcome, StepOutcome::Permanent { .. }) {
+                    cx.effect_failed();
+                }
+                return outcome;
             }
         };
         let status = resp.status();
@@ -151,8 +165,9 @@ impl Step for Http {
         let request_id = ["x-request-id", "x-correlation-id"]
             .iter()
             .find_map(|h| resp.headers().get(*h)?.to_str().ok().map(str::to_string));
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
+        let max = usize::try_from(self.spec.max_response_bytes).unwrap_or(usize::MAX);
+        let (bytes, too_large) = match read_limited(resp, max).await {
+            Ok(r) => r,
             Err(e) => {
                 return StepOutcome::Transient {
                     error: describe_reqwest(&e),
@@ -160,6 +175,19 @@ impl Step for Http {
                 };
             }
         };
+        if status.is_success() && too_large {
+            // The call was made and answered; only its answer is refused.
+            cx.effect_completed(request_id);
+            return StepOutcome::Permanent {
+                error: format!(
+                    "{} {} answered {status} with a response larger than max_response_bytes ({} bytes); \
+                     raise max_response_bytes on the step or ask the endpoint for less",
+                    self.spec.method,
+                    self.spec.url.source(),
+                    self.spec.max_response_bytes
+                ),
+            };
+        }
         let body = body_json(&bytes);
         if status.is_success() {
             cx.effect_completed(request_id);
@@ -183,8 +211,13 @@ impl Step for Http {
             };
             return StepOutcome::Done { output };
         }
+        let hint = if status.is_redirection() {
+            " (redirects are not followed unless the step sets follow_redirects: true)"
+        } else {
+            ""
+        };
         let detail = format!(
-            "{} {} answered {}: {}",
+            "{} {} answered {}{hint}: {}",
             self.spec.method,
             self.spec.url.source(),
             status,
@@ -202,14 +235,141 @@ impl Step for Http {
     }
 }
 
+impl Http {
+    /// Whether `url` may be called: http(s), on the origin written in the
+    /// file, or on a host of `allow_hosts`.
+    fn check_target(&self, url: &reqwest::Url, first: bool) -> Result<(), String> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "url scheme {:?} is not http or https",
+                url.scheme()
+            ));
+        }
+        if !self.spec.allow_hosts.is_empty() {
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            let port = url.port_or_known_default().unwrap_or_default();
+            let with_port = format!("{host}:{port}");
+            if !self
+                .spec
+                .allow_hosts
+                .iter()
+                .any(|h| *h == host || *h == with_port)
+            {
+                return Err(format!(
+                    "host {host:?} is not in the step's allow_hosts ({})",
+                    self.spec.allow_hosts.join(", ")
+                ));
+            }
+        } else if first
+            && let Some(origin) = self.spec.url.fixed_origin()
+            && reqwest::Url::parse(origin).map(|o| o.origin()).ok() != Some(url.origin())
+        {
+            return Err("the url's values changed its origin".into());
+        }
+        Ok(())
+    }
+
+    /// Sends the request, following redirects only when the step says so:
+    /// at most [`MAX_REDIRECTS`], each target checked like the first, and
+    /// with no header of the workflow's (nor the idempotency key) once the
+    /// call has left the first origin.
+    async fn send(
+        &self,
+        mut method: reqwest::Method,
+        req: &Request,
+        idempotency_key: String,
+    ) -> Result<reqwest::Response, StepOutcome> {
+        let permanent = |error: String| StepOutcome::Permanent { error };
+        // Parsed and checked by `render`.
+        let mut url = reqwest::Url::parse(&req.url)
+            .map_err(|e| permanent(format!("url is not valid after rendering: {e}")))?;
+        let origin = url.origin();
+        let mut body = req.body.clone();
+        let mut hops = 0;
+        loop {
+            let same_origin = url.origin() == origin;
+            let mut rb = self
+                .client
+                .request(method.clone(), url.clone())
+                .timeout(Duration::from_millis(self.spec.timeout_ms));
+            if same_origin {
+                rb = rb.header("Idempotency-Key", &idempotency_key);
+                for (k, v) in &req.headers {
+                    rb = rb.header(k, v);
+                }
+            }
+            if let Some(b) = &body {
+                rb = rb
+                    .header("Content-Type", "application/json")
+                    .body(b.clone());
+            }
+            let resp = rb.send().await.map_err(|e| StepOutcome::Transient {
+                error: describe_reqwest(&e),
+                retry_after_ms: None,
+            })?;
+            let status = resp.status();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let (true, true, Some(location)) = (
+                self.spec.follow_redirects,
+                status.is_redirection(),
+                location,
+            ) else {
+                return Ok(resp);
+            };
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(permanent(format!(
+                    "more than {MAX_REDIRECTS} redirects from {}",
+                    self.spec.url.source()
+                )));
+            }
+            let next = url
+                .join(location)
+                .map_err(|e| permanent(format!("redirect to an invalid url: {e}")))?;
+            self.check_target(&next, false)
+                .map_err(|e| permanent(format!("refused a redirect: {e}")))?;
+            if matches!(status.as_u16(), 301..=303) && method != reqwest::Method::HEAD {
+                method = reqwest::Method::GET;
+                body = None;
+            }
+            url = next;
+        }
+    }
+}
+
+/// Reads at most `max` bytes of the body, chunk by chunk; `true` when the
+/// body was longer (the rest is never read).
+async fn read_limited(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+    {
+        return Ok((Vec::new(), true));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if out.len() + chunk.len() > max {
+            let room = max - out.len();
+            out.extend_from_slice(&chunk[..room]);
+            return Ok((out, true));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, false))
+}
+
 fn body_json(bytes: &[u8]) -> Json {
     if bytes.is_empty() {
         return Json::Null;
     }
-    serde_json::from_slice(bytes).unwrap_or_else(|_| {
-        let s = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]);
-        Json::String(s.into_owned())
-    })
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 fn snippet(bytes: &[u8]) -> String {
