@@ -30,8 +30,9 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 512;
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
-/// version 5 ties tokens and review acts to users (`identity.sql`).
-const SCHEMA_VERSION: i64 = 5;
+/// version 5 ties tokens and review acts to users (`identity.sql`);
+/// version 6 is the webhook replay cache (`replay.sql`).
+const SCHEMA_VERSION: i64 = 6;
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -266,6 +267,13 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 5; COMMIT;",
             include_str!("identity.sql")
+        ))
+        .map_err(backend)?;
+    }
+    if v < 6 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 6; COMMIT;",
+            include_str!("replay.sql")
         ))
         .map_err(backend)?;
     }
