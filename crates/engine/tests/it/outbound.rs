@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use store::{EffectStatus, RunStatus};
-use test_kit::fixture::{engine_with, wait_settled};
+use test_kit::fixture::{engine_with, events_of, wait_settled};
 
 use crate::{detail, output};
 
@@ -91,6 +91,8 @@ fn answer(path: &str, away: Option<&str>) -> Response {
             let chunks = (0..30 * 16).map(|_| Ok::<_, std::io::Error>(vec![b'a'; MIB / 16]));
             Body::from_stream(futures_util::stream::iter(chunks)).into_response()
         }
+        // 200 KB of JSON: under the limit, over what events copy.
+        "/medium" => axum::Json(json!({ "blob": "m".repeat(200_000) })).into_response(),
         // 2 MiB with a Content-Length: refused before reading.
         "/big-known" => vec![b'b'; 2 * MIB].into_response(),
         _ => axum::Json(json!({ "ok": true, "path": path })).into_response(),
@@ -273,4 +275,29 @@ async fn an_oversized_response_fails_the_step_and_is_not_stored() {
     let run = wait_settled(&store, &s.run_id).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert!(run.error.unwrap_or_default().contains("(8 bytes)"));
+}
+
+#[tokio::test]
+async fn a_large_response_is_stored_once_and_the_event_keeps_its_digest() {
+    use sha2::Digest;
+    let probe = Probe::start(None).await;
+    let (engine, store) = engine_with(&workflow(&format!("{}/medium", probe.url), "")).await;
+    let s = engine
+        .submit("out", json!({ "name": "a" }), None, "test")
+        .await
+        .unwrap();
+    let run = wait_settled(&store, &s.run_id).await;
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
+    let d = detail(&store, &s.run_id).await;
+    let stored = d.steps[0].output.clone().unwrap();
+    assert!(stored.len() > 200_000);
+    let completed = events_of(&store, &s.run_id, domain::event::kind::STEP_COMPLETED).await;
+    assert_eq!(completed.len(), 1);
+    let e = &completed[0];
+    assert!(e.get("output").is_none(), "the output is not copied: {e}");
+    assert_eq!(e["output_bytes"], json!(stored.len()));
+    assert_eq!(
+        e["output_sha256"],
+        json!(hex::encode(sha2::Sha256::digest(stored.as_bytes())))
+    );
 }
