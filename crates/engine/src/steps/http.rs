@@ -29,22 +29,99 @@ use crate::step::{Step, StepCx, StepKind};
 /// Redirects followed at most, when a step follows them at all.
 const MAX_REDIRECTS: usize = 5;
 
+/// Where a deployment lets `http` steps connect.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Refuse loopback, private, link-local and other non-public addresses
+    /// (SSRF protection). A host name is resolved once and the call goes
+    /// to the addresses checked, so a second lookup cannot rebind it. Off
+    /// by default: tests and local setups call fakes on 127.0.0.1.
+    pub deny_private: bool,
+}
+
 pub struct Kind {
     client: reqwest::Client,
+    policy: Policy,
 }
 
 impl Kind {
     /// Builds the step's own client: it never follows a redirect by itself
     /// (a shared client may), so every hop passes this step's checks.
     pub fn new() -> Kind {
-        let client = reqwest::Client::builder()
+        Kind::with_policy(Policy::default())
+    }
+
+    pub fn with_policy(policy: Policy) -> Kind {
+        let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Kind { client }
+            .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")));
+        if policy.deny_private {
+            b = b.dns_resolver(Arc::new(PublicOnly));
+        }
+        Kind {
+            client: b.build().unwrap_or_default(),
+            policy,
+        }
+    }
+}
+
+/// Resolves host names and refuses any that has a non-public address; the
+/// connection uses the addresses returned here (no second lookup).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(a) = addrs.iter().find(|a| !is_public(a.ip())) {
+                return Err(format!(
+                    "{host} resolves to the non-public address {}, refused by COUNTERSIGN_HTTP_DENY_PRIVATE",
+                    a.ip()
+                )
+                .into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether `ip` is a public unicast address (not loopback, private,
+/// link-local, shared, documentation, multicast, reserved…).
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || s[0] == 0x0064 && s[1] == 0xff9b)
+        }
     }
 }
 
@@ -64,6 +141,7 @@ impl StepKind for Kind {
         Some(Arc::new(Http {
             spec,
             client: self.client.clone(),
+            policy: self.policy,
         }))
     }
 }
@@ -71,6 +149,7 @@ impl StepKind for Kind {
 struct Http {
     spec: HttpSpec,
     client: reqwest::Client,
+    policy: Policy,
 }
 
 struct Request {
@@ -245,6 +324,20 @@ impl Http {
                 url.scheme()
             ));
         }
+        // Host names are checked by the resolver; literal addresses here.
+        if self.policy.deny_private
+            && let Some(ip) = url.host_str().and_then(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+            })
+            && !is_public(ip)
+        {
+            return Err(format!(
+                "{ip} is not a public address, refused by COUNTERSIGN_HTTP_DENY_PRIVATE"
+            ));
+        }
         if !self.spec.allow_hosts.is_empty() {
             let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
             let port = url.port_or_known_default().unwrap_or_default();
@@ -405,4 +498,32 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 pub fn parse_retry_after(v: &str) -> Option<u64> {
     let secs: f64 = v.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn public_addresses() {
+        for a in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
+            assert!(is_public(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!is_public(a.parse().unwrap()), "{a}");
+        }
+    }
 }

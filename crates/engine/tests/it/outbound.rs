@@ -301,3 +301,47 @@ async fn a_large_response_is_stored_once_and_the_event_keeps_its_digest() {
         json!(hex::encode(sha2::Sha256::digest(stored.as_bytes())))
     );
 }
+
+#[tokio::test]
+async fn a_deployment_can_refuse_private_addresses() {
+    use countersign_engine::steps::http::{Kind, Policy};
+    use countersign_engine::{Catalog, Engine, StepKinds};
+    use test_kit::fixture::{config, env};
+
+    let probe = Probe::start(None).await;
+    let port = probe.url.rsplit(':').next().unwrap().to_string();
+    let store: Arc<dyn store::Store> =
+        Arc::new(store_sqlite::SqliteStore::open_temp().expect("temporary store"));
+    let mut kinds = StepKinds::builtin(reqwest::Client::new());
+    kinds.register(Arc::new(Kind::with_policy(Policy { deny_private: true })));
+    let catalog = Catalog::new(kinds, env(&[]), store.clone());
+    let wf = workflow(
+        "{{ input.url }}",
+        "      allow_hosts: [127.0.0.1, localhost]\n",
+    );
+    catalog.load_source(&wf, "test.yaml").await.unwrap();
+    let engine = Engine::start(store.clone(), Arc::new(catalog), config());
+    // A literal address and a name that resolves to one.
+    for url in [probe.url.clone(), format!("http://localhost:{port}")] {
+        let s = engine
+            .submit(
+                "out",
+                json!({ "name": "a", "url": format!("{url}/x") }),
+                None,
+                "test",
+            )
+            .await
+            .unwrap();
+        let run = wait_settled(&store, &s.run_id).await;
+        assert_eq!(run.status, RunStatus::Failed, "{url}");
+        let error = run.error.unwrap_or_default();
+        assert!(
+            error.contains("COUNTERSIGN_HTTP_DENY_PRIVATE"),
+            "{url}: {error}"
+        );
+    }
+    assert!(
+        probe.seen().is_empty(),
+        "no call reached the private address"
+    );
+}
