@@ -41,10 +41,23 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
 /// Every step kind this binary knows: the engine's built-ins and `llm`
 /// (OpenAI-compatible, with the offline heuristic as the last resort),
 /// configured once from `OPENAI_API_KEY`, `OPENAI_BASE_URL` and
-/// `COUNTERSIGN_LLM_PRICES`.
+/// `COUNTERSIGN_LLM_PRICES`; `http` steps refuse non-public addresses when
+/// `COUNTERSIGN_HTTP_DENY_PRIVATE` is `true`.
 pub fn step_kinds(http: reqwest::Client) -> Result<StepKinds, Failure> {
     let config = llm::Config::from_env(&|k: &str| std::env::var(k).ok()).map_err(Failure::usage)?;
     let mut kinds = StepKinds::builtin(http.clone());
+    let deny_private = match std::env::var("COUNTERSIGN_HTTP_DENY_PRIVATE").as_deref() {
+        Err(_) | Ok("" | "false" | "0") => false,
+        Ok("true" | "1") => true,
+        Ok(other) => {
+            return Err(Failure::usage(format!(
+                "COUNTERSIGN_HTTP_DENY_PRIVATE must be true or false, not {other:?}"
+            )));
+        }
+    };
+    kinds.register(Arc::new(engine::steps::http::Kind::with_policy(
+        engine::steps::http::Policy { deny_private },
+    )));
     kinds.register(Arc::new(llm::Kind::new(http.clone(), config)));
     // `crm`, `slack`, `email`: outbox connectors unless credentials are set.
     let connectors =

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 use crate::diag::Diagnostic;
 use crate::yaml::Node;
@@ -25,6 +25,17 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(64);
+    env
+});
+
+/// [`ENV`] with HTML auto-escaping, for templates that produce HTML (an
+/// email's `html:`): values are escaped unless the author writes `|safe`.
+static ENV_HTML: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(64);
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
     env
 });
 
@@ -182,6 +193,11 @@ impl Template {
         &self.source
     }
 
+    /// Whether the text is written out in the file (no placeholders).
+    pub fn is_literal(&self) -> bool {
+        self.kind == TemplateKind::Literal
+    }
+
     /// Renders to a string.
     pub fn render(&self, vars: &Vars) -> Result<String, String> {
         match &self.kind {
@@ -195,6 +211,17 @@ impl Template {
                 })
             }
             TemplateKind::Template => ENV
+                .render_str(&self.source, vars)
+                .map_err(|e| format!("template failed: {}", describe(&e))),
+        }
+    }
+
+    /// Renders HTML: every inserted value is HTML-escaped unless the
+    /// template marks it `|safe`; the template's own text is kept.
+    pub fn render_html(&self, vars: &Vars) -> Result<String, String> {
+        match &self.kind {
+            TemplateKind::Literal => Ok(self.source.clone()),
+            _ => ENV_HTML
                 .render_str(&self.source, vars)
                 .map_err(|e| format!("template failed: {}", describe(&e))),
         }
@@ -302,6 +329,29 @@ mod tests {
             value_from_json(&serde_json::json!({"intent": "spam", "confidence": 0.5})),
         );
         v
+    }
+
+    #[test]
+    fn html_rendering_escapes_values_unless_marked_safe() {
+        let mut v = Vars::new();
+        v.insert(
+            "input".into(),
+            value_from_json(&serde_json::json!({"name": "<a href=\"https://evil.test\">x</a>", "sig": "<b>Ops</b>"})),
+        );
+        let scope = Scope::new(["input"]);
+        let t = Template::compile(
+            &node("'<p>Hello {{ input.name }}</p>{{ input.sig|safe }}'"),
+            &scope,
+        )
+        .unwrap();
+        assert_eq!(
+            t.render_html(&v).unwrap(),
+            "<p>Hello &lt;a href=&quot;https:&#x2f;&#x2f;evil.test&quot;&gt;x&lt;&#x2f;a&gt;</p><b>Ops</b>"
+        );
+        let lone = Template::compile(&node("'{{ input.name }}'"), &scope).unwrap();
+        assert!(!lone.render_html(&v).unwrap().contains('<'));
+        // Plain rendering is unchanged.
+        assert!(t.render(&v).unwrap().contains("<a href"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod retry;
 pub mod review;
 pub mod run;
 pub mod steps;
+pub mod url;
 pub mod workflow;
 pub mod yaml;
 

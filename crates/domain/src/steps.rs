@@ -4,6 +4,7 @@
 use serde_json::{Value as Json, json};
 
 use crate::expr::{Condition, JsonTemplate, Scope, Template, Vars};
+use crate::url::UrlTemplate;
 use crate::workflow::Cx;
 use crate::yaml::{Node, Value};
 
@@ -169,12 +170,23 @@ pub fn parse_wait(body: &Node, scope: &Scope, cx: &mut Cx) -> Option<WaitSpec> {
 // ---------------------------------------------------------------- http
 
 pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 30_000;
+/// Responses larger than this fail the step (`max_response_bytes`).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1 << 20;
+/// The most `max_response_bytes` may say: responses are kept in the run.
+pub const MAX_RESPONSE_BYTES_LIMIT: u64 = 16 << 20;
 
 /// A generic outbound call (e.g. a Make.com or n8n webhook).
 #[derive(Debug)]
 pub struct HttpSpec {
     pub method: String,
-    pub url: Template,
+    pub url: UrlTemplate,
+    /// Hosts (`host` or `host:port`, lower case) a URL whose host comes from
+    /// data may reach; empty when the host is fixed in the file.
+    pub allow_hosts: Vec<String>,
+    /// Follow redirects (off by default); headers never go to another origin.
+    pub follow_redirects: bool,
+    /// Larger responses fail the step with a permanent error.
+    pub max_response_bytes: u64,
     pub headers: Vec<(String, Template)>,
     pub body: Option<JsonTemplate>,
     pub timeout_ms: u64,
@@ -193,7 +205,7 @@ pub fn parse_http(
     let url_node = cx.take(f.require("url"));
     let url = url_node.and_then(|n| {
         cx.secret_if_env(n);
-        let t = cx.take(Template::compile(n, scope))?;
+        let t = cx.take(UrlTemplate::compile(n, scope))?;
         let s = t.source();
         if !(s.starts_with("http://") || s.starts_with("https://") || s.starts_with("{{")) {
             cx.errors
@@ -201,6 +213,54 @@ pub fn parse_http(
         }
         Some(t)
     });
+    let mut allow_hosts = Vec::new();
+    if let Some(n) = f.get("allow_hosts")
+        && let Some(items) = cx.take(n.as_seq())
+    {
+        for item in items {
+            let Some(h) = cx.take(item.as_str()) else {
+                continue;
+            };
+            let h = h.trim().to_ascii_lowercase();
+            if h.is_empty() || h.contains(['/', '?', '#', '@', ' ']) || h.contains("{{") {
+                cx.errors.push(item.error(format!(
+                    "allow_hosts entries are host names, optionally with a port (e.g. api.example.com or 10.0.0.5:8080), not {h:?}"
+                )));
+                continue;
+            }
+            allow_hosts.push(h);
+        }
+        if items.is_empty() {
+            cx.errors
+                .push(n.error("allow_hosts must list at least one host"));
+        }
+    }
+    if let (Some(t), Some(n)) = (&url, url_node)
+        && t.host_from_data()
+        && allow_hosts.is_empty()
+    {
+        cx.errors.push(n.error(
+            "the url's scheme and host must be written in the workflow file, not taken from data; \
+             to take them from data, list the hosts it may reach in `allow_hosts:`",
+        ));
+    }
+    let follow_redirects = match f.get("follow_redirects") {
+        Some(n) => cx.take(n.as_bool()).unwrap_or(false),
+        None => false,
+    };
+    let max_response_bytes = match f.get("max_response_bytes") {
+        Some(n) => cx.take(n.as_u64()).and_then(|v| {
+            if (1..=MAX_RESPONSE_BYTES_LIMIT).contains(&v) {
+                Some(v)
+            } else {
+                cx.errors.push(n.error(format!(
+                    "max_response_bytes must be between 1 and {MAX_RESPONSE_BYTES_LIMIT}"
+                )));
+                None
+            }
+        }),
+        None => Some(DEFAULT_MAX_RESPONSE_BYTES),
+    };
     let body_t = f
         .get("body")
         .map(|n| JsonTemplate::compile(n, scope, &mut cx.errors));
@@ -260,6 +320,9 @@ pub fn parse_http(
     Some(HttpSpec {
         method: method?,
         url: url?,
+        allow_hosts,
+        follow_redirects,
+        max_response_bytes: max_response_bytes?,
         headers,
         body: body_t,
         timeout_ms: timeout_ms?,
@@ -340,5 +403,35 @@ mod tests {
         );
         let text: Vec<String> = cx.errors.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 3, "{text:?}");
+    }
+
+    #[test]
+    fn a_host_from_data_needs_an_allow_list() {
+        let parse = |src: &str| {
+            let mut cx = Cx::default();
+            let spec = parse_http(&body(src), &Scope::new(["input"]), None, &mut cx);
+            let text: Vec<String> = cx.errors.iter().map(ToString::to_string).collect();
+            (spec, text)
+        };
+        let (_, errors) = parse("http:\n  url: '{{ input.url }}'\n");
+        assert!(
+            errors.len() == 1 && errors[0].contains("allow_hosts"),
+            "{errors:?}"
+        );
+        let (spec, errors) = parse(
+            "http:\n  url: '{{ input.url }}'\n  allow_hosts: [Hooks.Example.test, '10.0.0.5:8080']\n  follow_redirects: true\n  max_response_bytes: 2048\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let spec = spec.unwrap();
+        assert_eq!(spec.allow_hosts, ["hooks.example.test", "10.0.0.5:8080"]);
+        assert!(spec.follow_redirects);
+        assert_eq!(spec.max_response_bytes, 2048);
+        let (spec, errors) = parse("http:\n  url: 'https://h.test/x/{{ input.id }}'\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let spec = spec.unwrap();
+        assert!(!spec.follow_redirects);
+        assert_eq!(spec.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+        let (_, errors) = parse("http:\n  url: 'https://h.test/'\n  max_response_bytes: 0\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
     }
 }

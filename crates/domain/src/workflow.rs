@@ -133,7 +133,8 @@ pub struct Trigger {
 
 #[derive(Debug)]
 pub struct Webhook {
-    /// HMAC-SHA256 key; `None` means unsigned requests are accepted.
+    /// HMAC-SHA256 key; `None` means unsigned requests are accepted (the
+    /// file says `unsigned: true`).
     pub secret: Option<String>,
 }
 
@@ -497,11 +498,17 @@ fn parse_trigger(node: &Node, cx: &mut Cx) -> Trigger {
         return t;
     };
     if let Some(w) = f.get("webhook") {
+        let mut unsigned = false;
+        let mut has_secret = false;
         let secret = match &w.value {
             Value::Null => None,
             _ => match cx.take(w.fields()) {
                 Some(mut wf) => {
+                    if let Some(u) = wf.get("unsigned") {
+                        unsigned = cx.take(u.as_bool()).unwrap_or(false);
+                    }
                     let secret = wf.get("secret").and_then(|s| {
+                        has_secret = true;
                         if !s.from_env {
                             cx.errors.push(s.error(
                                 "secrets come from the environment only: write `${env:NAME}`",
@@ -517,6 +524,15 @@ fn parse_trigger(node: &Node, cx: &mut Cx) -> Trigger {
                 None => None,
             },
         };
+        if !has_secret && !unsigned {
+            cx.errors.push(w.error(
+                "a webhook without a secret accepts anyone's requests: add \
+                 `secret: \"${env:NAME}\"`, or say `unsigned: true` to accept unsigned requests",
+            ));
+        } else if has_secret && unsigned {
+            cx.errors
+                .push(w.error("a webhook has either a `secret` or `unsigned: true`, not both"));
+        }
         // A secret that interpolates to "" (e.g. `${env:X:-}` with X unset)
         // disables the webhook rather than accepting unsigned requests.
         if secret.as_deref() != Some("") {
@@ -831,6 +847,20 @@ mod tests {
 
     #[test]
     fn literal_secrets_are_refused() {
+        for hook in ["{}", "", "{ unsigned: false }"] {
+            let errs = load(&format!(
+                "name: x\ntrigger:\n  webhook: {hook}\nsteps:\n  - id: a\n    validate: {{}}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                errs.len() == 1 && errs[0].contains("unsigned: true"),
+                "{hook}: {errs:?}"
+            );
+        }
+        assert!(
+            load("name: x\ntrigger:\n  webhook: { unsigned: true }\nsteps:\n  - id: a\n    validate: {}\n")
+                .is_ok()
+        );
         let errs = load("name: x\ntrigger:\n  webhook: { secret: plain }\nsteps:\n  - id: a\n    validate: {}\n").unwrap_err();
         assert!(
             errs[0].contains("trigger.webhook.secret: secrets come from the environment only"),

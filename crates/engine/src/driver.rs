@@ -12,6 +12,7 @@ use domain::event::{SYSTEM, kind};
 use domain::expr::{Vars, value_from_json};
 use domain::run::{Decision, Next, Position, RunStatus, StepOutcome, StepStatus, decide};
 use serde_json::{Value as Json, json};
+use sha2::Digest;
 use store::{Claimed, Commit, Effect, EffectStatus, NewEvent, StepRecord, Work};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -396,6 +397,10 @@ pub(crate) fn bind(vars: &mut Vars, def: &domain::workflow::StepDef, value: doma
     vars.insert(def.id.clone(), value);
 }
 
+/// Outputs up to this size (serialised) are copied into `step.completed`;
+/// larger ones are referenced by digest (`output_bytes`, `output_sha256`).
+pub const MAX_EVENT_OUTPUT: usize = 64 << 10;
+
 #[allow(clippy::too_many_arguments)]
 fn build_commit(
     inner: &Inner,
@@ -440,11 +445,21 @@ fn build_commit(
     for (k, data) in &d.events {
         let mut text = wf.redact(&data.to_string());
         // Splice the already serialised (and redacted) output into the
-        // event rather than parsing it back into a value.
+        // event rather than parsing it back into a value. A large output is
+        // stored once, in the step record; the event carries its digest, so
+        // the hash chain still covers it.
         if *k == kind::STEP_COMPLETED
             && let (Some(o), Some(head)) = (&output, text.strip_suffix('}'))
         {
-            text = format!("{head},\"output\":{o}}}");
+            text = if o.len() <= MAX_EVENT_OUTPUT {
+                format!("{head},\"output\":{o}}}")
+            } else {
+                format!(
+                    "{head},\"output_bytes\":{},\"output_sha256\":\"{}\"}}",
+                    o.len(),
+                    hex::encode(sha2::Sha256::digest(o.as_bytes()))
+                )
+            };
         }
         events.push(NewEvent {
             kind: (*k).to_string(),

@@ -191,12 +191,14 @@ pub struct StepKinds {
 
 impl StepKinds {
     /// The built-in kinds: `validate`, `rules`, `wait`, `http`, `review`.
-    pub fn builtin(http: reqwest::Client) -> StepKinds {
+    /// `_http` is kept for callers; the `http` step builds its own client,
+    /// one that never follows a redirect by itself.
+    pub fn builtin(_http: reqwest::Client) -> StepKinds {
         let mut k = StepKinds::default();
         k.register(Arc::new(crate::steps::validate::Kind));
         k.register(Arc::new(crate::steps::rules::Kind));
         k.register(Arc::new(crate::steps::wait::Kind));
-        k.register(Arc::new(crate::steps::http::Kind::new(http)));
+        k.register(Arc::new(crate::steps::http::Kind::new()));
         k.register(Arc::new(crate::steps::review::Kind::default()));
         k
     }

@@ -108,6 +108,8 @@ pub enum ApiError {
     Unauthorized { detail: &'static str, invalid: bool },
     /// 401 for webhooks: signature missing or wrong.
     BadSignature(&'static str),
+    /// 409 for webhooks: this signed request was accepted before.
+    Replayed,
     /// 403: the token lacks this scope.
     Forbidden { scope: &'static str },
     /// 403: the token may not act on this review queue.
@@ -226,6 +228,12 @@ impl ApiError {
                     "invalid-signature",
                     "Invalid signature",
                 )
+            }
+            ApiError::Replayed => {
+                p.detail = "this signed request was already accepted; to send it again, \
+                            sign it again with a fresh X-Countersign-Timestamp (keep the Idempotency-Key)"
+                    .into();
+                (StatusCode::CONFLICT, "replayed-request", "Replayed request")
             }
             ApiError::Forbidden { scope } => {
                 p.detail = format!("this token lacks the `{scope}` scope");

@@ -24,8 +24,17 @@ use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, FieldProblem};
 use crate::views::{Links, Submission, outputs};
 
-/// Header carrying the webhook body's HMAC: `sha256=<hex>`.
+/// Header carrying the webhook's HMAC: `v1=<hex>` (or the deprecated
+/// `sha256=<hex>`).
 pub const SIGNATURE_HEADER: &str = "x-countersign-signature";
+/// Header carrying the unix time (seconds) signed with a `v1` signature.
+pub const TIMESTAMP_HEADER: &str = "x-countersign-timestamp";
+/// How far a `v1` timestamp may be from the server's clock, either way.
+pub const SIGNATURE_WINDOW_SECS: i64 = 300;
+/// When the `sha256=` scheme was deprecated (`Deprecation`, RFC 9745) and
+/// when it goes (`Sunset`, RFC 8594): 30 days later.
+const LEGACY_DEPRECATED: &str = "@1796342400";
+const LEGACY_SUNSET: &str = "Sun, 03 Jan 2027 00:00:00 GMT";
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
@@ -91,8 +100,9 @@ pub async fn submit_run(
     tag = "runs",
     params(
         ("name" = String, Path, description = "Workflow name; the workflow must declare `trigger.webhook`"),
-        ("X-Countersign-Signature" = Option<String>, Header, description = "`sha256=<hex>`: HMAC-SHA256 of the raw body with the workflow's secret; required when it has one"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Re-sending a key returns the run it created"),
+        ("X-Countersign-Signature" = Option<String>, Header, description = "`v1=<hex>`: HMAC-SHA256 of `v1:{timestamp}:{raw body}` with the workflow's secret; required when it has one. The deprecated `sha256=<hex>` (HMAC of the body alone) is accepted until the `Sunset` date, answered with a `Deprecation` header"),
+        ("X-Countersign-Timestamp" = Option<String>, Header, description = "Unix seconds signed with a `v1` signature; within 5 minutes of the server's clock"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Re-sending a key returns the run it created; on a webhook with a secret it needs a `v1` signature"),
         SubmitQuery,
     ),
     request_body(content = Value, content_type = "application/json", description = "The run's input"),
@@ -102,6 +112,7 @@ pub async fn submit_run(
         (status = 400, description = "Malformed JSON or bad parameter", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Signature missing or wrong", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No webhook for this workflow", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "This signed request was accepted before (a replay)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not `application/json`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Input breaks the schema", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -128,12 +139,61 @@ pub async fn webhook(
     };
     let wait = wait_param(query, state.config.max_wait)?;
     let bytes = body.map_err(|r| body_rejection(r, state.config.body_limit))?;
-    if let Some(secret) = hook_secret {
-        verify_signature(secret.as_bytes(), &headers, &bytes)?;
-    }
+    let verified = match hook_secret {
+        Some(secret) => Some(verify_signature(
+            secret.as_bytes(),
+            &headers,
+            &bytes,
+            unix_now(),
+        )?),
+        None => None,
+    };
     let key = idempotency_key(&headers)?;
+    if key.is_some() && matches!(verified, Some(Verified::Legacy)) {
+        // The old signature covers neither a time nor the key: a captured
+        // request could be replayed under any key.
+        return Err(ApiError::BadRequest(FieldProblem::header(
+            "Idempotency-Key",
+            "needs a v1 signature (X-Countersign-Signature: v1=…, with X-Countersign-Timestamp)",
+        )));
+    }
     let input = json_body(&headers, Ok(bytes), state.config.body_limit)?;
-    intake(&state, &name, input, key, "webhook", wait).await
+    match &verified {
+        Some(Verified::V1 {
+            signature,
+            expires_at_ms,
+        }) => {
+            let fresh = state
+                .engine
+                .store()
+                .remember_signature(signature, unix_now() * 1000, *expires_at_ms)
+                .await?;
+            if !fresh {
+                return Err(ApiError::Replayed);
+            }
+        }
+        Some(Verified::Legacy) => {
+            tracing::warn!(
+                workflow = %name,
+                "webhook signed with the deprecated `sha256=` scheme: sign `v1:{{timestamp}}:{{body}}` \
+                 into `X-Countersign-Signature: v1=…` with `X-Countersign-Timestamp` (see the README)"
+            );
+        }
+        None => {}
+    }
+    let mut resp = intake(&state, &name, input, key, "webhook", wait).await?;
+    if matches!(verified, Some(Verified::Legacy)) {
+        let h = resp.headers_mut();
+        h.insert("deprecation", HeaderValue::from_static(LEGACY_DEPRECATED));
+        h.insert("sunset", HeaderValue::from_static(LEGACY_SUNSET));
+    }
+    Ok(resp)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Submits and shapes the answer; waits first when asked.
@@ -290,33 +350,92 @@ fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-/// Checks `X-Countersign-Signature: sha256=<hex>` against HMAC-SHA256 of
-/// the raw body, in constant time.
-fn verify_signature(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
-    let value = headers.get(SIGNATURE_HEADER).ok_or(ApiError::BadSignature(
-        "the X-Countersign-Signature header is missing",
-    ))?;
-    let malformed = ApiError::BadSignature("X-Countersign-Signature must be `sha256=<hex>`");
-    let hex_sig = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().strip_prefix("sha256="))
-        .ok_or(malformed)?;
-    let sig = hex::decode(hex_sig)
-        .map_err(|_| ApiError::BadSignature("X-Countersign-Signature must be `sha256=<hex>`"))?;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
-        .map_err(|e| ApiError::internal("hmac key", e))?;
-    mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| ApiError::BadSignature("the signature does not match the body"))
+/// A signature that checked out.
+#[derive(Debug, PartialEq)]
+enum Verified {
+    /// `v1=<hex>` over `v1:{timestamp}:{body}`: `signature` is its
+    /// normalised form (lower-case hex), remembered until `expires_at_ms`.
+    V1 {
+        signature: String,
+        expires_at_ms: i64,
+    },
+    /// The deprecated `sha256=<hex>` over the body alone.
+    Legacy,
 }
 
-/// `sha256=<hex>` for a body: what a sender puts in `X-Countersign-Signature`.
-pub fn sign_body(secret: &[u8], body: &[u8]) -> String {
+/// Checks `X-Countersign-Signature` in constant time: `v1=<hex>`, the
+/// HMAC-SHA256 of `v1:{X-Countersign-Timestamp}:{raw body}` with the
+/// timestamp within [`SIGNATURE_WINDOW_SECS`] of `now` (unix seconds), or
+/// the deprecated `sha256=<hex>` of the body alone.
+fn verify_signature(
+    secret: &[u8],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<Verified, ApiError> {
+    const MALFORMED: &str = "X-Countersign-Signature must be `v1=<hex>`";
+    let value = headers
+        .get(SIGNATURE_HEADER)
+        .ok_or(ApiError::BadSignature(
+            "the X-Countersign-Signature header is missing",
+        ))?
+        .to_str()
+        .map_err(|_| ApiError::BadSignature(MALFORMED))?
+        .trim();
+    let mac = || {
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+            .map_err(|e| ApiError::internal("hmac key", e))
+    };
+    if let Some(hex_sig) = value.strip_prefix("v1=") {
+        let sig = hex::decode(hex_sig).map_err(|_| ApiError::BadSignature(MALFORMED))?;
+        let ts: i64 = headers
+            .get(TIMESTAMP_HEADER)
+            .ok_or(ApiError::BadSignature(
+                "a v1 signature needs the X-Countersign-Timestamp header (unix seconds)",
+            ))?
+            .to_str()
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or(ApiError::BadSignature(
+                "X-Countersign-Timestamp must be unix seconds",
+            ))?;
+        if now.abs_diff(ts) > SIGNATURE_WINDOW_SECS.unsigned_abs() {
+            return Err(ApiError::BadSignature(
+                "X-Countersign-Timestamp is more than 5 minutes from the server's clock",
+            ));
+        }
+        let mut m = mac()?;
+        m.update(format!("v1:{ts}:").as_bytes());
+        m.update(body);
+        m.verify_slice(&sig)
+            .map_err(|_| ApiError::BadSignature("the signature does not match the body"))?;
+        return Ok(Verified::V1 {
+            signature: format!("v1={}", hex::encode(&sig)),
+            expires_at_ms: ts
+                .saturating_add(SIGNATURE_WINDOW_SECS + 1)
+                .saturating_mul(1000),
+        });
+    }
+    let hex_sig = value
+        .strip_prefix("sha256=")
+        .ok_or(ApiError::BadSignature(MALFORMED))?;
+    let sig = hex::decode(hex_sig).map_err(|_| ApiError::BadSignature(MALFORMED))?;
+    let mut m = mac()?;
+    m.update(body);
+    m.verify_slice(&sig)
+        .map_err(|_| ApiError::BadSignature("the signature does not match the body"))?;
+    Ok(Verified::Legacy)
+}
+
+/// `v1=<hex>` for a body sent at `timestamp` (unix seconds): what a sender
+/// puts in `X-Countersign-Signature`, with the timestamp in
+/// `X-Countersign-Timestamp`.
+pub fn sign_body(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
         .expect("HMAC accepts keys of any length");
+    mac.update(format!("v1:{timestamp}:").as_bytes());
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]
@@ -332,15 +451,51 @@ mod tests {
     }
 
     #[test]
-    fn signatures_check_the_exact_body() {
-        let sig = sign_body(b"k3y!", b"{\"a\":1}");
+    fn signatures_check_the_exact_body_and_time() {
+        let now = 1_800_000_000;
+        let body = b"{\"a\":1}";
+        let sig = sign_body(b"k3y!", now, body);
+        let ts = now.to_string();
+        let h = headers(&[(SIGNATURE_HEADER, &sig), (TIMESTAMP_HEADER, &ts)]);
+        let check =
+            |h: &HeaderMap, key: &[u8], body: &[u8], now: i64| verify_signature(key, h, body, now);
+        assert!(matches!(
+            check(&h, b"k3y!", body, now + 300),
+            Ok(Verified::V1 { .. })
+        ));
+        assert!(check(&h, b"k3y!", body, now + 301).is_err(), "too late");
+        assert!(check(&h, b"k3y!", body, now - 301).is_err(), "too early");
+        assert!(check(&h, b"k3y!", b"{\"a\":2}", now).is_err());
+        assert!(check(&h, b"other", body, now).is_err());
+        // The timestamp is signed: moving it breaks the signature.
+        let moved = (now + 1).to_string();
+        let h2 = headers(&[(SIGNATURE_HEADER, &sig), (TIMESTAMP_HEADER, &moved)]);
+        assert!(check(&h2, b"k3y!", body, now).is_err());
+        let no_ts = headers(&[(SIGNATURE_HEADER, &sig)]);
+        assert!(check(&no_ts, b"k3y!", body, now).is_err());
+        // Upper-case hex is the same signature, normalised for the cache.
+        let upper = sig.to_uppercase().replacen("V1=", "v1=", 1);
+        let h3 = headers(&[(SIGNATURE_HEADER, &upper), (TIMESTAMP_HEADER, &ts)]);
+        assert_eq!(
+            check(&h3, b"k3y!", body, now).unwrap(),
+            check(&h, b"k3y!", body, now).unwrap()
+        );
+        let bad = headers(&[(SIGNATURE_HEADER, "v1=zz"), (TIMESTAMP_HEADER, &ts)]);
+        assert!(check(&bad, b"k3y!", b"{}", now).is_err());
+        assert!(check(&HeaderMap::new(), b"k3y!", b"{}", now).is_err());
+    }
+
+    #[test]
+    fn the_old_scheme_still_checks_the_body() {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"k3y!").unwrap();
+        mac.update(b"{}");
+        let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
         let h = headers(&[(SIGNATURE_HEADER, &sig)]);
-        assert!(verify_signature(b"k3y!", &h, b"{\"a\":1}").is_ok());
-        assert!(verify_signature(b"k3y!", &h, b"{\"a\":2}").is_err());
-        assert!(verify_signature(b"other", &h, b"{\"a\":1}").is_err());
-        let bad = headers(&[(SIGNATURE_HEADER, "sha256=zz")]);
-        assert!(verify_signature(b"k3y!", &bad, b"{}").is_err());
-        assert!(verify_signature(b"k3y!", &HeaderMap::new(), b"{}").is_err());
+        assert_eq!(
+            verify_signature(b"k3y!", &h, b"{}", 0).unwrap(),
+            Verified::Legacy
+        );
+        assert!(verify_signature(b"k3y!", &h, b"{ }", 0).is_err());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!
 //! Routes:
 //! - `POST /api/v1/workflows/{name}/runs` (`runs:write`; `Idempotency-Key`; `?wait=`)
-//! - `POST /hooks/{name}` (webhook; HMAC-SHA256 in `X-Countersign-Signature`)
+//! - `POST /hooks/{name}` (webhook; HMAC-SHA256 of timestamp and body in
+//!   `X-Countersign-Signature`, each signature accepted once)
 //! - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events` (`runs:read`)
 //! - `POST /api/v1/runs/{id}/retry`, `POST /api/v1/runs/{id}/cancel` (`runs:write`)
 //! - `GET /api/v1/reviews`, `GET /api/v1/reviews/{id}`,
@@ -49,7 +50,7 @@ pub use auth::{
     Caller, QUEUE_PREFIX, Scope, TOKEN_PREFIX, hash_token, new_token_secret, parse_scopes,
 };
 pub use error::{ApiError, FieldProblem, PROBLEM_BASE, PROBLEM_JSON, Problem};
-pub use intake::{SIGNATURE_HEADER, sign_body};
+pub use intake::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body};
 pub use openapi::{ApiDoc, document as openapi_document};
 pub use web::{SESSION_COOKIE, hash_password, new_password, verify_password};
 

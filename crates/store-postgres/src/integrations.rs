@@ -119,6 +119,32 @@ impl Integrations for PgStore {
             .is_some())
     }
 
+    async fn remember_signature(
+        &self,
+        signature: &str,
+        at_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<bool> {
+        let conn = self.pool.get().await?;
+        conn.client
+            .execute(
+                "DELETE FROM seen_signatures WHERE expires_at <= $1",
+                &[&at_ms],
+            )
+            .await
+            .map_err(db)?;
+        let inserted = conn
+            .client
+            .execute(
+                "INSERT INTO seen_signatures (signature, expires_at) VALUES ($1, $2)
+                 ON CONFLICT (signature) DO NOTHING",
+                &[&signature, &expires_at_ms],
+            )
+            .await
+            .map_err(db)?;
+        Ok(inserted == 1)
+    }
+
     async fn start_notification(
         &self,
         key: &str,

@@ -46,7 +46,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 pub(crate) const CHANNEL: &str = "countersign_work";
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
-/// version 5 ties tokens and review acts to users (`identity.sql`).
+/// version 5 ties tokens and review acts to users (`identity.sql`);
+/// version 6 is the webhook replay cache (`replay.sql`); version 8 the
+/// review desk's claims and views (`desk.sql`).
 const SCHEMA_VERSION: i64 = 8;
 
 /// Tuning; the defaults suit a node on a small machine.
@@ -473,6 +475,17 @@ async fn migrate(conn: &mut Conn) -> Result<()> {
             .await
             .map_err(db)?;
         tx.execute("INSERT INTO countersign_schema (version) VALUES (5)", &[])
+            .await
+            .map_err(db)?;
+    }
+    if v < 6 {
+        tx.batch_execute(include_str!("replay.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM countersign_schema", &[])
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (6)", &[])
             .await
             .map_err(db)?;
     }

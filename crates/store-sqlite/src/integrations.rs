@@ -132,6 +132,31 @@ impl Integrations for SqliteStore {
         .await
     }
 
+    async fn remember_signature(
+        &self,
+        signature: &str,
+        at_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<bool> {
+        let signature = signature.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM seen_signatures WHERE expires_at <= ?1",
+                [at_ms],
+            )
+            .map_err(db)?;
+            let inserted = conn
+                .execute(
+                    "INSERT INTO seen_signatures (signature, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (signature) DO NOTHING",
+                    params![signature, expires_at_ms],
+                )
+                .map_err(db)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
     async fn start_notification(
         &self,
         key: &str,

@@ -98,6 +98,17 @@ pub trait Integrations: Send + Sync {
     async fn decide_review_once(&self, nonce: &str, decision: DecideReview) -> Result<Once>;
     async fn nonce_used(&self, nonce: &str) -> Result<bool>;
 
+    /// The replay cache of signed intake requests, shared by every node:
+    /// remembers `signature` until `expires_at_ms` and answers `true` when
+    /// it is new, `false` when it was seen and has not expired (a replay).
+    /// Entries expired at `at_ms` are removed on the way.
+    async fn remember_signature(
+        &self,
+        signature: &str,
+        at_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<bool>;
+
     /// Journals the start of an attempt at notification `key`: inserts it
     /// as `Started` (attempts 1) or, when it exists and is still `Started`,
     /// counts one more attempt. Returns the row as it was *before* this

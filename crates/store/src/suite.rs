@@ -60,6 +60,7 @@ macro_rules! store_suite {
             review_decisions_reject_escalate_and_filter,
             slack_identities_map_and_replace,
             a_nonce_decides_once,
+            signatures_are_remembered_until_they_expire,
             notifications_journal_and_settings,
             users_and_sessions,
             desk_claims_and_views,
@@ -108,6 +109,7 @@ where
         reviews_are_created_once_per_step,
         approving_a_review_resumes_the_run,
         review_decisions_reject_escalate_and_filter,
+        signatures_are_remembered_until_they_expire,
         users_and_sessions,
         desk_claims_and_views
     );

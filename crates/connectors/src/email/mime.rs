@@ -47,6 +47,31 @@ pub fn mailboxes(list: &str) -> Result<Vec<Mailbox>, String> {
         .collect()
 }
 
+/// Exactly one address (`a@b.c` or `Name <a@b.c>`) from a template's
+/// output; `None` when it rendered empty. A list, or a line break (header
+/// injection), is refused: several recipients come from a YAML list.
+pub fn one_mailbox(s: &str) -> Result<Option<Mailbox>, String> {
+    if s.contains(['\r', '\n']) {
+        return Err("an address from a template contains a line break".into());
+    }
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let m = Mailbox::from_str(s).map_err(|e| {
+        format!(
+            "{s:?} is not exactly one email address ({e}); list several recipients as a YAML list"
+        )
+    })?;
+    // The parser stops at the first address: make sure nothing follows it.
+    if m.to_string().matches('@').count() != s.matches('@').count() {
+        return Err(format!(
+            "{s:?} is not exactly one email address; list several recipients as a YAML list"
+        ));
+    }
+    Ok(Some(m))
+}
+
 impl Email {
     /// What the step shows (outputs, outbox, suggestions, digests).
     pub fn preview(&self) -> Json {

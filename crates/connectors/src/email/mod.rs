@@ -4,13 +4,20 @@
 //! ```yaml
 //! - id: reply
 //!   email:
-//!     to: "{{ input.email }}"               # a comma-separated list, or a YAML list
+//!     to: "{{ input.email }}"               # one address per template; a list as a YAML list
 //!     cc: [ "ops@example.com" ]             # optional
 //!     reply_to: "support@example.com"       # optional
 //!     subject: "Re: {{ input.subject }}"
 //!     body: "Hello {{ input.name }}, …"     # text, and/or
 //!     html: "<p>Hello {{ input.name }}</p>"
 //! ```
+//!
+//! Content from data is contained: a template in `to`, `cc` or `reply_to`
+//! must render exactly one address (`"a@x, b@y"` from input is refused;
+//! only text written in the file may list several, comma-separated), line
+//! breaks in addresses are refused and in the subject replaced by spaces,
+//! and values inserted into `html:` are HTML-escaped unless the author
+//! writes `|safe`.
 //!
 //! Every message carries `Message-ID: <sha256(run_id:step_id)[..32]@sender
 //! domain>`. Gmail: exactly once — after a crash between `effect.started`
@@ -96,7 +103,9 @@ impl Kind {
     }
 }
 
-/// An address field: one template (comma-separated) or a list of them.
+/// An address field: one template or a YAML list of them. A template with
+/// placeholders renders at most one address; only literal text written in
+/// the file may be a comma-separated list.
 #[derive(Debug)]
 struct Addresses(Vec<Template>);
 
@@ -104,7 +113,12 @@ impl Addresses {
     fn render(&self, vars: &Vars) -> Result<Vec<Mailbox>, String> {
         let mut out = Vec::new();
         for t in &self.0 {
-            out.extend(mime::mailboxes(&t.render(vars)?)?);
+            let s = t.render(vars)?;
+            if t.is_literal() {
+                out.extend(mime::mailboxes(&s)?);
+            } else if let Some(m) = mime::one_mailbox(&s)? {
+                out.push(m);
+            }
         }
         Ok(out)
     }
@@ -261,14 +275,7 @@ impl EmailStep {
         let reply_to = match &self.spec.reply_to {
             Some(t) => {
                 let s = t.render(vars).map_err(|e| perm("reply_to", e))?;
-                let s = s.trim();
-                if s.is_empty() {
-                    None
-                } else {
-                    Some(Mailbox::from_str(s).map_err(|e| {
-                        perm("reply_to", format!("{s:?} is not an email address: {e}"))
-                    })?)
-                }
+                mime::one_mailbox(&s).map_err(|e| perm("reply_to", e))?
             }
             None => None,
         };
@@ -290,7 +297,7 @@ impl EmailStep {
             .spec
             .html
             .as_ref()
-            .map(|t| t.render(vars))
+            .map(|t| t.render_html(vars))
             .transpose()
             .map_err(|e| perm("html", e))?;
         let from = self.from();

@@ -442,3 +442,88 @@ async fn smtp_urls_parse_with_safe_defaults() {
     let e = load_errors(WF, gmail_config(bad_sender));
     assert!(e.contains("GMAIL_SENDER"), "{e}");
 }
+
+/// Content from a request cannot inject HTML, recipients or headers
+/// (issue 12, item 5): the outbox shows what would have been sent.
+const FROM_INPUT: &str = r#"
+name: mail
+steps:
+  - id: reply
+    retry: { max_attempts: 1 }
+    email:
+      to: "{{ input.name }} <{{ input.email }}>"
+      cc: [ "{{ input.cc }}", "audit@example.com, legal@example.com" ]
+      subject: "Re: {{ input.subject }}"
+      html: "<p>Hello {{ input.name }}</p>{{ input.footer|safe }}"
+"#;
+
+fn from_input(name: &str, email: &str) -> serde_json::Value {
+    json!({
+        "name": name,
+        "email": email,
+        "cc": "cc@example.com",
+        "subject": "hi\r\nBcc: evil@example.net",
+        "footer": "<hr>",
+    })
+}
+
+#[tokio::test]
+async fn html_values_are_escaped_unless_marked_safe() {
+    let wf = FROM_INPUT.replace(
+        "<p>Hello {{ input.name }}</p>",
+        "<p>Hello {{ input.note }}</p>",
+    );
+    let (engine, store) = engine(&wf, connectors::Config::default()).await;
+    let mut input = from_input("Zoë", "zoe@example.org");
+    input["note"] = json!("<a href=\"https://evil.example\">claim</a>");
+    let r = run(&engine, &store, input).await;
+    assert_eq!(r.status, RunStatus::Completed, "{r:#?}");
+    let out = &outputs(&store, &r.id).await["reply"];
+    let html = out["payload"]["html"].as_str().unwrap();
+    assert!(!html.contains("<a "), "{html}");
+    assert!(html.starts_with("<p>Hello &lt;a href=&quot;"), "{html}");
+    assert!(
+        html.ends_with("</p><hr>"),
+        "the author's |safe value stays: {html}"
+    );
+    // CR/LF in the subject become spaces: one header line.
+    assert_eq!(
+        out["payload"]["subject"],
+        json!("Re: hi  Bcc: evil@example.net")
+    );
+    // Literal text may list several; each template gives one.
+    assert_eq!(
+        out["to"],
+        json!({
+            "to": ["Zoë <zoe@example.org>"],
+            "cc": ["cc@example.com", "audit@example.com", "legal@example.com"],
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_recipient_from_a_template_is_exactly_one_address() {
+    let (engine, store) = engine(FROM_INPUT, connectors::Config::default()).await;
+    for (name, email) in [
+        ("Zoë", "a@example.org, b@example.org"),
+        ("Zoë", "a@example.org; b@example.org"),
+        ("Zoë\r\nBcc: evil@example.net", "zoe@example.org"),
+    ] {
+        let r = run(&engine, &store, from_input(name, email)).await;
+        assert_eq!(r.status, RunStatus::Failed, "{name:?} {email:?}");
+        let error = r.error.unwrap_or_default();
+        assert!(
+            error.contains("exactly one email address") || error.contains("line break"),
+            "{error}"
+        );
+        assert!(
+            events_of(&store, &r.id, "outbox.recorded").await.is_empty(),
+            "nothing was sent"
+        );
+    }
+    // A list in `cc` from input is refused the same way.
+    let mut input = from_input("Zoë", "zoe@example.org");
+    input["cc"] = json!("x@example.org, y@example.org");
+    let r = run(&engine, &store, input).await;
+    assert_eq!(r.status, RunStatus::Failed);
+}

@@ -10,6 +10,7 @@ mod cancel;
 mod crash;
 mod http;
 mod input;
+mod outbound;
 mod preview;
 mod review;
 mod rules;

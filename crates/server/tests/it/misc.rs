@@ -280,6 +280,9 @@ impl store::Integrations for Broken {
     async fn nonce_used(&self, _: &str) -> Result<bool> {
         fail()
     }
+    async fn remember_signature(&self, _: &str, _: i64, _: i64) -> Result<bool> {
+        fail()
+    }
     async fn start_notification(
         &self,
         _: &str,

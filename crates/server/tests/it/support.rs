@@ -99,7 +99,7 @@ steps:
 pub const OPEN_HOOK: &str = r#"
 name: open-hook
 trigger:
-  webhook:
+  webhook: { unsigned: true }
 steps:
   - id: note
     rules:

@@ -1,0 +1,8 @@
+-- Countersign PostgreSQL schema, version 6: the replay cache of signed webhook
+-- requests (a signature is remembered until its timestamp leaves the
+-- accepted window; every node shares it).
+CREATE TABLE IF NOT EXISTS seen_signatures (
+    signature  TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seen_signatures_by_expiry ON seen_signatures (expires_at);
