@@ -95,6 +95,11 @@ impl Http {
 
 #[async_trait]
 impl Step for Http {
+    /// One request after `effect.started`, cut off at its timeout.
+    fn call_window_ms(&self) -> Option<u64> {
+        Some(self.spec.timeout_ms)
+    }
+
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
         Some(self.render(vars).map(|r| self.preview_of(&r)))
     }
@@ -134,8 +139,15 @@ impl Step for Http {
             rb = rb.header("Content-Type", "application/json").body(body);
         }
         let resp = match rb.send().await {
-            Ok(r) => r,
+            Ok(r) => {
+                cx.effect_answered();
+                r
+            }
             Err(e) => {
+                if e.is_connect() {
+                    // Never left: nothing of this attempt can land later.
+                    cx.effect_answered();
+                }
                 return StepOutcome::Transient {
                     error: describe_reqwest(&e),
                     retry_after_ms: None,
