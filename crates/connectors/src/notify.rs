@@ -749,7 +749,7 @@ impl engine::notify::ChatUpdate for SlackUpdater {
                 after_ms: retry_after_ms,
                 message,
             }),
-            Err(Error::Transient(m)) => Err(UpdateFailed::Retry {
+            Err(Error::Transient(m) | Error::NoAnswer(m)) => Err(UpdateFailed::Retry {
                 after_ms: None,
                 message: m,
             }),

@@ -258,12 +258,8 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
                     // miss it and send a second one.
                     let window = in_flight_window(&inner, def, step.as_ref());
                     let look_at = open.at_ms.saturating_add(window as i64);
-                    let answered = inner
-                        .answered
-                        .lock()
-                        .expect("answered lock")
-                        .remove(&open.key)
-                        == Some(open.at_ms);
+                    let answered = inner.answered.lock().expect("answered lock").get(&open.key)
+                        == Some(&open.at_ms);
                     if !answered && now_ms() < look_at {
                         drop(cx);
                         st.rev = journal.rev;
@@ -283,6 +279,11 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
                             output,
                             external_id,
                         } => {
+                            inner
+                                .answered
+                                .lock()
+                                .expect("answered lock")
+                                .remove(&open.key);
                             cx.effects.completed = Some(external_id);
                             (
                                 "found",
@@ -443,7 +444,9 @@ async fn wait_in_flight(inner: &Inner, st: &mut RunState, events: Vec<NewEvent>,
         run_id: st.id.clone(),
         expect_rev: st.rev,
         status: RunStatus::Waiting,
-        wait: Some(domain::run::WaitReason::Timer),
+        // A pause before the step's next attempt, not a `wait` step: `?wait`
+        // callers keep waiting.
+        wait: Some(domain::run::WaitReason::Retry),
         position: st.pos,
         outcome: None,
         error: None,

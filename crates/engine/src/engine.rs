@@ -87,8 +87,9 @@ pub(crate) struct Inner {
     pub(crate) driving: std::sync::Mutex<HashSet<String>>,
     /// Open effects whose call this node saw answered (`key` → the
     /// `effect.started` time): nothing of that attempt is in flight, so
-    /// the next attempt here reconciles without waiting out the window.
-    /// Lost with the process, which then waits: the safe side.
+    /// later attempts here reconcile without waiting out the window. Lost
+    /// with the process, which then waits: the safe side. An entry goes
+    /// when its effect completes or starts again.
     pub(crate) answered: std::sync::Mutex<HashMap<String, i64>>,
     pub metrics: crate::metrics::Metrics,
 }

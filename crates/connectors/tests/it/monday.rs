@@ -39,6 +39,7 @@ name: crm
 steps:
   - id: crm
     retry: { max_attempts: 4, initial: 10ms, max: 50ms, jitter: none }
+    timeout: 1s
     crm:
       monday:
         board: "4242"
@@ -350,6 +351,7 @@ name: crm-note
 steps:
   - id: note
     retry: { max_attempts: 4, initial: 10ms, max: 50ms, jitter: none }
+    timeout: 1s
     crm:
       monday:
         board: "4242"

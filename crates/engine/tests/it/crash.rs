@@ -130,8 +130,8 @@ async fn a_run_killed_mid_effect_waits_out_the_call_then_resumes_without_duplica
     );
 
     let engine = engine_on(store.clone(), &yaml, &[]).await;
-    // Resumed before the earlier call's window passed: the run waits on a
-    // timer and nobody looks or calls yet.
+    // Resumed before the earlier call's window passed: the run waits (a
+    // due work item) and nobody looks or calls yet.
     let waiting = wait_status(
         &store,
         &run_id,
@@ -141,7 +141,7 @@ async fn a_run_killed_mid_effect_waits_out_the_call_then_resumes_without_duplica
     .await;
     assert_eq!(
         (waiting.status, waiting.wait),
-        (RunStatus::Waiting, Some(domain::run::WaitReason::Timer)),
+        (RunStatus::Waiting, Some(domain::run::WaitReason::Retry)),
         "{waiting:#?}"
     );
     assert_eq!(fake.count(&key), 1, "no second call inside the window");
@@ -226,7 +226,7 @@ async fn a_run_killed_mid_effect_waits_out_the_call_then_resumes_without_duplica
         effect.started system {"key":"<run>:call","request_digest":"<hash>","step":"call"}
         run.resumed system {"from_status":"running","step":"call","wait":null}
         effect.in_flight system {"action":"wait until the earlier call can no longer land, then look","key":"<run>:call","step":"call","window_ms":"<ms>"}
-        run.resumed system {"from_status":"waiting","step":"call","wait":"timer"}
+        run.resumed system {"from_status":"waiting","step":"call","wait":"retry"}
         effect.reconciled system {"action":"perform again under the same idempotency key","key":"<run>:call","result":"unknown","step":"call"}
         effect.started system {"key":"<run>:call","request_digest":"<hash>","step":"call"}
         effect.completed system {"external_id":"fake-1","key":"<run>:call","step":"call"}
