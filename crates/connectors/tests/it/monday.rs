@@ -280,6 +280,54 @@ async fn a_crash_mid_create_leaves_exactly_one_item() {
 }
 
 #[tokio::test]
+async fn a_create_still_in_flight_across_a_crash_is_found_not_sent_again() {
+    // Monday performs the create 2 s after it arrives, also when the caller
+    // died meanwhile; the step's timeout (3 s) bounds when it can land.
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    fake.land_creates_after(2_000);
+    let dir = TempDir::new("monday-in-flight");
+    let db = dir.path().join("cs.db");
+    let yaml = wf("").replace("timeout: 1s", "timeout: 3s");
+    let (run_id, kill) = doomed(
+        db.clone(),
+        yaml.clone(),
+        config(&fake, TOKEN),
+        input("ada@example.com", "billing"),
+    )
+    .await;
+    eventually("the create is on its way", TIMEOUT, || {
+        fake.creates_received() == 1
+    })
+    .await;
+    kill.now().await;
+    assert!(fake.items(BOARD).is_empty(), "not landed yet");
+    let store = reopen(&db);
+    let engine = engine_on(store.clone(), &yaml, config(&fake, TOKEN)).await;
+    let r = wait_terminal(&store, &run_id).await;
+    assert_eq!(r.status, RunStatus::Completed, "{r:#?}");
+    assert_eq!(
+        fake.items(BOARD).len(),
+        1,
+        "exactly one item per upsert key"
+    );
+    assert_eq!(fake.creates_received(), 1, "no second create_item");
+    assert_eq!(
+        outputs(&store, &run_id).await["crm"]["action"],
+        json!("updated"),
+        "the landed item was found and updated"
+    );
+    assert_eq!(
+        events_of(&store, &run_id, kind::EFFECT_IN_FLIGHT)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(fake.problems(), Vec::<String>::new());
+    engine.shutdown(std::time::Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn with_a_key_column_the_crashed_create_is_adopted() {
     let (fake, run_id, store, _dir) = crash_mid_create("        key_column: cs_key\n").await;
     let items = fake.items(BOARD);
