@@ -403,6 +403,14 @@ impl Step for UpdateStep {
                 }
             }
             Ok((_, None)) => Reconciled::NotDone,
+            // Not being allowed to look is not "not posted": posting again
+            // could duplicate the update after every crash.
+            Err(e @ Error::Unauthorized { .. }) => Reconciled::Failed {
+                error: format!(
+                    "monday: cannot check whether the update for {idem} was already added, so it is not added again: {}; fix the cause, then retry the run",
+                    e.describe(&self.secrets())
+                ),
+            },
             // No item (any more): the new attempt fails with the reason.
             Err(e) if e.is_permanent() => Reconciled::NotDone,
             Err(e) => {

@@ -538,3 +538,56 @@ async fn a_crash_mid_create_update_is_reconciled_by_the_marker() {
     );
     assert_eq!(fake.problems(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn an_update_lookup_refused_after_a_crash_fails_the_step_and_never_adds_again() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    let item = existing_item(&fake);
+    fake.delay(60_000);
+    let dir = TempDir::new("monday-update-refused");
+    let db = dir.path().join("cs.db");
+    let (run_id, kill) = doomed(
+        db.clone(),
+        UPDATE_WF.to_string(),
+        config(&fake, TOKEN),
+        input("ada@example.com", "billing"),
+    )
+    .await;
+    eventually("the update is posted", TIMEOUT, || {
+        fake.updates(&item).len() == 1
+    })
+    .await;
+    kill.now().await;
+    fake.delay(0);
+    // The reconciliation's lookup is refused (the token lost its access).
+    fake.fail_next(&[Fault::Status(403, None)]);
+    let store = reopen(&db);
+    let engine = engine_on(store.clone(), UPDATE_WF, config(&fake, TOKEN)).await;
+    let r = wait_terminal(&store, &run_id).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+    let error = r.error.clone().unwrap_or_default();
+    for part in ["not added again", "MONDAY_API_TOKEN", "retry the run"] {
+        assert!(error.contains(part), "{part:?} missing from {error:?}");
+    }
+    assert!(!error.contains(TOKEN), "{error}");
+    assert_eq!(fake.updates(&item).len(), 1, "no second update");
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!(rec[0]["result"], json!("failed"), "{rec:?}");
+
+    let retried = engine.retry(&run_id, "operator").await.expect("retry");
+    assert!(matches!(retried, store::OpResult::Done(_)), "{retried:?}");
+    let r = test_kit::fixture::wait_status(
+        &store,
+        &run_id,
+        |r| r.status == RunStatus::Completed,
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(r.error, None, "{r:#?}");
+    assert_eq!(fake.updates(&item).len(), 1, "exactly one update");
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec[1]["result"], json!("found"), "{rec:?}");
+    engine.shutdown(std::time::Duration::from_secs(1)).await;
+}
