@@ -180,6 +180,20 @@ impl Unreachable {
     }
 }
 
+/// Journals what a failed call tells about its effect: a permanent
+/// refusal was certainly not performed (the effect is marked failed); any
+/// other answer (a rate limit, a 5xx) or a refused connection leaves
+/// nothing in flight. Only [`crate::error::Error::NoAnswer`] (a timeout,
+/// a connection lost mid-request) may still land, so the effect stays open
+/// and the in-flight rule applies before the next look.
+pub fn call_failed(cx: &mut StepCx<'_>, e: &crate::error::Error) {
+    match e {
+        e if e.is_permanent() => cx.effect_failed(),
+        crate::error::Error::NoAnswer(_) => {}
+        _ => cx.effect_answered(),
+    }
+}
+
 /// The outcome for a run attempt whose reconciliation failed.
 pub fn reconcile_failed(connector: &str) -> StepOutcome {
     StepOutcome::Transient {

@@ -12,8 +12,14 @@ pub enum Error {
         retry_after_ms: Option<u64>,
         message: String,
     },
-    /// A timeout, a refused connection, a 5xx: another attempt may work.
+    /// A refused connection, a 5xx: the target answered (or was never
+    /// reached); another attempt may work.
     Transient(String),
+    /// No answer came (a timeout, a connection lost mid-request): the
+    /// target may still perform the call. Retried like `Transient`, but an
+    /// effect it leaves open waits out its in-flight window before anyone
+    /// looks whether it happened.
+    NoAnswer(String),
     /// The credentials were refused. `field` names the setting to fix
     /// (e.g. `MONDAY_API_TOKEN`).
     Unauthorized { field: String, message: String },
@@ -41,7 +47,7 @@ impl Error {
     pub fn describe(&self, secrets: &[String]) -> String {
         let text = match self {
             Error::RateLimited { message, .. } => format!("rate limited: {message}"),
-            Error::Transient(m) => m.clone(),
+            Error::Transient(m) | Error::NoAnswer(m) => m.clone(),
             Error::Unauthorized { field, message } => {
                 format!("{field}: the credentials were refused: {message}")
             }
@@ -59,7 +65,7 @@ impl Error {
                 error,
                 retry_after_ms,
             },
-            Error::Transient(_) => StepOutcome::Transient {
+            Error::Transient(_) | Error::NoAnswer(_) => StepOutcome::Transient {
                 error,
                 retry_after_ms: None,
             },
@@ -96,11 +102,17 @@ pub fn transport(e: &reqwest::Error) -> Error {
         cause = s.to_string();
         src = s.source();
     }
-    Error::Transient(if cause.is_empty() {
+    let message = if cause.is_empty() {
         format!("request {what}")
     } else {
         format!("request {what}: {cause}")
-    })
+    };
+    if e.is_connect() {
+        // Never sent: nothing of it can land later.
+        Error::Transient(message)
+    } else {
+        Error::NoAnswer(message)
+    }
 }
 
 /// `Retry-After` in milliseconds (seconds form; HTTP dates count as absent).

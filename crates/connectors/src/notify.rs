@@ -28,7 +28,7 @@ use engine::links::{Action, Secret};
 use engine::notify::{Notice, Notified, Notifier};
 use lettre::message::Mailbox;
 use serde_json::{Value as Json, json};
-use store::{NotificationStatus, Review, Store};
+use store::{Notification, NotificationStatus, Review, Store};
 
 use crate::effect;
 use crate::email::{self, gmail, mime, smtp};
@@ -330,8 +330,47 @@ fn event(kind: &str, data: Json) -> (String, Json) {
     (kind.to_string(), data)
 }
 
+/// The in-flight rule for notification `key`: while an earlier attempt
+/// journalled as started may still land (less than `window_ms` since it
+/// started), nobody looks whether it did; a retry is asked for once the
+/// window has passed and `true` answered.
+fn in_flight(
+    journal: &[Notification],
+    key: &str,
+    window_ms: u64,
+    now: i64,
+    out: &mut Notified,
+) -> bool {
+    let Some(p) = journal
+        .iter()
+        .find(|p| p.key == key && p.status == NotificationStatus::Started)
+    else {
+        return false;
+    };
+    let until = p
+        .updated_at_ms
+        .saturating_add(i64::try_from(window_ms).unwrap_or(i64::MAX));
+    if now >= until {
+        return false;
+    }
+    let wait = u64::try_from(until - now).unwrap_or(RETRY_MS).max(1);
+    tracing::info!(
+        key,
+        wait_ms = wait,
+        "an earlier notification attempt may still land; looking after its window"
+    );
+    out.retry_after_ms = Some(out.retry_after_ms.map_or(wait, |w| w.min(wait)));
+    true
+}
+
 impl ReviewNotifier {
-    async fn slack(&self, store: &dyn Store, n: &Notice<'_>, out: &mut Notified) {
+    async fn slack(
+        &self,
+        store: &dyn Store,
+        journal: &[Notification],
+        n: &Notice<'_>,
+        out: &mut Notified,
+    ) {
         let r = n.review;
         let key = format!("{}:notify-slack", n.key);
         let channel = n
@@ -339,6 +378,11 @@ impl ReviewNotifier {
             .map(str::to_string)
             .or_else(|| self.settings.channel_for(&r.queue).map(str::to_string));
         let now = engine::now_ms();
+        // One `chat.postMessage` after the attempt is journalled.
+        let window = TIMEOUT_MS.saturating_add(n.in_flight_margin_ms);
+        if in_flight(journal, &key, window, now, out) {
+            return;
+        }
         let before = match store.start_notification(&key, &r.id, "slack", now).await {
             Ok(b) => b,
             Err(e) => {
@@ -402,6 +446,15 @@ impl ReviewNotifier {
                     self.failed(store, &key, "slack", r, e, &secrets, out).await;
                     return;
                 }
+            }
+            // The post goes out now: its window starts here, not before the lookup.
+            if let Err(e) = store
+                .start_notification(&key, &r.id, "slack", engine::now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, review = %r.id, "journalling a Slack notification failed");
+                out.retry_after_ms = Some(RETRY_MS);
+                return;
             }
         }
         let body = json!({
@@ -472,7 +525,13 @@ impl ReviewNotifier {
 
     /// One email per recipient, each with links signed for them, each
     /// journalled under `run_id:step_id:notify-email:ADDRESS`.
-    async fn email(&self, store: &dyn Store, n: &Notice<'_>, out: &mut Notified) {
+    async fn email(
+        &self,
+        store: &dyn Store,
+        journal: &[Notification],
+        n: &Notice<'_>,
+        out: &mut Notified,
+    ) {
         let r = n.review;
         let listed: Vec<String> = if n.emails.is_empty() {
             self.settings.emails_for(&r.queue).to_vec()
@@ -520,7 +579,21 @@ impl ReviewNotifier {
                 return;
             }
         };
+        // Gmail: a token and the send, each tried twice when the token is
+        // refused; SMTP: one timed send.
+        let calls = if matches!(self.mail, Mail::Gmail(..)) {
+            4
+        } else {
+            1
+        };
+        let window = TIMEOUT_MS
+            .saturating_mul(calls)
+            .saturating_add(n.in_flight_margin_ms);
         for rcpt in to {
+            let key = format!("{base}:{}", rcpt.email);
+            if in_flight(journal, &key, window, engine::now_ms(), out) {
+                continue;
+            }
             self.email_one(store, r, &base, &from, rcpt, &secret, out)
                 .await;
         }
@@ -646,7 +719,15 @@ impl ReviewNotifier {
             }
             Mail::Gmail(g, _) => {
                 let found = if before.is_some() {
-                    g.find(&mail.message_id, false, TIMEOUT_MS).await
+                    match g.find(&mail.message_id, false, TIMEOUT_MS).await {
+                        // The send goes out now: its window starts here.
+                        Ok(None) => store
+                            .start_notification(&key, &r.id, "email", engine::now_ms())
+                            .await
+                            .map(|_| None)
+                            .map_err(|e| Error::Transient(format!("journalling the email: {e}"))),
+                        other => other,
+                    }
                 } else {
                     Ok(None)
                 };
@@ -695,10 +776,20 @@ impl ReviewNotifier {
 impl Notifier for ReviewNotifier {
     async fn notify(&self, store: &dyn Store, n: &Notice<'_>) -> Notified {
         let mut out = Notified::default();
+        // Read once, without counting an attempt: the in-flight rule needs
+        // when each unfinished one started.
+        let journal = match store.notifications(&n.review.id).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(error = %e, review = %n.review.id, "reading the notification journal failed");
+                out.retry_after_ms = Some(RETRY_MS);
+                return out;
+            }
+        };
         for c in n.channels {
             match c.as_str() {
-                "slack" => self.slack(store, n, &mut out).await,
-                "email" => self.email(store, n, &mut out).await,
+                "slack" => self.slack(store, &journal, n, &mut out).await,
+                "email" => self.email(store, &journal, n, &mut out).await,
                 _ => {}
             }
         }
@@ -749,7 +840,7 @@ impl engine::notify::ChatUpdate for SlackUpdater {
                 after_ms: retry_after_ms,
                 message,
             }),
-            Err(Error::Transient(m)) => Err(UpdateFailed::Retry {
+            Err(Error::Transient(m) | Error::NoAnswer(m)) => Err(UpdateFailed::Retry {
                 after_ms: None,
                 message: m,
             }),

@@ -539,6 +539,12 @@ impl Api {
 
 #[async_trait]
 impl Step for SlackStep {
+    /// One request after `effect.started` (`chat.postMessage` or the
+    /// webhook), cut off at the step's timeout.
+    fn call_window_ms(&self) -> Option<u64> {
+        Some(self.spec.timeout_ms)
+    }
+
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
         self.preview_edited(vars, &serde_json::Map::new())
     }
@@ -613,9 +619,7 @@ impl Step for SlackStep {
                     }
                 }
                 Err(e) => {
-                    if e.is_permanent() {
-                        cx.effect_failed();
-                    }
+                    effect::call_failed(cx, &e);
                     e.into_outcome(&[url])
                 }
             };
@@ -654,9 +658,7 @@ impl Step for SlackStep {
                 }
             }
             Err(e) => {
-                if e.is_permanent() {
-                    cx.effect_failed();
-                }
+                effect::call_failed(cx, &e);
                 self.named(e).into_outcome(&secrets)
             }
         }

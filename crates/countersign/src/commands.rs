@@ -205,6 +205,7 @@ async fn start_node(
     workers: usize,
     execute: bool,
     lease_ms: u64,
+    in_flight_margin_ms: u64,
 ) -> Result<Node, Failure> {
     let store = open_store(db, if execute { Role::Worker } else { Role::Admin }).await?;
     let kinds = step_kinds(http_client()?)?;
@@ -235,6 +236,7 @@ async fn start_node(
             max_in_flight: workers.max(1),
             workers: execute,
             lease_ms: lease_ms as i64,
+            in_flight_margin_ms,
             ..Config::default()
         },
     );
@@ -243,11 +245,17 @@ async fn start_node(
 
 /// A node executing the built-in reference workflow (for `bench --desk`).
 pub async fn reference_node(db: &DbArgs) -> Result<Engine, Failure> {
-    Ok(
-        start_node(db, None, Some(REFERENCE_WORKFLOW), 512, true, 30_000)
-            .await?
-            .engine,
+    Ok(start_node(
+        db,
+        None,
+        Some(REFERENCE_WORKFLOW),
+        512,
+        true,
+        30_000,
+        engine::DEFAULT_IN_FLIGHT_MARGIN_MS,
     )
+    .await?
+    .engine)
 }
 
 async fn serve_http(engine: Engine, listen: &str) -> Result<(), Failure> {
@@ -277,6 +285,7 @@ pub async fn serve(args: ServeArgs, _demo: bool) -> Result<(), Failure> {
         args.workers,
         !args.no_workers,
         args.lease,
+        args.in_flight_margin,
     )
     .await?;
     serve_http(node.engine, &args.listen).await
@@ -287,8 +296,18 @@ pub async fn worker(
     workflows: PathBuf,
     workers: usize,
     lease_ms: u64,
+    in_flight_margin_ms: u64,
 ) -> Result<(), Failure> {
-    let node = start_node(&db, Some(&workflows), None, workers, true, lease_ms).await?;
+    let node = start_node(
+        &db,
+        Some(&workflows),
+        None,
+        workers,
+        true,
+        lease_ms,
+        in_flight_margin_ms,
+    )
+    .await?;
     tracing::info!(node = node.engine.node(), "worker running (no HTTP)");
     shutdown_signal().await;
     node.engine.shutdown(Duration::from_secs(10)).await;
@@ -300,7 +319,16 @@ pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
         database: format!("sqlite://{}", data.join("countersign.db").display()),
         power_loss_safe: false,
     };
-    let node = start_node(&db, None, Some(REFERENCE_WORKFLOW), 512, true, 30_000).await?;
+    let node = start_node(
+        &db,
+        None,
+        Some(REFERENCE_WORKFLOW),
+        512,
+        true,
+        30_000,
+        engine::DEFAULT_IN_FLIGHT_MARGIN_MS,
+    )
+    .await?;
     // A fresh admin token each start, printed once; earlier demo tokens are revoked.
     let store = node.engine.store().clone();
     let _ = store.revoke_token("demo", engine::now_ms()).await;

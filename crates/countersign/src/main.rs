@@ -57,6 +57,15 @@ pub struct ServeArgs {
     /// How long a claimed run stays with this node without renewal (renewed every third of it); a dead node's runs move on after this.
     #[arg(long, default_value = "30s", env = "COUNTERSIGN_LEASE", value_parser = parse_lease)]
     lease: u64,
+    /// How long after a call's own timeout it may still land at the vendor: an effect cut off by a crash is looked up only after its step's call timeout plus this (the in-flight rule).
+    #[arg(long, default_value = "30s", env = "COUNTERSIGN_IN_FLIGHT_MARGIN", value_parser = parse_margin)]
+    in_flight_margin: u64,
+}
+
+/// Parses the in-flight margin (`30s`, `2m`, `0s`) into milliseconds.
+fn parse_margin(s: &str) -> Result<u64, String> {
+    domain::yaml::parse_duration_ms(s)
+        .ok_or_else(|| format!("{s:?} is not a duration such as 30s, 500ms or 2m"))
 }
 
 /// Parses a lease such as `3s`, `500ms` or `1m` into milliseconds.
@@ -83,6 +92,9 @@ enum Command {
         /// How long a claimed run stays with this node without renewal; a dead node's runs move on after this.
         #[arg(long, default_value = "30s", env = "COUNTERSIGN_LEASE", value_parser = parse_lease)]
         lease: u64,
+        /// How long after a call's own timeout it may still land at the vendor (the in-flight rule).
+        #[arg(long, default_value = "30s", env = "COUNTERSIGN_IN_FLIGHT_MARGIN", value_parser = parse_margin)]
+        in_flight_margin: u64,
     },
     /// Serve the reference workflow on 127.0.0.1:8080 with embedded SQLite; no keys needed.
     Demo {
@@ -326,7 +338,8 @@ fn main() -> ExitCode {
                 workflows,
                 workers,
                 lease,
-            } => commands::worker(db, workflows, workers, lease).await,
+                in_flight_margin,
+            } => commands::worker(db, workflows, workers, lease, in_flight_margin).await,
             Command::Demo { listen, data } => commands::demo(listen, data).await,
             Command::Validate { files, online } => commands::validate(&files, online).await,
             Command::Run {

@@ -18,6 +18,9 @@ pub mod kind {
     pub const EFFECT_COMPLETED: &str = "effect.completed";
     pub const EFFECT_FAILED: &str = "effect.failed";
     pub const EFFECT_RECONCILED: &str = "effect.reconciled";
+    /// An unfinished effect's call may still land: the run waits until its
+    /// window has passed before it looks (the in-flight rule).
+    pub const EFFECT_IN_FLIGHT: &str = "effect.in_flight";
     pub const RUN_COMPLETED: &str = "run.completed";
     pub const RUN_FAILED: &str = "run.failed";
     pub const RUN_CANCELLED: &str = "run.cancelled";

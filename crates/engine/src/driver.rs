@@ -147,6 +147,8 @@ struct DbJournal<'a> {
     rev: i64,
     /// Events of this attempt not yet committed (see [`Journal::defer`]).
     pending: Vec<NewEvent>,
+    /// When this attempt's `effect.started` was committed.
+    started_at: Option<i64>,
 }
 
 #[async_trait]
@@ -200,6 +202,7 @@ impl Journal for DbJournal<'_> {
             .await
             .map_err(|e| e.to_string())?;
         self.pending.clear();
+        self.started_at = Some(now);
         Ok(())
     }
 }
@@ -225,6 +228,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
             pos: st.pos,
             rev: st.rev,
             pending: Vec::new(),
+            started_at: None,
         };
         let mut cx = StepCx {
             run_id: &st.id,
@@ -235,6 +239,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
             effects: EffectLog::default(),
             secrets: &wf.def.secrets,
             store: inner.store.as_ref(),
+            in_flight_margin_ms: inner.config.in_flight_margin_ms,
         };
         let mut events = std::mem::take(&mut st.pending);
         let when = def.when.as_ref().filter(|_| !step.evaluates_when());
@@ -249,12 +254,37 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
             Some(Ok(true)) | None => {
                 let mut reconciled = None;
                 if let Some(open) = st.open_effect.take() {
+                    // The in-flight rule: the earlier call may still land
+                    // until its window has passed; looking before then could
+                    // miss it and send a second one.
+                    let window = in_flight_window(&inner, def, step.as_ref());
+                    let look_at = open.at_ms.saturating_add(window as i64);
+                    let answered = inner.answered.lock().expect("answered lock").get(&open.key)
+                        == Some(&open.at_ms);
+                    if !answered && now_ms() < look_at {
+                        drop(cx);
+                        st.rev = journal.rev;
+                        events.push(NewEvent {
+                            kind: kind::EFFECT_IN_FLIGHT.into(),
+                            actor: SYSTEM.into(),
+                            data: json!({ "key": open.key, "step": def.id, "window_ms": window, "action": "wait until the earlier call can no longer land, then look" })
+                                .to_string(),
+                            at_ms: now_ms(),
+                        });
+                        wait_in_flight(&inner, &mut st, events, look_at).await;
+                        return;
+                    }
                     let r = step.reconcile(&mut cx).await;
                     let (label, action, out) = match r {
                         Reconciled::Done {
                             output,
                             external_id,
                         } => {
+                            inner
+                                .answered
+                                .lock()
+                                .expect("answered lock")
+                                .remove(&open.key);
                             cx.effects.completed = Some(external_id);
                             (
                                 "found",
@@ -292,9 +322,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
                     None => {
                         // Events so far go out with `effect.started` if the step journals one.
                         cx.journal.defer(std::mem::take(&mut events));
-                        let guard = std::time::Duration::from_millis(
-                            def.timeout_ms.map_or(DEFAULT_STEP_GUARD_MS, |t| t + 5_000),
-                        );
+                        let guard = std::time::Duration::from_millis(step_guard_ms(def));
                         match tokio::time::timeout(guard, step.run(&mut cx)).await {
                             Ok(o) => o,
                             Err(_) => StepOutcome::Transient {
@@ -311,6 +339,15 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
         };
         let effects = std::mem::take(&mut cx.effects);
         st.rev = journal.rev;
+        if let Some(at) = journal.started_at {
+            let key = format!("{}:{}", st.id, def.id);
+            let mut answered = inner.answered.lock().expect("answered lock");
+            if effects.completed.is_some() || effects.failed || !effects.answered {
+                answered.remove(&key);
+            } else {
+                answered.insert(key, at);
+            }
+        }
         events.splice(0..0, std::mem::take(&mut journal.pending));
         let now = now_ms();
         let d = decide(
@@ -383,6 +420,58 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
             }
         }
     }
+}
+
+/// How long after `effect.started` a call of `step` may still land: its
+/// call window (at most the attempt's time guard, which cuts the call
+/// off) plus the configured margin.
+fn in_flight_window(inner: &Inner, def: &domain::workflow::StepDef, step: &dyn crate::Step) -> u64 {
+    let guard = step_guard_ms(def);
+    step.call_window_ms()
+        .map_or(guard, |w| w.min(guard))
+        .saturating_add(inner.config.in_flight_margin_ms)
+}
+
+/// The longest one attempt of `def` may take before the driver cuts it off.
+fn step_guard_ms(def: &domain::workflow::StepDef) -> u64 {
+    def.timeout_ms.map_or(DEFAULT_STEP_GUARD_MS, |t| t + 5_000)
+}
+
+/// Parks the run on a timer until `look_at_ms`, its open effect untouched:
+/// the poller resumes it then, and reconciliation looks.
+async fn wait_in_flight(inner: &Inner, st: &mut RunState, events: Vec<NewEvent>, look_at_ms: i64) {
+    let now = now_ms();
+    let commit = Commit {
+        run_id: st.id.clone(),
+        expect_rev: st.rev,
+        status: RunStatus::Waiting,
+        // A pause before the step's next attempt, not a `wait` step: `?wait`
+        // callers keep waiting.
+        wait: Some(domain::run::WaitReason::Retry),
+        position: st.pos,
+        outcome: None,
+        error: None,
+        step: None,
+        effect: None,
+        events,
+        work: Work::At {
+            run_at_ms: look_at_ms,
+        },
+        at_ms: now,
+    };
+    match inner.store.commit(commit).await {
+        Ok(rev) => st.rev = rev,
+        Err(store::Error::Conflict(_)) => {
+            Metrics::inc(&inner.metrics.commit_conflicts);
+            tracing::debug!(run = %st.id, "run changed under us (cancelled or taken over); stopping");
+        }
+        Err(e) => {
+            Metrics::inc(&inner.metrics.commit_errors);
+            tracing::error!(run = %st.id, error = %e, "commit failed; the lease will expire and the run will be resumed");
+            return;
+        }
+    }
+    inner.settled(&st.id);
 }
 
 /// Makes a step's output visible to later steps as `<step id>`; a

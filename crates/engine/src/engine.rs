@@ -17,6 +17,9 @@ use crate::catalog::Catalog;
 use crate::now_ms;
 
 /// Engine tuning. Defaults suit one node on SQLite.
+/// [`Config::in_flight_margin_ms`] unless configured.
+pub const DEFAULT_IN_FLIGHT_MARGIN_MS: u64 = 30_000;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Runs driven at once by this node.
@@ -27,6 +30,11 @@ pub struct Config {
     pub poll_ms: u64,
     /// Execute work on this node (false for an API-only node).
     pub workers: bool,
+    /// How long after a call's own deadline it may still land at the
+    /// target (queues, retries inside the vendor): an effect that started
+    /// and never completed is reconciled only once its step's call window
+    /// plus this margin has passed since `effect.started`.
+    pub in_flight_margin_ms: u64,
 }
 
 impl Default for Config {
@@ -36,6 +44,7 @@ impl Default for Config {
             lease_ms: 30_000,
             poll_ms: 1_000,
             workers: true,
+            in_flight_margin_ms: DEFAULT_IN_FLIGHT_MARGIN_MS,
         }
     }
 }
@@ -76,6 +85,12 @@ pub(crate) struct Inner {
     /// another node) takes the run over: a run is never stranded behind a
     /// live node's lease that no driver uses.
     pub(crate) driving: std::sync::Mutex<HashSet<String>>,
+    /// Open effects whose call this node saw answered (`key` → the
+    /// `effect.started` time): nothing of that attempt is in flight, so
+    /// later attempts here reconcile without waiting out the window. Lost
+    /// with the process, which then waits: the safe side. An entry goes
+    /// when its effect completes or starts again.
+    pub(crate) answered: std::sync::Mutex<HashMap<String, i64>>,
     pub metrics: crate::metrics::Metrics,
 }
 
@@ -122,6 +137,7 @@ impl Engine {
             waiters: Default::default(),
             waiting: AtomicUsize::new(0),
             driving: Default::default(),
+            answered: Default::default(),
             metrics: Default::default(),
             config,
         });

@@ -23,6 +23,10 @@ pub struct Notice<'a> {
     pub emails: &'a [String],
     /// `run_id:step_id`; each channel appends `:notify-CHANNEL`.
     pub key: String,
+    /// [`crate::Config::in_flight_margin_ms`]: a notification journalled
+    /// as started is looked up only once its call timeout plus this has
+    /// passed since that attempt (the in-flight rule).
+    pub in_flight_margin_ms: u64,
 }
 
 /// What a notification attempt produced.

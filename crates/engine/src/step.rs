@@ -71,6 +71,17 @@ pub trait Step: Send + Sync {
         Reconciled::Unknown
     }
 
+    /// How long after `effect.started` this step may still be waiting for
+    /// its outside call: the client timeouts of every request it sends
+    /// after journalling (its `timeout:` when the workflow sets one).
+    /// `None`: the step's time guard (`timeout:` + 5 s, else 5 minutes).
+    /// The engine adds its in-flight margin ([`crate::Config`]) and does
+    /// not reconcile an open effect before that much time has passed since
+    /// it started: until then the earlier call may still land.
+    fn call_window_ms(&self) -> Option<u64> {
+        None
+    }
+
     /// True when the step evaluates its own `when:` (a skipped `review` is
     /// still recorded, as decided by policy); otherwise the driver skips
     /// the step when the condition is false.
@@ -107,6 +118,8 @@ pub(crate) struct EffectLog {
     pub started: Option<String>,
     pub completed: Option<Option<String>>,
     pub failed: bool,
+    /// The target answered the call (whatever it said): it is not in flight.
+    pub answered: bool,
 }
 
 /// What a step attempt sees: the run's variables and the effect journal.
@@ -122,6 +135,8 @@ pub struct StepCx<'a> {
     pub(crate) secrets: &'a [String],
     /// The store, for the engine's own kinds (`review` keeps its task there).
     pub(crate) store: &'a dyn store::Store,
+    /// [`crate::Config::in_flight_margin_ms`].
+    pub(crate) in_flight_margin_ms: u64,
 }
 
 /// Commits an `effect.started` entry before a call goes out.
@@ -157,9 +172,26 @@ impl StepCx<'_> {
         Ok(())
     }
 
+    /// How long after a call's deadline it may still land at the target
+    /// ([`crate::Config::in_flight_margin_ms`]): a step that journals
+    /// effects of its own (review notifications) waits its call timeout
+    /// plus this before it looks whether an unfinished one happened.
+    pub fn in_flight_margin_ms(&self) -> u64 {
+        self.in_flight_margin_ms
+    }
+
     /// Marks the effect done; recorded with the step's result.
     pub fn effect_completed(&mut self, external_id: Option<String>) {
         self.effects.completed = Some(external_id);
+    }
+
+    /// Says the target answered the call (any status) or it never left
+    /// (a refused connection): if the effect stays open, nothing of this
+    /// attempt can land later, so the next attempt on this node need not
+    /// wait out the in-flight window before it reconciles. Not for a
+    /// timeout or a connection lost mid-request.
+    pub fn effect_answered(&mut self) {
+        self.effects.answered = true;
     }
 
     /// Marks the effect as definitely not performed (a permanent refusal).

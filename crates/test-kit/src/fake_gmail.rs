@@ -13,7 +13,8 @@
 //! problem kept for the test (`problems`).
 //!
 //! Fault modes: `fail_next` (429 with `Retry-After`, 403 rate limits, 5xx),
-//! `expire_tokens` (the next call gets a 401 and a refresh is needed) and
+//! `expire_tokens` (the next call gets a 401 and a refresh is needed),
+//! `refuse_search` (a token that may send but not search) and
 //! `delay` (the message is stored *before* the delay, like a server that
 //! did the work but is slow to say so).
 
@@ -64,6 +65,9 @@ struct Book {
     tokens_issued: u32,
     valid_tokens: Vec<String>,
     fail_next: Option<(u32, u16, Option<u64>)>,
+    /// Searches (`messages.list`, `drafts.list`) refused for want of a
+    /// scope, as for a token granted `gmail.send` only.
+    refuse_search: bool,
     delay_ms: u64,
     next_id: u64,
 }
@@ -139,6 +143,12 @@ impl FakeGmail {
     /// (429 gets `Retry-After`; 403 is `userRateLimitExceeded`).
     pub fn fail_next(&self, n: u32, status: u16, retry_after: Option<u64>) {
         self.book().fail_next = (n > 0).then_some((n, status, retry_after));
+    }
+
+    /// Refuses searches with 403 `insufficientPermissions` (a token that
+    /// may send but not read), or stops refusing them.
+    pub fn refuse_search(&self, refuse: bool) {
+        self.book().refuse_search = refuse;
     }
 
     /// Revokes every access token issued so far.
@@ -310,6 +320,11 @@ fn api(
             let draft = format!("r-{:016x}", book.next_id);
             store(book, &b["message"]["raw"], Some(draft))
         }
+        ("GET", "messages" | "drafts") if book.refuse_search => google_error(
+            403,
+            "insufficientPermissions",
+            "Request had insufficient authentication scopes.",
+        ),
         ("GET", "messages" | "drafts") => {
             let drafts = rest == "drafts";
             let q: BTreeMap<String, String> =

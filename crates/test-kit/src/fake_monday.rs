@@ -17,8 +17,10 @@
 //! a status/dropdown label the column lacks → `ColumnValueException`).
 //! Concurrent mutations on one board are recorded as a problem. Fault
 //! modes: HTTP statuses with `Retry-After`, `ComplexityException` inside an
-//! HTTP 200, and `delay` of mutation answers (the write happens before
-//! the delay, like a server that did the work but is slow to say so).
+//! HTTP 200, `delay` of mutation answers (the write happens before
+//! the delay, like a server that did the work but is slow to say so), and
+//! `land_creates_after` (the write happens after the delay, even when the
+//! caller has gone: a request still in flight).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,6 +70,11 @@ pub enum Fault {
 
 #[derive(Debug, Default)]
 struct Book {
+    /// `create_item` performed only this long after it arrives (see
+    /// [`FakeMonday::land_creates_after`]).
+    create_lands_after_ms: u64,
+    /// `create_item` requests received, landed or not.
+    creates_received: u32,
     boards: BTreeMap<String, Board>,
     next_id: u64,
     documents: Vec<(String, Json)>,
@@ -185,6 +192,18 @@ impl FakeMonday {
         self.book().faults.extend_from_slice(faults);
     }
 
+    /// Performs each `create_item` only `ms` after it arrives, then
+    /// answers, and lands it even when the client has gone by then (a
+    /// request still in flight inside Monday when the caller died).
+    pub fn land_creates_after(&self, ms: u64) {
+        self.book().create_lands_after_ms = ms;
+    }
+
+    /// `create_item` requests received so far, landed or not.
+    pub fn creates_received(&self) -> u32 {
+        self.book().creates_received
+    }
+
     /// Holds back the answer to every mutation by `ms`, after the write.
     pub fn delay(&self, ms: u64) {
         self.book().delay_ms = ms;
@@ -214,6 +233,35 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let late = {
+        let mut book = shared.lock().expect("fake state");
+        let create = book.create_lands_after_ms > 0
+            && serde_json::from_slice::<Json>(&body)
+                .ok()
+                .and_then(|b| b["query"].as_str().map(|q| q.contains("create_item")))
+                .unwrap_or(false);
+        if create {
+            book.creates_received += 1;
+        }
+        create.then_some(book.create_lands_after_ms)
+    };
+    if let Some(ms) = late {
+        // Landed by a task of its own: dropping this handler (the client
+        // hung up) does not stop it.
+        let (shared, headers, body) = (shared.clone(), headers.clone(), body.clone());
+        let landed = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let mut book = shared.lock().expect("fake state");
+            let (resp, board) = answer(&mut book, &headers, &body);
+            if let Some(n) = board.and_then(|b| book.in_flight.get_mut(&b)) {
+                *n -= 1;
+            }
+            resp
+        });
+        return landed
+            .await
+            .unwrap_or_else(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
     let (resp, delay, board) = {
         let mut book = shared.lock().expect("fake state");
         let resp = answer(&mut book, &headers, &body);

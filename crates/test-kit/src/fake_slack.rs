@@ -58,6 +58,8 @@ struct Book {
     problems: Vec<String>,
     fail_next: Option<(u32, u16, Option<u64>)>,
     delay_ms: u64,
+    /// `chat.postMessage` performed only this long after it arrives.
+    post_lands_after_ms: u64,
     next_ts: u64,
     /// Method → the scope the token lacks for it.
     missing_scopes: BTreeMap<String, String>,
@@ -126,6 +128,13 @@ impl FakeSlack {
         };
     }
 
+    /// Performs each `chat.postMessage` only `ms` after it arrives, then
+    /// answers, and posts it even when the caller has gone by then (a
+    /// request still in flight inside Slack when the caller died).
+    pub fn land_posts_after(&self, ms: u64) {
+        self.book().post_lands_after_ms = ms;
+    }
+
     /// Holds every answer back by `ms`, after doing the work.
     pub fn delay(&self, ms: u64) {
         self.book().delay_ms = ms;
@@ -162,10 +171,29 @@ async fn handle(
             serde_json::from_slice(&body).unwrap_or(Json::Null)
         };
         book.calls.push((method.clone(), args.clone()));
-        (
-            answer(&mut book, &method, &headers, !body.is_empty(), args),
-            book.delay_ms,
-        )
+        if method == "chat.postMessage" && book.post_lands_after_ms > 0 {
+            (Err(args), book.post_lands_after_ms)
+        } else {
+            (
+                Ok(answer(&mut book, &method, &headers, !body.is_empty(), args)),
+                book.delay_ms,
+            )
+        }
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(args) => {
+            // Posted by a task of its own after `delay`: dropping this
+            // handler (the client hung up) does not stop it.
+            let landed = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let mut book = shared.lock().expect("fake state");
+                answer(&mut book, &method, &headers, true, args)
+            });
+            return landed
+                .await
+                .unwrap_or_else(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
     };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;

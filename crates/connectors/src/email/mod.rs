@@ -399,6 +399,15 @@ impl EmailStep {
 
 #[async_trait]
 impl Step for EmailStep {
+    /// Gmail: an access token and the send, each tried twice when the
+    /// token is refused (four timeouts); SMTP: one timed send.
+    fn call_window_ms(&self) -> Option<u64> {
+        Some(match self.backend {
+            Backend::Gmail(..) => self.spec.timeout_ms.saturating_mul(4),
+            _ => self.spec.timeout_ms,
+        })
+    }
+
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
         self.preview_edited(vars, &serde_json::Map::new())
     }
@@ -488,9 +497,7 @@ impl Step for EmailStep {
                         }
                     }
                     Err(e) => {
-                        if e.is_permanent() {
-                            cx.effect_failed();
-                        }
+                        effect::call_failed(cx, &e);
                         self.named(e).into_outcome(&g.secrets())
                     }
                 }
@@ -507,9 +514,7 @@ impl Step for EmailStep {
                         }
                     }
                     Err(e) => {
-                        if e.is_permanent() {
-                            cx.effect_failed();
-                        }
+                        effect::call_failed(cx, &e);
                         self.named(e).into_outcome(&secrets)
                     }
                 }
@@ -549,7 +554,19 @@ impl Step for EmailStep {
                 }
             }
             Ok(None) => Reconciled::NotDone,
-            Err(e) if e.is_permanent() => Reconciled::NotDone,
+            // Not being allowed to look is not "not sent": sending again
+            // could duplicate the email after every crash.
+            Err(e) if e.is_permanent() => Reconciled::Failed {
+                error: format!(
+                    "email: cannot check whether the message for {key} was already {}, so it is not sent again: {}; fix the cause, then retry the run",
+                    if control == Control::Draft {
+                        "drafted"
+                    } else {
+                        "sent"
+                    },
+                    self.named(e).describe(&g.secrets())
+                ),
+            },
             Err(e) => {
                 tracing::warn!(key = %key, error = %e.describe(&g.secrets()), "email: reconciliation failed; retrying later");
                 self.unreachable.mark(&key);

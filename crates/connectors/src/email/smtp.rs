@@ -170,7 +170,7 @@ impl Smtp {
             self.transport.send(message),
         )
         .await
-        .map_err(|_| Error::Transient("SMTP: the server did not answer in time".into()))?;
+        .map_err(|_| Error::NoAnswer("SMTP: the server did not answer in time".into()))?;
         match sent {
             Ok(r) => Ok(r.message().collect::<Vec<_>>().join(" ")),
             Err(e) => Err(classify(&e)),
@@ -192,5 +192,11 @@ fn classify(e: &lettre::transport::smtp::Error) -> Error {
     if e.is_permanent() {
         return Error::permanent("email", format!("SMTP: {text}"));
     }
-    Error::Transient(format!("SMTP: {text}"))
+    if code.is_some() {
+        Error::Transient(format!("SMTP: {text}"))
+    } else {
+        // No reply code: the connection broke, maybe after the message
+        // was handed over.
+        Error::NoAnswer(format!("SMTP: {text}"))
+    }
 }

@@ -335,6 +335,12 @@ impl CrmStep {
 
 #[async_trait]
 impl Step for CrmStep {
+    /// One GraphQL mutation after `effect.started`, cut off at the
+    /// step's timeout.
+    fn call_window_ms(&self) -> Option<u64> {
+        Some(self.spec.timeout_ms)
+    }
+
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
         self.preview_edited(vars, &Map::new())
     }
@@ -462,9 +468,7 @@ impl Step for CrmStep {
                 }
             }
             Err(e) => {
-                if e.is_permanent() {
-                    cx.effect_failed();
-                }
+                effect::call_failed(cx, &e);
                 self.named(e).into_outcome(&secrets)
             }
         }

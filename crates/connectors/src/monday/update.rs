@@ -247,6 +247,12 @@ impl UpdateStep {
 
 #[async_trait]
 impl Step for UpdateStep {
+    /// One `create_update` after `effect.started`, cut off at the step's
+    /// timeout.
+    fn call_window_ms(&self) -> Option<u64> {
+        Some(self.spec.timeout_ms)
+    }
+
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
         self.preview_edited(vars, &serde_json::Map::new())
     }
@@ -320,9 +326,7 @@ impl Step for UpdateStep {
         let item = match self.item(api, &r).await {
             Ok(i) => i,
             Err(e) => {
-                if e.is_permanent() {
-                    cx.effect_failed();
-                }
+                effect::call_failed(cx, &e);
                 return e.into_outcome(&secrets);
             }
         };
@@ -353,9 +357,7 @@ impl Step for UpdateStep {
                 }
             }
             Err(e) => {
-                if e.is_permanent() {
-                    cx.effect_failed();
-                }
+                effect::call_failed(cx, &e);
                 e.into_outcome(&secrets)
             }
         }
@@ -401,6 +403,14 @@ impl Step for UpdateStep {
                 }
             }
             Ok((_, None)) => Reconciled::NotDone,
+            // Not being allowed to look is not "not posted": posting again
+            // could duplicate the update after every crash.
+            Err(e @ Error::Unauthorized { .. }) => Reconciled::Failed {
+                error: format!(
+                    "monday: cannot check whether the update for {idem} was already added, so it is not added again: {}; fix the cause, then retry the run",
+                    e.describe(&self.secrets())
+                ),
+            },
             // No item (any more): the new attempt fails with the reason.
             Err(e) if e.is_permanent() => Reconciled::NotDone,
             Err(e) => {

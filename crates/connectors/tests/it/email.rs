@@ -41,6 +41,7 @@ name: mail
 steps:
   - id: reply
     retry: { max_attempts: 3, initial: 10ms, max: 50ms, jitter: none }
+    timeout: 1s
     email:
       to: "{{ input.name }} <{{ input.email }}>"
       cc: [ "audit@example.com" ]
@@ -241,6 +242,63 @@ async fn a_crash_mid_send_is_reconciled_by_message_id() {
             .any(|c| c.starts_with("GET /gmail/v1/users/me/messages?q=rfc822msgid")),
         "{:?}",
         fake.calls()
+    );
+    assert_eq!(fake.problems(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_search_refused_for_good_fails_the_step_and_never_sends_again() {
+    let fake = FakeGmail::start().await;
+    fake.delay(60_000);
+    let dir = TempDir::new("gmail-scope");
+    let db = dir.path().join("cs.db");
+    let config = gmail_config(gmail_settings(&fake));
+    let (run_id, kill) = doomed(db.clone(), WF.to_string(), config.clone(), input()).await;
+    let id = expected_id(&run_id, fake_gmail::SENDER);
+    eventually("the message is sent", TIMEOUT, || {
+        fake.count_message_id(&id) == 1
+    })
+    .await;
+    kill.now().await;
+    fake.delay(0);
+    fake.refuse_search(true);
+
+    let store = reopen(&db);
+    let engine = engine_on(store.clone(), WF, config).await;
+    let r = wait_terminal(&store, &run_id).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+    let error = r.error.clone().unwrap_or_default();
+    for part in [
+        "not sent again",
+        "insufficient authentication scopes",
+        "retry the run",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from {error:?}");
+    }
+    assert!(!error.contains(fake_gmail::REFRESH_TOKEN), "{error}");
+    assert_eq!(fake.count_message_id(&id), 1, "no second email");
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!(rec[0]["result"], json!("failed"), "{rec:?}");
+
+    fake.refuse_search(false);
+    let retried = engine.retry(&run_id, "operator").await.expect("retry");
+    assert!(matches!(retried, store::OpResult::Done(_)), "{retried:?}");
+    let r = test_kit::fixture::wait_status(
+        &store,
+        &run_id,
+        |r| r.status == RunStatus::Completed,
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(r.error, None, "{r:#?}");
+    assert_eq!(fake.count_message_id(&id), 1, "exactly one email");
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec.len(), 2, "{rec:?}");
+    assert_eq!(rec[1]["result"], json!("found"), "{rec:?}");
+    assert_eq!(
+        outputs(&store, &run_id).await["reply"]["reconciled"],
+        json!(true)
     );
     assert_eq!(fake.problems(), Vec::<String>::new());
 }

@@ -28,6 +28,9 @@ pub fn engine_config() -> Config {
     Config {
         poll_ms: 20,
         lease_ms: 1_000,
+        // The fakes land a delayed call before they answer: a short margin
+        // past each step's `timeout:` keeps the crash tests quick.
+        in_flight_margin_ms: 200,
         ..Config::default()
     }
 }

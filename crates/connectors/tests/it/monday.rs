@@ -39,6 +39,7 @@ name: crm
 steps:
   - id: crm
     retry: { max_attempts: 4, initial: 10ms, max: 50ms, jitter: none }
+    timeout: 1s
     crm:
       monday:
         board: "4242"
@@ -279,6 +280,54 @@ async fn a_crash_mid_create_leaves_exactly_one_item() {
 }
 
 #[tokio::test]
+async fn a_create_still_in_flight_across_a_crash_is_found_not_sent_again() {
+    // Monday performs the create 2 s after it arrives, also when the caller
+    // died meanwhile; the step's timeout (3 s) bounds when it can land.
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    fake.land_creates_after(2_000);
+    let dir = TempDir::new("monday-in-flight");
+    let db = dir.path().join("cs.db");
+    let yaml = wf("").replace("timeout: 1s", "timeout: 3s");
+    let (run_id, kill) = doomed(
+        db.clone(),
+        yaml.clone(),
+        config(&fake, TOKEN),
+        input("ada@example.com", "billing"),
+    )
+    .await;
+    eventually("the create is on its way", TIMEOUT, || {
+        fake.creates_received() == 1
+    })
+    .await;
+    kill.now().await;
+    assert!(fake.items(BOARD).is_empty(), "not landed yet");
+    let store = reopen(&db);
+    let engine = engine_on(store.clone(), &yaml, config(&fake, TOKEN)).await;
+    let r = wait_terminal(&store, &run_id).await;
+    assert_eq!(r.status, RunStatus::Completed, "{r:#?}");
+    assert_eq!(
+        fake.items(BOARD).len(),
+        1,
+        "exactly one item per upsert key"
+    );
+    assert_eq!(fake.creates_received(), 1, "no second create_item");
+    assert_eq!(
+        outputs(&store, &run_id).await["crm"]["action"],
+        json!("updated"),
+        "the landed item was found and updated"
+    );
+    assert_eq!(
+        events_of(&store, &run_id, kind::EFFECT_IN_FLIGHT)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(fake.problems(), Vec::<String>::new());
+    engine.shutdown(std::time::Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn with_a_key_column_the_crashed_create_is_adopted() {
     let (fake, run_id, store, _dir) = crash_mid_create("        key_column: cs_key\n").await;
     let items = fake.items(BOARD);
@@ -350,6 +399,7 @@ name: crm-note
 steps:
   - id: note
     retry: { max_attempts: 4, initial: 10ms, max: 50ms, jitter: none }
+    timeout: 1s
     crm:
       monday:
         board: "4242"
@@ -487,4 +537,57 @@ async fn a_crash_mid_create_update_is_reconciled_by_the_marker() {
         (json!(true), json!(updates[0].id))
     );
     assert_eq!(fake.problems(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_update_lookup_refused_after_a_crash_fails_the_step_and_never_adds_again() {
+    let fake = FakeMonday::start().await;
+    fake_board(&fake);
+    let item = existing_item(&fake);
+    fake.delay(60_000);
+    let dir = TempDir::new("monday-update-refused");
+    let db = dir.path().join("cs.db");
+    let (run_id, kill) = doomed(
+        db.clone(),
+        UPDATE_WF.to_string(),
+        config(&fake, TOKEN),
+        input("ada@example.com", "billing"),
+    )
+    .await;
+    eventually("the update is posted", TIMEOUT, || {
+        fake.updates(&item).len() == 1
+    })
+    .await;
+    kill.now().await;
+    fake.delay(0);
+    // The reconciliation's lookup is refused (the token lost its access).
+    fake.fail_next(&[Fault::Status(403, None)]);
+    let store = reopen(&db);
+    let engine = engine_on(store.clone(), UPDATE_WF, config(&fake, TOKEN)).await;
+    let r = wait_terminal(&store, &run_id).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+    let error = r.error.clone().unwrap_or_default();
+    for part in ["not added again", "MONDAY_API_TOKEN", "retry the run"] {
+        assert!(error.contains(part), "{part:?} missing from {error:?}");
+    }
+    assert!(!error.contains(TOKEN), "{error}");
+    assert_eq!(fake.updates(&item).len(), 1, "no second update");
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!(rec[0]["result"], json!("failed"), "{rec:?}");
+
+    let retried = engine.retry(&run_id, "operator").await.expect("retry");
+    assert!(matches!(retried, store::OpResult::Done(_)), "{retried:?}");
+    let r = test_kit::fixture::wait_status(
+        &store,
+        &run_id,
+        |r| r.status == RunStatus::Completed,
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(r.error, None, "{r:#?}");
+    assert_eq!(fake.updates(&item).len(), 1, "exactly one update");
+    let rec = events_of(&store, &run_id, kind::EFFECT_RECONCILED).await;
+    assert_eq!(rec[1]["result"], json!("found"), "{rec:?}");
+    engine.shutdown(std::time::Duration::from_secs(1)).await;
 }

@@ -175,6 +175,54 @@ async fn a_crash_mid_notification_is_reconciled_from_history() {
 }
 
 #[tokio::test]
+async fn a_notification_still_in_flight_across_a_crash_is_posted_once() {
+    let fake = FakeSlack::start().await;
+    // Slack posts 1.5 s after the request arrives, also when the caller
+    // died meanwhile (well inside the notification's 10 s timeout).
+    fake.land_posts_after(1_500);
+    let dir = TempDir::new("review-notify-in-flight");
+    let db = dir.path().join("cs.db");
+    let yaml = wf("[slack]", "slack_channel: \"#reviewers\"");
+    let (run_id, kill) = doomed(
+        db.clone(),
+        yaml.clone(),
+        slack_config(&fake),
+        json!({ "amount": 500 }),
+    )
+    .await;
+    let key = format!("{run_id}:review:notify-slack");
+    let posts = |fake: &FakeSlack| {
+        fake.calls()
+            .iter()
+            .filter(|(m, _)| m == "chat.postMessage")
+            .count()
+    };
+    eventually("the post is on its way", TIMEOUT, || posts(&fake) == 1).await;
+    kill.now().await;
+    assert_eq!(fake.count_key(&key), 0, "not landed yet");
+    let store = reopen(&db);
+    let _engine = engine_on(store.clone(), &yaml, slack_config(&fake)).await;
+    waiting_for_review(&store, &run_id).await;
+    let review = store.review_for_step(&run_id, 1).await.unwrap().unwrap();
+    fixture::eventually_some("the notification is journalled complete", TIMEOUT, || {
+        let store = store.clone();
+        let id = review.id.clone();
+        async move {
+            store
+                .notifications(&id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|n| n.status == NotificationStatus::Completed)
+        }
+    })
+    .await;
+    assert_eq!(fake.count_key(&key), 1, "exactly one message");
+    assert_eq!(posts(&fake), 1, "no second chat.postMessage");
+    assert_eq!(fake.problems(), Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn without_a_bot_token_the_message_goes_to_the_outbox() {
     let (engine, store) = engine(
         &wf(

@@ -23,6 +23,7 @@ name: notify
 steps:
   - id: notify
     retry: { max_attempts: 3, initial: 10ms, max: 50ms, jitter: none }
+    timeout: 1s
     slack:
       channel: "$CHANNEL"
       text: "New request from {{ input.name }}"

@@ -2,8 +2,10 @@
 //! child process runs `slack` + `crm` (Monday) + `email` (Gmail API) steps
 //! against the in-process vendor fakes and is SIGKILLed at random moments.
 //! Every run must complete with exactly one Slack message, one Monday item
-//! and one email per idempotency key. Also: `validate --online` against
-//! the fake Monday board.
+//! and one email per idempotency key. Also: a Monday `create_item` still
+//! in flight inside the vendor when `serve` is killed is found after the
+//! restart, not created twice; `validate --online` against the fake
+//! Monday board.
 
 use std::collections::{HashMap, HashSet};
 use std::process::Command;
@@ -27,11 +29,13 @@ input:
 steps:
   - id: notify
     retry: { max_attempts: 100, initial: 20ms, max: 300ms }
+    timeout: 1s
     slack:
       channel: "#ops-intake"
       text: "Request {{ input.n }}"
   - id: crm
     retry: { max_attempts: 100, initial: 20ms, max: 300ms }
+    timeout: 1s
     crm:
       monday:
         board: "4242"
@@ -43,6 +47,7 @@ steps:
           notes: { long_text: "request {{ input.n }}" }
   - id: mail
     retry: { max_attempts: 100, initial: 20ms, max: 300ms }
+    timeout: 1s
     email:
       to: "user-{{ input.n }}@example.com"
       subject: "Request {{ input.n }} — reçu"
@@ -109,10 +114,20 @@ fn jitter(lo: u64, hi: u64) -> u64 {
 
 /// Every run of the workflow, by status.
 async fn statuses(client: &reqwest::Client, base: &str, secret: &str) -> Vec<Value> {
+    statuses_of(client, base, secret, "connectors").await
+}
+
+/// Every run of `workflow`, by status.
+async fn statuses_of(
+    client: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    workflow: &str,
+) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{base}/api/v1/runs?workflow=connectors&limit=200");
+        let mut url = format!("{base}/api/v1/runs?workflow={workflow}&limit=200");
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
@@ -267,6 +282,78 @@ async fn sigkill_mid_vendor_call_duplicates_no_message_item_or_email() {
         gmail_searches + slack_searches + monday_lookups > 0,
         "no kill landed between effect.started and effect.completed"
     );
+}
+
+const IN_FLIGHT: &str = r##"
+name: inflight
+steps:
+  - id: crm
+    timeout: 3s
+    retry: { max_attempts: 20, initial: 20ms, max: 300ms }
+    crm:
+      monday:
+        board: "4242"
+        upsert_by: { column: email, value: "ada@example.com" }
+        item_name: "Ada"
+        columns:
+          email: { email: "ada@example.com" }
+"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_in_flight_when_serve_is_killed_lands_once() {
+    let fakes = Fakes::start().await;
+    // Monday performs the create 2 s after it arrives, also when the caller
+    // died meanwhile (within the step's 3 s timeout).
+    fakes.monday.land_creates_after(2_000);
+    let env = fakes.env();
+    let dir = TempDir::new("crash-in-flight");
+    std::fs::create_dir_all(dir.0.join("workflows")).unwrap();
+    std::fs::write(dir.0.join("workflows/inflight.yaml"), IN_FLIGHT).unwrap();
+    let secret = token(&dir);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut server = Proc::serve(&dir, port, &env);
+    wait_healthy(&client, &base).await;
+    let r = client
+        .post(format!("{base}/api/v1/workflows/inflight/runs"))
+        .bearer_auth(&secret)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "intake answered {}", r.status());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fakes.monday.creates_received() == 0 {
+        assert!(Instant::now() < deadline, "create_item never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.sigkill();
+    assert!(fakes.monday.items(BOARD).is_empty(), "not landed yet");
+    let _server = Proc::serve(&dir, port, &env);
+    wait_healthy(&client, &base).await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let runs = statuses_of(&client, &base, &secret, "inflight").await;
+        assert_eq!(runs.len(), 1);
+        assert_ne!(runs[0]["status"], "failed", "{}", runs[0]);
+        if runs[0]["status"] == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not completed: {}", runs[0]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        fakes.monday.items(BOARD).len(),
+        1,
+        "one item per upsert key"
+    );
+    assert_eq!(fakes.monday.creates_received(), 1, "no second create_item");
+    assert_eq!(fakes.monday.problems(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,10 +100,13 @@ pub struct Proc {
 impl Proc {
     /// Starts `countersign ARGS…` with extra environment variables; logs at
     /// `warn` to this test's stderr. `COUNTERSIGN_DATABASE_URL` is removed
-    /// so every test names its database.
+    /// so every test names its database. The fakes land every call within
+    /// its timeout, so a short in-flight margin (unless `env` sets one)
+    /// keeps restarts after a kill quick.
     pub fn spawn(args: &[&str], env: &[(&str, String)]) -> Proc {
         let child = std::process::Command::new(bin())
             .args(args)
+            .env("COUNTERSIGN_IN_FLIGHT_MARGIN", "200ms")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("COUNTERSIGN_LOG", "warn")
             .env_remove("COUNTERSIGN_DATABASE_URL")

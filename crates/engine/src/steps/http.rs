@@ -199,6 +199,11 @@ impl Http {
 
 #[async_trait]
 impl Step for Http {
+    /// One request after `effect.started`, cut off at its timeout.
+    fn call_window_ms(&self) -> Option<u64> {
+        Some(self.spec.timeout_ms)
+    }
+
     fn preview(&self, vars: &Vars) -> Option<Result<ActionPreview, String>> {
         Some(self.render(vars).map(|r| self.preview_of(&r)))
     }
@@ -226,7 +231,16 @@ impl Step for Http {
         }
         let method = reqwest::Method::from_bytes(self.spec.method.as_bytes())
             .unwrap_or(reqwest::Method::POST);
-        let resp = match self.send(method, &req, cx.idempotency_key()).await {
+        // Whether the call got an answer (or never left): then nothing of
+        // this attempt can land later (the in-flight rule).
+        let mut answered = false;
+        let sent = self
+            .send(method, &req, cx.idempotency_key(), &mut answered)
+            .await;
+        if answered {
+            cx.effect_answered();
+        }
+        let resp = match sent {
             Ok(r) => r,
             Err(outcome) => {
                 if matches!(outcome, StepOutcome::Permanent { .. }) {
@@ -371,6 +385,7 @@ impl Http {
         mut method: reqwest::Method,
         req: &Request,
         idempotency_key: String,
+        answered: &mut bool,
     ) -> Result<reqwest::Response, StepOutcome> {
         let permanent = |error: String| StepOutcome::Permanent { error };
         // Parsed and checked by `render`.
@@ -396,10 +411,17 @@ impl Http {
                     .header("Content-Type", "application/json")
                     .body(b.clone());
             }
-            let resp = rb.send().await.map_err(|e| StepOutcome::Transient {
-                error: describe_reqwest(&e),
-                retry_after_ms: None,
+            let resp = rb.send().await.map_err(|e| {
+                if e.is_connect() {
+                    // Never left: nothing of this call can land later.
+                    *answered = true;
+                }
+                StepOutcome::Transient {
+                    error: describe_reqwest(&e),
+                    retry_after_ms: None,
+                }
             })?;
+            *answered = true;
             let status = resp.status();
             let location = resp
                 .headers()

@@ -180,6 +180,7 @@ impl ReviewStep {
             } else {
                 cx.idempotency_key()
             },
+            in_flight_margin_ms: cx.in_flight_margin_ms(),
         };
         let done = notifier.notify(cx.store, &notice).await;
         for (kind, data) in &done.events {

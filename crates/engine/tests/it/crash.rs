@@ -1,5 +1,6 @@
 //! Crash and resume at the engine level: a node dies while an effect is in
-//! flight; a new node on the same database reconciles and finishes the run
+//! flight; a new node on the same database waits until that call can no
+//! longer land (the in-flight rule), then reconciles and finishes the run
 //! without duplicating the effect.
 //!
 //! The first node runs on its own single-threaded runtime in its own
@@ -31,6 +32,7 @@ steps:
   - id: call
     http:
       url: "$URL/effect"
+      timeout: 3s
       body: { order: "{{ input.order }}" }
   - id: after
     rules:
@@ -87,8 +89,11 @@ impl Kill {
     }
 }
 
+/// The call's timeout (3 s) plus the test engines' in-flight margin.
+const WINDOW_MS: i64 = 3_000 + 200;
+
 #[tokio::test]
-async fn a_run_killed_mid_effect_resumes_without_duplicating_it() {
+async fn a_run_killed_mid_effect_waits_out_the_call_then_resumes_without_duplicating_it() {
     let fake = FakeHttp::start().await;
     // The receiver performs the effect, then takes its time to answer: the
     // node dies before it hears back.
@@ -125,6 +130,26 @@ async fn a_run_killed_mid_effect_resumes_without_duplicating_it() {
     );
 
     let engine = engine_on(store.clone(), &yaml, &[]).await;
+    // Resumed before the earlier call's window passed: the run waits (a
+    // due work item) and nobody looks or calls yet.
+    let waiting = wait_status(
+        &store,
+        &run_id,
+        |r| r.status == RunStatus::Waiting || r.status.is_terminal(),
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(
+        (waiting.status, waiting.wait),
+        (RunStatus::Waiting, Some(domain::run::WaitReason::Retry)),
+        "{waiting:#?}"
+    );
+    assert_eq!(fake.count(&key), 1, "no second call inside the window");
+    let early = events(&store, &run_id).await;
+    assert!(
+        !early.iter().any(|e| e.kind == kind::EFFECT_RECONCILED),
+        "no reconciliation inside the window"
+    );
     let run = wait_status(&store, &run_id, |r| r.status.is_terminal(), TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Completed, "{run:#?}");
     assert_eq!(
@@ -171,6 +196,19 @@ async fn a_run_killed_mid_effect_resumes_without_duplicating_it() {
         "reconciliation is logged before the effect is sent again: {kinds:?}"
     );
     assert!(
+        pos(kind::EFFECT_IN_FLIGHT, 0) < pos(kind::EFFECT_RECONCILED, 0),
+        "{kinds:?}"
+    );
+    let (first_start, looked) = (
+        log[pos(kind::EFFECT_STARTED, 0)].at_ms,
+        log[pos(kind::EFFECT_RECONCILED, 0)].at_ms,
+    );
+    assert!(
+        looked >= first_start + WINDOW_MS,
+        "reconciled {} ms after the call started, inside its {WINDOW_MS} ms window",
+        looked - first_start
+    );
+    assert!(
         pos(kind::EFFECT_STARTED, 1) < pos(kind::EFFECT_COMPLETED, 0),
         "{kinds:?}"
     );
@@ -187,6 +225,8 @@ async fn a_run_killed_mid_effect_resumes_without_duplicating_it() {
         run.received test {"idempotency_key":null,"input":{"order":"A-1"},"version":1,"workflow":"crashy"}
         effect.started system {"key":"<run>:call","request_digest":"<hash>","step":"call"}
         run.resumed system {"from_status":"running","step":"call","wait":null}
+        effect.in_flight system {"action":"wait until the earlier call can no longer land, then look","key":"<run>:call","step":"call","window_ms":"<ms>"}
+        run.resumed system {"from_status":"waiting","step":"call","wait":"retry"}
         effect.reconciled system {"action":"perform again under the same idempotency key","key":"<run>:call","result":"unknown","step":"call"}
         effect.started system {"key":"<run>:call","request_digest":"<hash>","step":"call"}
         effect.completed system {"external_id":"fake-1","key":"<run>:call","step":"call"}

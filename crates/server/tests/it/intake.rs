@@ -350,14 +350,30 @@ async fn clients_that_hang_up_never_strand_a_run() {
             answered += 1;
         }
     }
-    let runs = h
-        .store
-        .list_runs(&store::RunFilter {
-            limit: 10_000,
-            ..store::RunFilter::default()
-        })
-        .await
-        .expect("list runs");
+    // Submissions whose client hung up are still being stored by the
+    // engine (that is the point): wait until the count stops moving.
+    let list = || async {
+        h.store
+            .list_runs(&store::RunFilter {
+                limit: 10_000,
+                ..store::RunFilter::default()
+            })
+            .await
+            .expect("list runs")
+    };
+    let mut runs = list().await;
+    let mut steady = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while steady < 5 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = list().await;
+        steady = if now.len() == runs.len() {
+            steady + 1
+        } else {
+            0
+        };
+        runs = now;
+    }
     for r in &runs {
         let done = test_kit::fixture::wait_status(
             &h.store,
