@@ -45,8 +45,10 @@ use tokio_postgres::{Client, NoTls, Statement};
 pub(crate) const CHANNEL: &str = "countersign_work";
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
-/// version 5 ties tokens and review acts to users (`identity.sql`).
-const SCHEMA_VERSION: i64 = 5;
+/// version 5 ties tokens and review acts to users (`identity.sql`);
+/// version 6 belongs to the webhook replay cache (another module); version
+/// 7 indexes events by time for exports (`export.sql`, idempotent).
+const SCHEMA_VERSION: i64 = 7;
 
 /// Tuning; the defaults suit a node on a small machine.
 #[derive(Debug, Clone)]
@@ -472,6 +474,17 @@ async fn migrate(conn: &mut Conn) -> Result<()> {
             .await
             .map_err(db)?;
         tx.execute("INSERT INTO countersign_schema (version) VALUES (5)", &[])
+            .await
+            .map_err(db)?;
+    }
+    if v < 7 {
+        tx.batch_execute(include_str!("export.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM countersign_schema", &[])
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (7)", &[])
             .await
             .map_err(db)?;
     }

@@ -30,8 +30,10 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 512;
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
-/// version 5 ties tokens and review acts to users (`identity.sql`).
-const SCHEMA_VERSION: i64 = 5;
+/// version 5 ties tokens and review acts to users (`identity.sql`);
+/// version 6 belongs to the webhook replay cache (another module); version
+/// 7 indexes events by time for exports (`export.sql`, idempotent).
+const SCHEMA_VERSION: i64 = 7;
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -266,6 +268,13 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 5; COMMIT;",
             include_str!("identity.sql")
+        ))
+        .map_err(backend)?;
+    }
+    if v < 7 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 7; COMMIT;",
+            include_str!("export.sql")
         ))
         .map_err(backend)?;
     }

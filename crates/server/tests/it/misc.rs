@@ -311,6 +311,9 @@ impl store::EventsByKind for Broken {
     async fn events_by_kind(&self, _: &str, _: Option<i64>, _: usize) -> Result<Vec<store::Event>> {
         fail()
     }
+    async fn events_between(&self, _: &store::EventRange) -> Result<Vec<store::RunEvent>> {
+        fail()
+    }
 }
 
 #[async_trait]

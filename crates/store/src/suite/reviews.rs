@@ -9,7 +9,7 @@ use crate::{
     ReviewStatus,
 };
 
-fn new_review(id: &str, run_id: &str, queue: &str, at: i64) -> NewReview {
+pub(super) fn new_review(id: &str, run_id: &str, queue: &str, at: i64) -> NewReview {
     NewReview {
         id: id.into(),
         run_id: run_id.into(),
