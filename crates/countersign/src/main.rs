@@ -7,6 +7,7 @@ mod audit;
 mod bench;
 mod bench_pg;
 mod commands;
+mod export;
 mod integrations;
 mod users;
 
@@ -135,6 +136,28 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Write the audit events of a time range (every run's, or one
+    /// workflow's) with their chain hashes, as JSON lines or CSV.
+    Export {
+        /// Events at or after: RFC 3339 (2026-12-01T09:00:00Z), a date
+        /// (2026-12-01, midnight UTC), milliseconds since the epoch, or an
+        /// age such as 7d, 12h.
+        #[arg(long)]
+        since: String,
+        /// Events strictly before, same forms (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: export::Format,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Measure engine throughput, per-step overhead, latency and HTTP intake on this machine.
     Bench {
@@ -382,6 +405,26 @@ fn main() -> ExitCode {
                 } => commands::audit_verify(&db, run.as_deref(), checkpoint.as_deref()).await,
                 AuditCommand::Checkpoint { out, db } => commands::audit_checkpoint(&db, &out).await,
             },
+            Command::Export {
+                since,
+                until,
+                workflow,
+                format,
+                out,
+                db,
+            } => {
+                export::run(
+                    &db,
+                    export::Request {
+                        since: &since,
+                        until: until.as_deref(),
+                        workflow: workflow.as_deref(),
+                        format,
+                        out: out.as_deref(),
+                    },
+                )
+                .await
+            }
             Command::Bench {
                 runs,
                 latency_runs,
