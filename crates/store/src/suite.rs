@@ -59,6 +59,7 @@ macro_rules! store_suite {
             reviews_are_created_once_per_step,
             approving_a_review_resumes_the_run,
             review_decisions_reject_escalate_and_filter,
+            pending_reviews_count_by_queue,
             slack_identities_map_and_replace,
             a_nonce_decides_once,
             notifications_journal_and_settings,
@@ -109,6 +110,7 @@ where
         reviews_are_created_once_per_step,
         approving_a_review_resumes_the_run,
         review_decisions_reject_escalate_and_filter,
+        pending_reviews_count_by_queue,
         users_and_sessions
     );
 }

@@ -328,3 +328,20 @@ pub async fn review_decisions_reject_escalate_and_filter(store: Arc<dyn Store>) 
         chain_len(&store, run).await;
     }
 }
+
+/// `pending_by_queue` counts pending tasks per queue with the oldest's
+/// creation time, queues in name order.
+pub async fn pending_reviews_count_by_queue(store: Arc<dyn Store>) {
+    assert!(store.pending_by_queue().await.unwrap().is_empty());
+    waiting(&store, "r1", "v1", "ops").await;
+    waiting(&store, "r2", "v2", "ops").await;
+    waiting(&store, "r3", "v3", "sales").await;
+    let depth = store.pending_by_queue().await.unwrap();
+    assert_eq!(
+        depth
+            .iter()
+            .map(|d| (d.queue.as_str(), d.pending, d.oldest_created_at_ms))
+            .collect::<Vec<_>>(),
+        [("ops", 2, T0), ("sales", 1, T0)]
+    );
+}
