@@ -150,13 +150,13 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
             .ok_or_else(bad);
     }
     // An age needs a unit: a bare number is a timestamp (above).
-    if s.ends_with(|c: char| c.is_ascii_alphabetic()) {
-        if let Some(ms) = domain::yaml::parse_duration_ms(s) {
-            return i64::try_from(ms)
-                .ok()
-                .and_then(|ms| now_ms.checked_sub(ms))
-                .ok_or_else(bad);
-        }
+    if s.ends_with(|c: char| c.is_ascii_alphabetic())
+        && let Some(ms) = domain::yaml::parse_duration_ms(s)
+    {
+        return i64::try_from(ms)
+            .ok()
+            .and_then(|ms| now_ms.checked_sub(ms))
+            .ok_or_else(bad);
     }
     Err(bad())
 }
