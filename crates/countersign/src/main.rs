@@ -8,6 +8,7 @@ mod bench;
 mod bench_desk;
 mod bench_pg;
 mod commands;
+mod export;
 mod integrations;
 mod users;
 
@@ -148,6 +149,28 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Write the audit events of a time range (every run's, or one
+    /// workflow's) with their chain hashes, as JSON lines or CSV.
+    Export {
+        /// Events at or after: RFC 3339 (2026-12-01T09:00:00Z), a date
+        /// (2026-12-01, midnight UTC), milliseconds since the epoch, or an
+        /// age such as 7d, 12h.
+        #[arg(long)]
+        since: String,
+        /// Events strictly before, same forms (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: export::Format,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Measure engine throughput, per-step overhead, latency and HTTP intake on this machine.
     Bench {
@@ -313,13 +336,21 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    // One JSON object per line for log collectors: fields (run_id,
+    // step_id, error, …) become keys, the span context goes alongside.
+    match std::env::var("COUNTERSIGN_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().flatten_event(true).init(),
+        Ok("text") | Err(_) => logs.init(),
+        Ok(other) => {
+            eprintln!("error: COUNTERSIGN_LOG_FORMAT={other:?}: expected json or text");
+            return ExitCode::from(2);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -400,6 +431,26 @@ fn main() -> ExitCode {
                 } => commands::audit_verify(&db, run.as_deref(), checkpoint.as_deref()).await,
                 AuditCommand::Checkpoint { out, db } => commands::audit_checkpoint(&db, &out).await,
             },
+            Command::Export {
+                since,
+                until,
+                workflow,
+                format,
+                out,
+                db,
+            } => {
+                export::run(
+                    &db,
+                    export::Request {
+                        since: &since,
+                        until: until.as_deref(),
+                        workflow: workflow.as_deref(),
+                        format,
+                        out: out.as_deref(),
+                    },
+                )
+                .await
+            }
             Command::Bench {
                 runs,
                 latency_runs,

@@ -102,7 +102,7 @@ pub(crate) async fn resume(inner: Arc<Inner>, c: Claimed, driving: Driving) {
     let wf = match inner.catalog.version(&run.workflow, run.version).await {
         Ok(Some(wf)) => wf,
         Ok(None) | Err(_) => {
-            tracing::error!(run = %run.id, workflow = %run.workflow, version = run.version, "workflow version unavailable; leaving the run for a node that has it");
+            tracing::error!(run_id = %run.id, workflow = %run.workflow, version = run.version, "workflow version unavailable; leaving the run for a node that has it");
             return;
         }
     };
@@ -379,6 +379,21 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
             now,
         );
         let m = &inner.metrics;
+        let failed = d.step_status == StepStatus::Failed;
+        let retry = failed && matches!(d.next, Next::At { .. });
+        m.steps
+            .observe(&def.kind, (now - started).max(0) as u64, failed, retry);
+        if failed {
+            tracing::warn!(
+                run_id = %st.id,
+                step_id = %def.id,
+                kind = %def.kind,
+                attempt = st.pos.failed_attempts + 1,
+                retry,
+                error = %wf.def.redact(d.error.as_deref().unwrap_or("")),
+                "step attempt failed"
+            );
+        }
         Metrics::inc(match d.step_status {
             StepStatus::Completed => &m.steps_completed,
             StepStatus::Skipped => &m.steps_skipped,
@@ -394,14 +409,14 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
             Ok(rev) => st.rev = rev,
             Err(store::Error::Conflict(_)) => {
                 Metrics::inc(&m.commit_conflicts);
-                tracing::debug!(run = %st.id, "run changed under us (cancelled or taken over); stopping");
+                tracing::debug!(run_id = %st.id, step_id = %def.id, "run changed under us (cancelled or taken over); stopping");
                 inner.settled(&st.id);
                 return;
             }
             Err(e) => {
                 Metrics::inc(&m.commit_errors);
                 // Dropping `_driving` stops the renewal of this run's lease.
-                tracing::error!(run = %st.id, error = %e, "commit failed; the lease will expire and the step will be retried");
+                tracing::error!(run_id = %st.id, step_id = %def.id, error = %e, "commit failed; the lease will expire and the step will be retried");
                 return;
             }
         }
@@ -623,7 +638,7 @@ async fn complete_past_end(inner: &Inner, st: &mut RunState) {
         at_ms: now,
     };
     if let Err(e) = inner.store.commit(commit).await {
-        tracing::warn!(run = %st.id, error = %e, "completing the run failed");
+        tracing::warn!(run_id = %st.id, error = %e, "completing the run failed");
     }
     inner.settled(&st.id);
 }

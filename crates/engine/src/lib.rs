@@ -14,7 +14,7 @@ mod catalog;
 mod driver;
 mod engine;
 pub mod links;
-mod metrics;
+pub mod metrics;
 pub mod notify;
 mod plan;
 pub mod preview;

@@ -1,7 +1,139 @@
 //! Counters the engine keeps for `/metrics`: relaxed atomics, one add per
 //! event, no lock on the hot path.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds, in milliseconds, of the step latency histogram's buckets
+/// (`+Inf` is implied).
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [
+    1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 10_000, 60_000,
+];
+
+/// Step kinds tracked apart; a deployment with more (plug-in kinds) counts
+/// the rest under `kind="other"`.
+const KIND_SLOTS: usize = 31;
+
+/// Per step kind: one attempt's latency, failures and retries. A slot is
+/// claimed once per kind name (a `OnceLock`), then only atomics change.
+#[derive(Debug, Default)]
+struct KindStats {
+    name: OnceLock<String>,
+    /// Attempts per latency bucket (not cumulative); the last is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    count: AtomicU64,
+    sum_ms: AtomicU64,
+    failures: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// Step attempt statistics by step kind.
+#[derive(Debug)]
+pub struct ByKind {
+    slots: [KindStats; KIND_SLOTS],
+    other: KindStats,
+}
+
+impl Default for ByKind {
+    fn default() -> ByKind {
+        ByKind {
+            slots: std::array::from_fn(|_| KindStats::default()),
+            other: KindStats::default(),
+        }
+    }
+}
+
+impl ByKind {
+    fn slot(&self, kind: &str) -> &KindStats {
+        for s in &self.slots {
+            match s.name.get() {
+                Some(n) if n == kind => return s,
+                Some(_) => continue,
+                None => {
+                    // Claim the free slot; if another thread claimed it
+                    // first, it may have claimed it for this kind.
+                    let n = s.name.get_or_init(|| kind.to_string());
+                    if n == kind {
+                        return s;
+                    }
+                }
+            }
+        }
+        &self.other
+    }
+
+    /// Records one finished attempt of a `kind` step that took `ms`;
+    /// `failed`: it failed; `retry`: the failure will be retried.
+    pub fn observe(&self, kind: &str, ms: u64, failed: bool, retry: bool) {
+        let s = self.slot(kind);
+        let b = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        s.buckets[b].fetch_add(1, Ordering::Relaxed);
+        s.count.fetch_add(1, Ordering::Relaxed);
+        s.sum_ms.fetch_add(ms, Ordering::Relaxed);
+        if failed {
+            s.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if retry {
+            s.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let used: Vec<(&str, &KindStats)> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.name.get().map(|n| (n.as_str(), s)))
+            .chain((self.other.count.load(Ordering::Relaxed) > 0).then_some(("other", &self.other)))
+            .collect();
+        out.push_str("# HELP countersign_step_duration_seconds Time of one step attempt, by step kind.\n# TYPE countersign_step_duration_seconds histogram\n");
+        for (kind, s) in &used {
+            let kind = escape(kind);
+            let mut cumulative = 0;
+            for (i, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
+                cumulative += s.buckets[i].load(Ordering::Relaxed);
+                out.push_str(&format!(
+                    "countersign_step_duration_seconds_bucket{{kind=\"{kind}\",le=\"{}\"}} {cumulative}\n",
+                    *bound as f64 / 1000.0
+                ));
+            }
+            cumulative += s.buckets[LATENCY_BUCKETS_MS.len()].load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "countersign_step_duration_seconds_bucket{{kind=\"{kind}\",le=\"+Inf\"}} {cumulative}\n"
+            ));
+            out.push_str(&format!(
+                "countersign_step_duration_seconds_sum{{kind=\"{kind}\"}} {}\ncountersign_step_duration_seconds_count{{kind=\"{kind}\"}} {cumulative}\n",
+                s.sum_ms.load(Ordering::Relaxed) as f64 / 1000.0
+            ));
+        }
+        for (name, help, get) in [
+            (
+                "countersign_step_failures_total",
+                "Failed step attempts by step kind; for crm, slack, email and http steps these are the connector's effect failures.",
+                (|s: &KindStats| s.failures.load(Ordering::Relaxed)) as fn(&KindStats) -> u64,
+            ),
+            (
+                "countersign_step_retries_total",
+                "Failed step attempts scheduled to be tried again, by step kind.",
+                |s: &KindStats| s.retries.load(Ordering::Relaxed),
+            ),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (kind, s) in &used {
+                out.push_str(&format!("{name}{{kind=\"{}\"}} {}\n", escape(kind), get(s)));
+            }
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, quote and line feed escaped.
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
 
 /// Engine counters since start.
 #[derive(Debug, Default)]
@@ -17,6 +149,8 @@ pub struct Metrics {
     pub runs_failed: AtomicU64,
     pub commit_conflicts: AtomicU64,
     pub commit_errors: AtomicU64,
+    /// Step attempts by kind: latency, failures, retries.
+    pub steps: ByKind,
 }
 
 impl Metrics {
@@ -77,9 +211,56 @@ impl Metrics {
             "Commits that failed in the database.",
             &[("", c(&self.commit_errors))],
         );
+        self.steps.render(&mut out);
         out.push_str(&format!(
             "# HELP countersign_runs_in_flight Runs being executed by this node.\n# TYPE countersign_runs_in_flight gauge\ncountersign_runs_in_flight {in_flight}\n"
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_latency_renders_cumulative_buckets_by_kind() {
+        let m = Metrics::default();
+        m.steps.observe("rules", 0, false, false);
+        m.steps.observe("rules", 7, false, false);
+        m.steps.observe("crm", 120_000, true, true);
+        m.steps.observe("crm", 300, true, false);
+        let text = m.render(0);
+        for line in [
+            r#"countersign_step_duration_seconds_bucket{kind="rules",le="0.001"} 1"#,
+            r#"countersign_step_duration_seconds_bucket{kind="rules",le="0.01"} 2"#,
+            r#"countersign_step_duration_seconds_bucket{kind="rules",le="+Inf"} 2"#,
+            r#"countersign_step_duration_seconds_sum{kind="rules"} 0.007"#,
+            r#"countersign_step_duration_seconds_bucket{kind="crm",le="0.25"} 0"#,
+            r#"countersign_step_duration_seconds_bucket{kind="crm",le="0.5"} 1"#,
+            r#"countersign_step_duration_seconds_bucket{kind="crm",le="60"} 1"#,
+            r#"countersign_step_duration_seconds_bucket{kind="crm",le="+Inf"} 2"#,
+            r#"countersign_step_duration_seconds_count{kind="crm"} 2"#,
+            r#"countersign_step_failures_total{kind="crm"} 2"#,
+            r#"countersign_step_retries_total{kind="crm"} 1"#,
+            r#"countersign_step_failures_total{kind="rules"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn kinds_beyond_the_slots_count_as_other() {
+        let m = ByKind::default();
+        for i in 0..KIND_SLOTS + 3 {
+            m.observe(&format!("k{i}"), 1, false, false);
+        }
+        m.observe("k0", 1, false, false);
+        assert_eq!(m.slot("k0").count.load(Ordering::Relaxed), 2);
+        assert_eq!(m.other.count.load(Ordering::Relaxed), 3);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains(r#"countersign_step_duration_seconds_count{kind="other"} 3"#));
+        assert_eq!(escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
     }
 }

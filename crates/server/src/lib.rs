@@ -24,6 +24,7 @@
 
 mod auth;
 mod error;
+pub mod export;
 mod forms;
 mod health;
 mod identity;
@@ -108,6 +109,7 @@ pub fn app(state: AppState) -> Router {
         .route("/hooks/{name}", post(intake::webhook))
         .route("/forms/{name}", get(forms::show).post(forms::submit))
         .route("/api/v1/runs", get(runs::list_runs))
+        .route("/api/v1/events", get(export::events))
         .route("/api/v1/runs/{id}", get(runs::get_run))
         .route("/api/v1/runs/{id}/events", get(runs::run_events))
         .route("/api/v1/runs/{id}/retry", post(runs::retry_run))

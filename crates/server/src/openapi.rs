@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{error, forms, health, intake, integrations, reviews, runs, views};
+use crate::{error, export, forms, health, intake, integrations, reviews, runs, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use crate::{error, forms, health, intake, integrations, reviews, runs, views};
         runs::list_runs,
         runs::get_run,
         runs::run_events,
+        export::events,
         runs::retry_run,
         runs::cancel_run,
         reviews::list_reviews,
@@ -46,6 +47,8 @@ use crate::{error, forms, health, intake, integrations, reviews, runs, views};
         views::EffectView,
         views::EventView,
         views::EventPage,
+        export::ExportEvent,
+        export::ExportPage,
         views::Health,
         reviews::ReviewPage,
         reviews::ReviewView,

@@ -47,8 +47,9 @@ pub(crate) const CHANNEL: &str = "countersign_work";
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
 /// version 5 ties tokens and review acts to users (`identity.sql`);
-/// version 6 is the webhook replay cache (`replay.sql`); version 8 the
-/// review desk's claims and views (`desk.sql`).
+/// version 6 is the webhook replay cache (`replay.sql`); version 7
+/// indexes events by time for exports (`export.sql`, idempotent); version
+/// 8 is the review desk's claims and views (`desk.sql`).
 const SCHEMA_VERSION: i64 = 8;
 
 /// Tuning; the defaults suit a node on a small machine.
@@ -486,6 +487,17 @@ async fn migrate(conn: &mut Conn) -> Result<()> {
             .await
             .map_err(db)?;
         tx.execute("INSERT INTO countersign_schema (version) VALUES (6)", &[])
+            .await
+            .map_err(db)?;
+    }
+    if v < 7 {
+        tx.batch_execute(include_str!("export.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM countersign_schema", &[])
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (7)", &[])
             .await
             .map_err(db)?;
     }

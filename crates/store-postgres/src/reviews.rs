@@ -296,6 +296,26 @@ impl Reviews for PgStore {
         .await
     }
 
+    async fn pending_by_queue(&self) -> Result<Vec<store::QueueDepth>> {
+        let mut conn = self.pool.get().await?;
+        let st = conn
+            .stmt("SELECT queue, count(*), min(created_at) FROM reviews WHERE status = 'pending' GROUP BY queue ORDER BY queue")
+            .await?;
+        self.pool.count(1);
+        Ok(conn
+            .client
+            .query(&st, &[])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| store::QueueDepth {
+                queue: r.get(0),
+                pending: r.get::<_, i64>(1).max(0) as u64,
+                oldest_created_at_ms: r.get(2),
+            })
+            .collect())
+    }
+
     async fn list_reviews(&self, f: &ReviewFilter) -> Result<Vec<Review>> {
         let conn = self.pool.get().await?;
         let c = &conn.client;

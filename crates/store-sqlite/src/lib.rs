@@ -32,8 +32,9 @@ const MAX_BATCH: usize = 512;
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
 /// version 5 ties tokens and review acts to users (`identity.sql`);
-/// version 6 is the webhook replay cache (`replay.sql`); version 8 the
-/// review desk's claims and views (`desk.sql`).
+/// version 6 is the webhook replay cache (`replay.sql`); version 7
+/// indexes events by time for exports (`export.sql`, idempotent); version
+/// 8 is the review desk's claims and views (`desk.sql`).
 const SCHEMA_VERSION: i64 = 8;
 
 /// How hard each commit is pushed to disk.
@@ -279,8 +280,13 @@ fn migrate(conn: &Connection) -> Result<()> {
         ))
         .map_err(backend)?;
     }
-    // Version 7 is reserved for work in flight on another branch; each
-    // step only runs below its own number, so the order holds.
+    if v < 7 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 7; COMMIT;",
+            include_str!("export.sql")
+        ))
+        .map_err(backend)?;
+    }
     if v < 8 {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 8; COMMIT;",

@@ -208,6 +208,25 @@ impl Reviews for SqliteStore {
         .await
     }
 
+    async fn pending_by_queue(&self) -> Result<Vec<store::QueueDepth>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT queue, count(*), min(created_at) FROM reviews WHERE status = 'pending' GROUP BY queue ORDER BY queue")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(store::QueueDepth {
+                        queue: r.get(0)?,
+                        pending: r.get::<_, i64>(1)?.max(0) as u64,
+                        oldest_created_at_ms: r.get(2)?,
+                    })
+                })
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)
+        })
+        .await
+    }
+
     async fn list_reviews(&self, f: &ReviewFilter) -> Result<Vec<Review>> {
         let f = f.clone();
         self.read(move |conn| {

@@ -178,6 +178,14 @@ pub struct ReviewFilter {
     pub limit: usize,
 }
 
+/// How many tasks a queue has pending and since when the oldest waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub queue: String,
+    pub pending: u64,
+    pub oldest_created_at_ms: i64,
+}
+
 /// Review tasks: the supertrait of [`crate::Store`].
 #[async_trait]
 pub trait Reviews: Send + Sync {
@@ -192,4 +200,7 @@ pub trait Reviews: Send + Sync {
     /// Applies one decision in one transaction, fenced by the task's
     /// revision and, when final, bumping the run's revision.
     async fn decide_review(&self, decision: DecideReview) -> Result<Decided>;
+    /// Pending tasks per queue (for `/metrics`, read at scrape time): one
+    /// grouped scan of the pending part of the status index, by queue.
+    async fn pending_by_queue(&self) -> Result<Vec<QueueDepth>>;
 }

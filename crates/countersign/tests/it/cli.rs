@@ -7,7 +7,8 @@ use crate::{TempDir, bin};
 #[test]
 fn help_documents_every_command() {
     for cmd in [
-        "serve", "worker", "demo", "validate", "run", "migrate", "token", "user", "audit", "bench",
+        "serve", "worker", "demo", "validate", "run", "migrate", "token", "user", "audit",
+        "export", "bench",
     ] {
         let out = Command::new(bin()).args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help failed");
@@ -217,4 +218,45 @@ fn unsupported_database_urls_are_bad_input() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn json_logs_carry_the_run_and_step_ids_as_fields() {
+    let dir = TempDir::new("json-logs");
+    let wf = dir.0.join("refused.yaml");
+    std::fs::write(
+        &wf,
+        "name: refused\nsteps:\n  - id: call\n    http: { url: \"http://127.0.0.1:9/unreachable\", timeout: 2s }\n    retry: { max_attempts: 1 }\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["run", wf.to_str().unwrap()])
+        .env("COUNTERSIGN_LOG_FORMAT", "json")
+        .env("COUNTERSIGN_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let failed = lines
+        .iter()
+        .find(|l| l["message"] == "step attempt failed")
+        .unwrap_or_else(|| panic!("no JSON line for the failed attempt in {stderr}"));
+    assert!(
+        failed["run_id"].as_str().is_some_and(|r| !r.is_empty()),
+        "{failed}"
+    );
+    assert_eq!(failed["step_id"], "call", "{failed}");
+    assert_eq!(failed["kind"], "http", "{failed}");
+    assert_eq!(failed["level"], "WARN", "{failed}");
+
+    let out = Command::new(bin())
+        .args(["validate", wf.to_str().unwrap()])
+        .env("COUNTERSIGN_LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("COUNTERSIGN_LOG_FORMAT"));
 }

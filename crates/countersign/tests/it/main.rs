@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod crash;
 mod crash_connectors;
+mod export;
 mod multinode;
 mod reference;
 mod slack_map;

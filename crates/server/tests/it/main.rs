@@ -5,6 +5,7 @@ mod auth;
 mod browser;
 mod browser_console;
 mod console;
+mod events;
 mod identity;
 mod inbox;
 mod intake;

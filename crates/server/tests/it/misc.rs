@@ -261,6 +261,9 @@ impl store::Reviews for Broken {
     async fn decide_review(&self, _: store::DecideReview) -> Result<store::Decided> {
         fail()
     }
+    async fn pending_by_queue(&self) -> Result<Vec<store::QueueDepth>> {
+        fail()
+    }
 }
 
 #[async_trait]
@@ -312,6 +315,9 @@ impl store::Integrations for Broken {
 #[async_trait]
 impl store::EventsByKind for Broken {
     async fn events_by_kind(&self, _: &str, _: Option<i64>, _: usize) -> Result<Vec<store::Event>> {
+        fail()
+    }
+    async fn events_between(&self, _: &store::EventRange) -> Result<Vec<store::RunEvent>> {
         fail()
     }
 }
@@ -393,6 +399,82 @@ async fn metrics_count_runs_and_steps_in_prometheus_format() {
         .unwrap();
     let n: u64 = completed_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 1, "{completed_line}");
+}
+
+/// The value of the sample line `name` (labels included), if present.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_show_step_latency_failures_retries_and_review_queues() {
+    let h = Harness::new().await;
+    let m = h.get("/metrics", None).await.text;
+    assert_eq!(sample(&m, "countersign_review_queues_up"), Some(1.0), "{m}");
+    assert!(!m.contains("countersign_review_queue_depth{"), "{m}");
+
+    // A run waiting for review in `operations`, and one whose http call is
+    // refused and retried in an hour.
+    crate::reviews::waiting(&h).await;
+    let r = h
+        .post(
+            "/api/v1/workflows/slow/runs?wait=0.2",
+            Some(&h.tokens.writer),
+            "{}",
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let m = loop {
+        let m = h.get("/metrics", None).await.text;
+        if sample(&m, r#"countersign_step_retries_total{kind="http"}"#) == Some(1.0)
+            || std::time::Instant::now() > deadline
+        {
+            break m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        sample(&m, r#"countersign_step_retries_total{kind="http"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"countersign_step_failures_total{kind="http"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"countersign_step_failures_total{kind="rules"}"#),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"countersign_review_queue_depth{queue="operations"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    let age = sample(
+        &m,
+        r#"countersign_review_queue_oldest_age_seconds{queue="operations"}"#,
+    );
+    assert!(age.is_some_and(|a| (0.0..600.0).contains(&a)), "{m}");
+    // The review run passed a `rules` step: its latency is in the histogram.
+    let count = sample(
+        &m,
+        r#"countersign_step_duration_seconds_count{kind="rules"}"#,
+    )
+    .unwrap();
+    assert!(count >= 1.0, "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            r#"countersign_step_duration_seconds_bucket{kind="rules",le="+Inf"}"#
+        ),
+        Some(count)
+    );
+    assert!(m.contains("# TYPE countersign_step_duration_seconds histogram"));
 }
 
 fn form_post(path: &str, body: &str) -> axum::http::Request<axum::body::Body> {

@@ -9,7 +9,7 @@ use crate::{
     ReviewStatus,
 };
 
-fn new_review(id: &str, run_id: &str, queue: &str, at: i64) -> NewReview {
+pub(super) fn new_review(id: &str, run_id: &str, queue: &str, at: i64) -> NewReview {
     NewReview {
         id: id.into(),
         run_id: run_id.into(),
@@ -388,5 +388,22 @@ pub async fn desk_claims_and_views(store: Arc<dyn Store>) {
     assert_eq!(
         store.review_views("rv-1").await.unwrap(),
         [("ann".to_string(), T0), ("bob".to_string(), T0 + 5)]
+    );
+}
+
+/// `pending_by_queue` counts pending tasks per queue with the oldest's
+/// creation time, queues in name order.
+pub async fn pending_reviews_count_by_queue(store: Arc<dyn Store>) {
+    assert!(store.pending_by_queue().await.unwrap().is_empty());
+    waiting(&store, "r1", "v1", "ops").await;
+    waiting(&store, "r2", "v2", "ops").await;
+    waiting(&store, "r3", "v3", "sales").await;
+    let depth = store.pending_by_queue().await.unwrap();
+    assert_eq!(
+        depth
+            .iter()
+            .map(|d| (d.queue.as_str(), d.pending, d.oldest_created_at_ms))
+            .collect::<Vec<_>>(),
+        [("ops", 2, T0), ("sales", 1, T0)]
     );
 }
