@@ -154,6 +154,10 @@ enum Command {
         /// a server URL whose user may CREATE DATABASE; scratch databases are dropped after.
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
+        /// Tokio worker threads for this process (default: one per CPU, or
+        /// TOKIO_WORKER_THREADS); for sweeping thread counts without the env var.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
     },
 }
 
@@ -303,10 +307,15 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Command::Bench {
+        threads: Some(n), ..
+    } = &cli.command
     {
+        builder.worker_threads(usize::from(*n));
+    }
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -388,6 +397,7 @@ fn main() -> ExitCode {
                 requests,
                 clients,
                 postgres,
+                threads: _,
             } => match postgres {
                 Some(url) => bench_pg::run(&url, runs, latency_runs).await,
                 None => bench::run(runs, latency_runs, requests, clients).await,
