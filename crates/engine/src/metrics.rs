@@ -17,6 +17,10 @@ pub struct Metrics {
     pub runs_failed: AtomicU64,
     pub commit_conflicts: AtomicU64,
     pub commit_errors: AtomicU64,
+    pub wait_wakeups_local: AtomicU64,
+    pub wait_wakeups_notified: AtomicU64,
+    pub wait_wakeups_resync: AtomicU64,
+    pub wait_wakeups_polled: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +80,16 @@ impl Metrics {
             "countersign_commit_errors_total",
             "Commits that failed in the database.",
             &[("", c(&self.commit_errors))],
+        );
+        counter(
+            "countersign_wait_wakeups_total",
+            "Wake-ups of ?wait= callers by source: a driver here, the store's settled feed, a feed reconnect, or the periodic look.",
+            &[
+                ("{source=\"local\"}", c(&self.wait_wakeups_local)),
+                ("{source=\"notified\"}", c(&self.wait_wakeups_notified)),
+                ("{source=\"resync\"}", c(&self.wait_wakeups_resync)),
+                ("{source=\"polled\"}", c(&self.wait_wakeups_polled)),
+            ],
         );
         out.push_str(&format!(
             "# HELP countersign_runs_in_flight Runs being executed by this node.\n# TYPE countersign_runs_in_flight gauge\ncountersign_runs_in_flight {in_flight}\n"
