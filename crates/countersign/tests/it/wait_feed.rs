@@ -88,7 +88,7 @@ async fn a_run_settled_by_another_engine_wakes_the_waiting_api_node() {
 
     let waiter = tokio::spawn({
         let (api, id) = (api.clone(), s.run_id.clone());
-        async move { api.wait_settled(&id, Duration::from_secs(60)).await }
+        async move { api.wait_settled(&id, Duration::from_secs(30)).await }
     });
     until("the waiter is asleep", || api.parked_waiters() == 1).await;
     assert_eq!(
@@ -109,16 +109,19 @@ async fn a_run_settled_by_another_engine_wakes_the_waiting_api_node() {
         .expect("read the run")
         .expect("the run exists");
     assert_eq!(run.status, RunStatus::Completed);
-    assert_eq!(
-        feed.recv().await.expect("news"),
-        store::SettledNews::Runs(vec![s.run_id.clone()]),
-        "the worker's commit announced exactly this run"
-    );
     let woken = api.wait_wakeups();
     assert_eq!(
         (woken.notified, woken.polled, woken.local),
         (1, 0, 0),
         "the settled feed, not the periodic look, woke the waiter: {woken:?}"
+    );
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(30), feed.recv())
+            .await
+            .expect("the feed announces the run")
+            .expect("news"),
+        store::SettledNews::Runs(vec![s.run_id.clone()]),
+        "the worker's commit announced exactly this run"
     );
     assert_eq!(
         worker.wait_wakeups(),
