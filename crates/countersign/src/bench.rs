@@ -99,7 +99,10 @@ pub async fn run(
     clients: usize,
 ) -> Result<(), Failure> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    eprintln!("bench: {cpus} CPUs; SQLite (WAL, synchronous=NORMAL) in the temp folder");
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    eprintln!(
+        "bench: {cpus} CPUs, {threads} runtime worker threads; SQLite (WAL, synchronous=NORMAL) in the temp folder"
+    );
 
     // 1. Latency at low load: one run at a time.
     let e = engine().await?;

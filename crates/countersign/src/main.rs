@@ -194,6 +194,10 @@ enum Command {
         /// (reference workflow, SQLite), then inbox, task and decision pages.
         #[arg(long, value_name = "TASKS")]
         desk: Option<usize>,
+        /// Tokio worker threads for this process (default: one per CPU, or
+        /// TOKIO_WORKER_THREADS); for sweeping thread counts without the env var.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
     },
 }
 
@@ -351,10 +355,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Command::Bench {
+        threads: Some(n), ..
+    } = &cli.command
     {
+        builder.worker_threads(usize::from(*n));
+    }
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -458,6 +467,7 @@ fn main() -> ExitCode {
                 clients,
                 postgres,
                 desk,
+                threads: _,
             } => match (desk, postgres) {
                 (Some(tasks), _) => bench_desk::run(tasks, 100).await,
                 (None, Some(url)) => bench_pg::run(&url, runs, latency_runs).await,

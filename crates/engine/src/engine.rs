@@ -35,6 +35,11 @@ pub struct Config {
     /// and never completed is reconciled only once its step's call window
     /// plus this margin has passed since `effect.started`.
     pub in_flight_margin_ms: u64,
+    /// How often a `?wait=` caller looks at the store itself, in case no
+    /// wake-up reaches it (another node drives the run). With a store that
+    /// announces settled runs (PostgreSQL) this is only a safety net and
+    /// the look is at most every 2 s.
+    pub wait_poll_ms: u64,
 }
 
 impl Default for Config {
@@ -45,6 +50,7 @@ impl Default for Config {
             poll_ms: 1_000,
             workers: true,
             in_flight_margin_ms: DEFAULT_IN_FLIGHT_MARGIN_MS,
+            wait_poll_ms: 250,
         }
     }
 }
@@ -77,8 +83,13 @@ pub(crate) struct Inner {
     pub permits: Arc<Semaphore>,
     pub wake: Notify,
     pub stopping: AtomicBool,
-    waiters: std::sync::Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    waiters: std::sync::Mutex<HashMap<String, Vec<oneshot::Sender<WakeSource>>>>,
     waiting: AtomicUsize,
+    /// The store's settled feed, once the first `?wait=` asked for it:
+    /// `Some(true)` when the store has one (see [`Engine::wait_settled`]).
+    feed: std::sync::OnceLock<bool>,
+    /// `?wait=` callers asleep now (registered, looked, not yet woken).
+    parked: AtomicUsize,
     /// Runs a driver on this node is driving: the only leases lease
     /// renewal extends (see [`crate::driver::Driving`]). A lease this node
     /// holds on any other run is left to expire, so the poller (here or on
@@ -94,16 +105,100 @@ pub(crate) struct Inner {
     pub metrics: crate::metrics::Metrics,
 }
 
+/// What woke a `?wait=` caller (counted in `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WakeSource {
+    /// A driver on this node settled the run.
+    Local,
+    /// The store announced that the run settled (another node drove it).
+    Notified,
+    /// The store's feed may have missed news (it reconnected): look again.
+    Resync,
+}
+
+/// How `?wait=` callers were woken since start, by source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WaitWakeups {
+    /// A driver on this node settled the run.
+    pub local: u64,
+    /// The store's settled feed announced the run (another node).
+    pub notified: u64,
+    /// The feed reconnected, so every waiter looked again.
+    pub resync: u64,
+    /// The periodic look (the safety net) found nothing had woken it.
+    pub polled: u64,
+}
+
 impl Inner {
     /// Tells `?wait=` callers that a run settled. Costs one atomic load
     /// when nobody waits.
     pub(crate) fn settled(&self, run_id: &str) {
+        self.wake_waiters(std::iter::once(run_id), WakeSource::Local);
+    }
+
+    fn wake_waiters<'a>(&self, run_ids: impl IntoIterator<Item = &'a str>, source: WakeSource) {
         if self.waiting.load(Ordering::Acquire) == 0 {
             return;
         }
-        let senders = self.waiters.lock().expect("waiters lock").remove(run_id);
-        for s in senders.into_iter().flatten() {
-            let _ = s.send(());
+        let mut senders = Vec::new();
+        {
+            let mut w = self.waiters.lock().expect("waiters lock");
+            for id in run_ids {
+                if let Some(list) = w.remove(id) {
+                    senders.extend(list);
+                }
+            }
+        }
+        for s in senders {
+            let _ = s.send(source);
+        }
+    }
+
+    fn wake_all_waiters(&self) {
+        let senders: Vec<_> = std::mem::take(&mut *self.waiters.lock().expect("waiters lock"))
+            .into_values()
+            .flatten()
+            .collect();
+        for s in senders {
+            let _ = s.send(WakeSource::Resync);
+        }
+    }
+}
+
+/// Counts one sleeping `?wait=` caller for as long as it lives.
+struct Parked<'a>(&'a AtomicUsize);
+
+impl<'a> Parked<'a> {
+    fn new(n: &'a AtomicUsize) -> Parked<'a> {
+        n.fetch_add(1, Ordering::AcqRel);
+        Parked(n)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Relays the store's settled feed to this node's waiters until the
+/// engine goes away.
+async fn relay_settled(
+    inner: std::sync::Weak<Inner>,
+    mut feed: tokio::sync::broadcast::Receiver<store::SettledNews>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let news = feed.recv().await;
+        let Some(inner) = inner.upgrade() else { return };
+        match news {
+            Ok(store::SettledNews::Runs(ids)) => {
+                inner.wake_waiters(ids.iter().map(String::as_str), WakeSource::Notified);
+            }
+            Ok(store::SettledNews::MaybeMissed) | Err(RecvError::Lagged(_)) => {
+                inner.wake_all_waiters();
+            }
+            Err(RecvError::Closed) => return,
         }
     }
 }
@@ -136,6 +231,8 @@ impl Engine {
             stopping: AtomicBool::new(false),
             waiters: Default::default(),
             waiting: AtomicUsize::new(0),
+            feed: std::sync::OnceLock::new(),
+            parked: AtomicUsize::new(0),
             driving: Default::default(),
             answered: Default::default(),
             metrics: Default::default(),
@@ -299,6 +396,21 @@ impl Engine {
         timeout: Duration,
     ) -> store::Result<Option<store::Run>> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let fed = *self
+            .inner
+            .feed
+            .get_or_init(|| match self.inner.store.settled_feed() {
+                Some(feed) => {
+                    tokio::spawn(relay_settled(Arc::downgrade(&self.inner), feed));
+                    true
+                }
+                None => false,
+            });
+        let every = if fed {
+            Duration::from_millis(self.inner.config.wait_poll_ms.max(2_000))
+        } else {
+            Duration::from_millis(self.inner.config.wait_poll_ms.max(1))
+        };
         loop {
             let (tx, rx) = oneshot::channel();
             self.inner.waiting.fetch_add(1, Ordering::AcqRel);
@@ -318,15 +430,46 @@ impl Engine {
                 self.forget_waiter(run_id);
                 return run;
             }
-            // Another node may drive the run: look again now and then.
-            let nap = tokio::time::sleep_until(
-                deadline.min(tokio::time::Instant::now() + Duration::from_millis(250)),
-            );
-            tokio::select! {
-                _ = rx => {}
-                _ = nap => {}
+            // Another node may drive the run: its settling reaches us
+            // through the store's feed (when it has one); the periodic look
+            // is the safety net.
+            let nap = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + every));
+            let m = &self.inner.metrics;
+            let woken = {
+                // Counted while asleep, also if the caller goes away.
+                let _parked = Parked::new(&self.inner.parked);
+                tokio::select! {
+                    source = rx => source.ok(),
+                    _ = nap => None,
+                }
+            };
+            match woken {
+                Some(WakeSource::Local) => crate::metrics::Metrics::inc(&m.wait_wakeups_local),
+                Some(WakeSource::Notified) => {
+                    crate::metrics::Metrics::inc(&m.wait_wakeups_notified)
+                }
+                Some(WakeSource::Resync) => crate::metrics::Metrics::inc(&m.wait_wakeups_resync),
+                None => crate::metrics::Metrics::inc(&m.wait_wakeups_polled),
             }
             self.forget_waiter(run_id);
+        }
+    }
+
+    /// `?wait=` callers asleep on this node now (registered and waiting
+    /// for a wake-up or the periodic look).
+    pub fn parked_waiters(&self) -> usize {
+        self.inner.parked.load(Ordering::Acquire)
+    }
+
+    /// How `?wait=` callers on this node were woken since start.
+    pub fn wait_wakeups(&self) -> WaitWakeups {
+        let m = &self.inner.metrics;
+        let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        WaitWakeups {
+            local: c(&m.wait_wakeups_local),
+            notified: c(&m.wait_wakeups_notified),
+            resync: c(&m.wait_wakeups_resync),
+            polled: c(&m.wait_wakeups_polled),
         }
     }
 

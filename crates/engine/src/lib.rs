@@ -26,7 +26,9 @@ pub use approval::{ActionField, Approval};
 pub use catalog::{
     Catalog, Compiled, Env, Files, LoadError, bundle, compile, compile_with, unbundle,
 };
-pub use engine::{Config, DEFAULT_IN_FLIGHT_MARGIN_MS, Engine, SubmitError, Submitted};
+pub use engine::{
+    Config, DEFAULT_IN_FLIGHT_MARGIN_MS, Engine, SubmitError, Submitted, WaitWakeups,
+};
 pub use metrics::Metrics;
 pub use plan::{PreviewError, StepPreview};
 pub use preview::{ActionPreview, Labelled};

@@ -151,6 +151,10 @@ pub struct Metrics {
     pub commit_errors: AtomicU64,
     /// Step attempts by kind: latency, failures, retries.
     pub steps: ByKind,
+    pub wait_wakeups_local: AtomicU64,
+    pub wait_wakeups_notified: AtomicU64,
+    pub wait_wakeups_resync: AtomicU64,
+    pub wait_wakeups_polled: AtomicU64,
 }
 
 impl Metrics {
@@ -210,6 +214,16 @@ impl Metrics {
             "countersign_commit_errors_total",
             "Commits that failed in the database.",
             &[("", c(&self.commit_errors))],
+        );
+        counter(
+            "countersign_wait_wakeups_total",
+            "Wake-ups of ?wait= callers by source: a driver here, the store's settled feed, a feed reconnect, or the periodic look.",
+            &[
+                ("{source=\"local\"}", c(&self.wait_wakeups_local)),
+                ("{source=\"notified\"}", c(&self.wait_wakeups_notified)),
+                ("{source=\"resync\"}", c(&self.wait_wakeups_resync)),
+                ("{source=\"polled\"}", c(&self.wait_wakeups_polled)),
+            ],
         );
         self.steps.render(&mut out);
         out.push_str(&format!(

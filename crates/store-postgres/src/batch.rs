@@ -19,7 +19,7 @@ use store::{Commit, Created, EffectStatus, Error, NewEvent, NewRun, Result, RunS
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
-use crate::{CHANNEL, Conn, Pool, db};
+use crate::{CHANNEL, Conn, Pool, SETTLED_CHANNEL, db};
 
 pub(crate) enum Request {
     Create(Box<NewRun>, oneshot::Sender<Result<Created>>),
@@ -466,6 +466,7 @@ async fn apply_inner(c: &mut Conn, pool: &Pool, reqs: &[&Request]) -> Result<Vec
     let mut ended = (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut keep_ids, mut keep_until, mut keep_at) = (vec![], vec![], vec![]);
     let mut remove: Vec<String> = vec![];
+    let mut settled: Vec<String> = vec![];
     for (_, cm) in &commits {
         let Some((rev, seq, hash, step_seq)) = head.remove(&cm.run_id) else {
             committed.push(Err(Error::NotFound));
@@ -536,6 +537,9 @@ async fn apply_inner(c: &mut Conn, pool: &Pool, reqs: &[&Request]) -> Result<Vec
             }
             Work::Remove => remove.push(cm.run_id.clone()),
         }
+        if cm.status.is_settled(cm.wait) {
+            settled.push(cm.run_id.clone());
+        }
         committed.push(Ok(rev + 1));
     }
 
@@ -546,6 +550,7 @@ async fn apply_inner(c: &mut Conn, pool: &Pool, reqs: &[&Request]) -> Result<Vec
             + keep_ids.len()) as u64,
     );
     let payload = notify_at.map(|at| at.to_string());
+    let settled_payloads = crate::settled_payloads(&settled);
     macro_rules! params {
         ($($x:expr),* $(,)?) => { vec![$(&$x as &(dyn ToSql + Sync)),*] };
     }
@@ -579,34 +584,48 @@ async fn apply_inner(c: &mut Conn, pool: &Pool, reqs: &[&Request]) -> Result<Vec
         exec(client, &st_set, !work_set.run_id.is_empty(), &p_set),
         exec(client, &st_remove, !remove.is_empty(), &p_remove),
     ];
-    let sent = 1 + [
-        !e.run_id.is_empty(),
-        !steps.0.is_empty(),
-        !runs.0.is_empty(),
-        !started.0.is_empty(),
-        !ended.0.is_empty(),
-        !keep_ids.is_empty(),
-        !work_set.run_id.is_empty(),
-        !remove.is_empty(),
-        payload.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count() as u64;
+    let sent = 1
+        + [
+            !e.run_id.is_empty(),
+            !steps.0.is_empty(),
+            !runs.0.is_empty(),
+            !started.0.is_empty(),
+            !ended.0.is_empty(),
+            !keep_ids.is_empty(),
+            !work_set.run_id.is_empty(),
+            !remove.is_empty(),
+            payload.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count() as u64
+        + settled_payloads.len() as u64;
     let notify = async {
         match &payload {
             Some(p) => client.query(&st_notify, &[&CHANNEL, p]).await.map(|_| ()),
             None => Ok(()),
         }
     };
+    // Waiters on other nodes (`?wait=`) learn which runs settled.
+    let notify_settled = futures_util::future::join_all(settled_payloads.iter().map(|p| {
+        let st = &st_notify;
+        async move { client.query(st, &[&SETTLED_CHANNEL, p]).await }
+    }));
     let commit = client.batch_execute("COMMIT");
-    let (written, notified, done) =
-        tokio::join!(futures_util::future::join_all(writes), notify, commit);
+    let (written, notified, notified_settled, done) = tokio::join!(
+        futures_util::future::join_all(writes),
+        notify,
+        notify_settled,
+        commit
+    );
     pool.count(sent);
     for w in written {
         w.map_err(db)?;
     }
     notified.map_err(db)?;
+    for n in notified_settled {
+        n.map_err(db)?;
+    }
     done.map_err(db)?;
 
     // Answers in request order.

@@ -19,6 +19,13 @@
 //!   a timer, a retry, released leases) `NOTIFY countersign_work` with the
 //!   due time; [`store::Store::wait_for_work`] `LISTEN`s on a dedicated
 //!   connection, with the engine's slow poll as the fallback.
+//! - **Settled news.** A commit that settles runs (and a cancel)
+//!   `NOTIFY countersign_settled` with their ids (comma-separated, as few
+//!   notifications as fit the 8000-byte payload), in the same transaction.
+//!   [`store::Store::settled_feed`] `LISTEN`s on its own connection, opened
+//!   on the first `?wait=` and kept (re-subscribing after a connection
+//!   loss), so an API node's waiter wakes when a worker settles its run
+//!   instead of polling; every (re)connect announces "maybe missed".
 //!
 //! Lock order, everywhere: a run's `work` row before its `runs` row, several
 //! rows in `run_id` order. Claims find runs through their work rows, so any
@@ -44,6 +51,10 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 /// The NOTIFY channel for "work became due".
 pub(crate) const CHANNEL: &str = "countersign_work";
+/// The NOTIFY channel for "these runs settled" (payload: run ids, commas).
+pub(crate) const SETTLED_CHANNEL: &str = "countersign_settled";
+/// Payload bytes per settled notification, at most (PostgreSQL allows 8000).
+pub(crate) const SETTLED_PAYLOAD: usize = 7900;
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
 /// version 5 ties tokens and review acts to users (`identity.sql`);
@@ -79,6 +90,8 @@ pub struct PgStore {
     pub(crate) writer: mpsc::UnboundedSender<batch::Request>,
     pub(crate) wake: Arc<Wake>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The settled feed: its sender and LISTEN task, once started.
+    settled: Mutex<Option<SettledFeed>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -146,6 +159,7 @@ impl PgStore {
             writer: tx,
             wake: Arc::new(Wake::default()),
             listener: Mutex::new(None),
+            settled: Mutex::new(None),
             tasks,
         })
     }
@@ -156,6 +170,9 @@ impl PgStore {
     pub fn close(&self) {
         if let Some(h) = self.listener.lock().expect("listener lock").take() {
             h.abort();
+        }
+        if let Some(f) = self.settled.lock().expect("settled lock").take() {
+            f.task.abort();
         }
         for t in &self.tasks {
             t.abort();
@@ -175,8 +192,69 @@ impl PgStore {
         if l.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
-        *l = Some(tokio::spawn(listen(self.pool.clone(), self.wake.clone())));
+        let wake = self.wake.clone();
+        *l = Some(tokio::spawn(listen(
+            self.pool.clone(),
+            CHANNEL,
+            move |payload| match payload {
+                Some(p) => wake.announce(p.parse().unwrap_or(0)),
+                None => wake.announce(0),
+            },
+        )));
     }
+
+    /// Starts the settled feed's LISTEN connection on first use (a node
+    /// whose callers never `?wait=` holds none) and subscribes.
+    pub(crate) fn settled_feed_start(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<store::SettledNews> {
+        let mut f = self.settled.lock().expect("settled lock");
+        if let Some(feed) = f.as_ref().filter(|feed| !feed.task.is_finished()) {
+            return feed.tx.subscribe();
+        }
+        let (tx, rx) = tokio::sync::broadcast::channel(4096);
+        let sender = tx.clone();
+        let task = tokio::spawn(listen(self.pool.clone(), SETTLED_CHANNEL, move |payload| {
+            let news = match payload {
+                Some(p) => store::SettledNews::Runs(
+                    p.split(',')
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                None => store::SettledNews::MaybeMissed,
+            };
+            // No receiver: nobody waits now; the news is not needed.
+            let _ = sender.send(news);
+        }));
+        *f = Some(SettledFeed { tx, task });
+        rx
+    }
+}
+
+pub(crate) struct SettledFeed {
+    tx: tokio::sync::broadcast::Sender<store::SettledNews>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Groups run ids into comma-separated payloads of at most
+/// [`SETTLED_PAYLOAD`] bytes each.
+pub(crate) fn settled_payloads(ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for id in ids {
+        if !cur.is_empty() && cur.len() + 1 + id.len() > SETTLED_PAYLOAD {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(',');
+        }
+        cur.push_str(id);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 /// Wake-up state shared by the LISTEN task and the poller.
@@ -200,9 +278,10 @@ impl Wake {
     }
 }
 
-/// Holds a LISTEN connection open, reconnecting with back-off; every
-/// (re)connect announces "now" because notifications may have been missed.
-async fn listen(pool: Arc<Pool>, wake: Arc<Wake>) {
+/// Holds a LISTEN connection on `channel` open, reconnecting with
+/// back-off; `on` gets each notification's payload, and `None` on every
+/// (re)connect because notifications may have been missed meanwhile.
+async fn listen(pool: Arc<Pool>, channel: &'static str, mut on: impl FnMut(Option<&str>)) {
     use futures_util::StreamExt;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -210,7 +289,7 @@ async fn listen(pool: Arc<Pool>, wake: Arc<Wake>) {
             Ok((client, mut connection)) => {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                let sql = format!("LISTEN {CHANNEL}");
+                let sql = format!("LISTEN {channel}");
                 let ok = {
                     // The connection must be polled for LISTEN to complete.
                     let mut listen = std::pin::pin!(client.batch_execute(&sql));
@@ -224,23 +303,25 @@ async fn listen(pool: Arc<Pool>, wake: Arc<Wake>) {
                 if ok {
                     pool.queries.fetch_add(1, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
-                    wake.announce(0);
+                    on(None);
                     while let Some(m) = messages.next().await {
                         match m {
                             Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                                wake.announce(n.payload().parse().unwrap_or(0));
+                                on(Some(n.payload()));
                             }
                             Ok(_) => {}
                             Err(e) => {
-                                tracing::warn!(error = %db(e), "LISTEN connection failed");
+                                tracing::warn!(error = %db(e), channel, "LISTEN connection failed");
                                 break;
                             }
                         }
                     }
+                    // The connection ended: anything may have been missed.
+                    on(None);
                 }
                 drop(client);
             }
-            Err(e) => tracing::warn!(error = %db(e), "cannot open the LISTEN connection"),
+            Err(e) => tracing::warn!(error = %db(e), channel, "cannot open the LISTEN connection"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));

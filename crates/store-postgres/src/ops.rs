@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::batch::Request;
-use crate::{CHANNEL, PgStore, db, now_ms};
+use crate::{CHANNEL, PgStore, SETTLED_CHANNEL, db, now_ms};
 
 const RUN_COLS: &str = "id, workflow, version, status, wait, step_index, failed_attempts, outcome, error, input, idempotency_key, rev, created_at, updated_at";
 
@@ -229,7 +229,11 @@ impl PgStore {
             tx.execute("DELETE FROM work WHERE run_id = $1", &[&id])
                 .await
                 .map_err(db)?;
-            self.pool.count(2);
+            // `?wait=` callers on other nodes learn of it at once.
+            tx.execute("SELECT pg_notify($1, $2)", &[&SETTLED_CHANNEL, &id])
+                .await
+                .map_err(db)?;
+            self.pool.count(3);
         }
         let run = tx
             .query_one(LOAD_RUN, &[&id])
@@ -435,6 +439,10 @@ impl Store for PgStore {
         let st = conn.stmt(NEXT_DUE).await?;
         self.pool.count(1);
         Ok(conn.client.query_one(&st, &[]).await.map_err(db)?.get(0))
+    }
+
+    fn settled_feed(&self) -> Option<tokio::sync::broadcast::Receiver<store::SettledNews>> {
+        Some(self.settled_feed_start())
     }
 
     async fn wait_for_work(&self, timeout: Duration) {

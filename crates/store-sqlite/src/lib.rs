@@ -25,10 +25,13 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 use store::{Error, Result};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Requests gathered into one transaction, at most.
 const MAX_BATCH: usize = 512;
+/// Read-only connections, at most: a read waits (asynchronously) for one
+/// rather than opening another.
+const READERS: usize = 8;
 /// Version 3 belongs to users and sessions (another module); version 4
 /// (review integrations) is idempotent, so a database may reach 4 first;
 /// version 5 ties tokens and review acts to users (`identity.sql`);
@@ -70,6 +73,9 @@ pub struct SqliteStore {
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// One permit per connection: at most [`READERS`] reads run at once,
+    /// so no read ever opens a connection beyond the pool (see `read`).
+    permits: Arc<Semaphore>,
 }
 
 /// A throwaway database file removed on drop (tests, `countersign run`).
@@ -143,6 +149,7 @@ impl SqliteStore {
             readers: Arc::new(Readers {
                 path: path.to_path_buf(),
                 idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(READERS)),
             }),
             _lock: lock,
             _temp: None,
@@ -192,12 +199,28 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a read-only connection on the blocking pool.
+    ///
+    /// A read first takes one of [`READERS`] permits, waiting in the
+    /// runtime, not on a thread. Without that bound every read beyond the
+    /// pool's idle connections opened a fresh connection (open, schema
+    /// parse, WAL-index map) and closed it after one query, and each one
+    /// also occupied a blocking thread: with more runtime threads than
+    /// cores, more reads were in flight at once, so more of them paid that
+    /// price and more threads fought over the cores (see ARCHITECTURE.md,
+    /// "Reads on SQLite").
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let readers = self.readers.clone();
+        let permit = readers
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Backend("the reader pool is closed".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = readers.idle.lock().expect("reader pool").pop();
             let conn = match conn {
                 Some(c) => c,
@@ -215,10 +238,7 @@ impl SqliteStore {
                 }
             };
             let r = f(&conn);
-            let mut idle = readers.idle.lock().expect("reader pool");
-            if idle.len() < 8 {
-                idle.push(conn);
-            }
+            readers.idle.lock().expect("reader pool").push(conn);
             r
         })
         .await

@@ -167,6 +167,17 @@ pub enum Work {
     Remove,
 }
 
+/// What a store's settled feed announces (see [`Store::settled_feed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettledNews {
+    /// These runs settled (completed, failed, cancelled, or now wait for a
+    /// person or a timer).
+    Runs(Vec<String>),
+    /// News may have been missed (the feed (re)connected or fell behind):
+    /// anyone waiting should look again.
+    MaybeMissed,
+}
+
 /// One state change of a run: step result + next work item + audit events,
 /// committed together or not at all (DESIGN §4).
 #[derive(Debug, Clone)]
@@ -318,6 +329,14 @@ pub trait Store:
     /// default is a plain sleep, right for a store only one node uses.
     async fn wait_for_work(&self, timeout: std::time::Duration) {
         tokio::time::sleep(timeout).await;
+    }
+    /// News of runs that settled on any node sharing this store, for
+    /// `?wait=` callers on a node that does not drive the run (PostgreSQL:
+    /// `LISTEN countersign_settled`). `None`: the store has no such feed
+    /// (one node, as SQLite) and the engine's own wake-ups are all there is.
+    /// The feed starts on first call; every call returns a new receiver.
+    fn settled_feed(&self) -> Option<tokio::sync::broadcast::Receiver<SettledNews>> {
+        None
     }
 
     // ---- operator commands

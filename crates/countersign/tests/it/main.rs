@@ -11,6 +11,7 @@ mod multinode;
 mod reference;
 mod slack_map;
 mod users;
+mod wait_feed;
 
 use std::path::PathBuf;
 
