@@ -95,15 +95,14 @@ pub async fn run(tasks: usize, samples: usize) -> Result<(), Failure> {
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     let waiting = loop {
+        // Counted per queue (a listing is capped in the store).
         let n = store
-            .list_reviews(&ReviewFilter {
-                status: Some(ReviewStatus::Pending),
-                limit: tasks + 1,
-                ..ReviewFilter::default()
-            })
+            .pending_by_queue()
             .await
             .map_err(fail)?
-            .len();
+            .iter()
+            .map(|q| q.pending as usize)
+            .sum::<usize>();
         if n >= tasks || Instant::now() > deadline {
             break n;
         }

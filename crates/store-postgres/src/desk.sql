@@ -13,3 +13,6 @@ CREATE TABLE review_views (
     at        BIGINT NOT NULL
 );
 CREATE INDEX review_views_by_review ON review_views (review_id, at);
+-- Pending tasks newest first without sorting every pending row (the
+-- inbox reads a window of them, whatever the queue).
+CREATE INDEX reviews_by_status_id ON reviews (status, id);
