@@ -8,6 +8,7 @@
 //!   run, for `expect-test` snapshots (STYLE habit 11).
 
 pub mod check;
+pub mod emit;
 pub mod fake_http;
 pub mod fixture;
 

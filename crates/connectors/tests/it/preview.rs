@@ -6,13 +6,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use domain::event::kind;
-use domain::expr::{Scope, Template};
 use domain::review::Decision;
-use domain::run::StepOutcome;
-use domain::workflow::{Cx, StepDef};
-use engine::{Catalog, Engine, Step, StepCx, StepKind, StepPreview};
+use engine::{Catalog, Engine, StepPreview};
 use serde_json::{Map, Value as Json, json};
 use store::{ReviewFilter, RunStatus, Store};
 use store_sqlite::SqliteStore;
@@ -20,45 +16,7 @@ use test_kit::fixture::{self, events_of};
 
 use crate::*;
 
-/// `emit: { output: {NAME: SCHEMA}, values: {NAME: TEMPLATE} }`: a stand-in
-/// for the `llm` step (a crate above this one) with typed outputs.
-struct Emit;
-
-impl StepKind for Emit {
-    fn name(&self) -> &'static str {
-        "emit"
-    }
-
-    fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
-        let mut f = cx.take(def.body.fields())?;
-        let _ = f.get("output");
-        let values = f.require("values").ok()?.as_map().ok()?;
-        let mut out = Vec::new();
-        for (k, v) in values {
-            out.push((k.clone(), cx.take(Template::compile(v, scope))?));
-        }
-        f.finish(&mut cx.errors);
-        Some(Arc::new(EmitStep(out)))
-    }
-}
-
-struct EmitStep(Vec<(String, Template)>);
-
-#[async_trait]
-impl Step for EmitStep {
-    async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
-        let mut m = Map::new();
-        for (k, t) in &self.0 {
-            match t.render(cx.vars) {
-                Ok(s) => m.insert(k.clone(), Json::String(s)),
-                Err(error) => return StepOutcome::Permanent { error },
-            };
-        }
-        StepOutcome::Done {
-            output: Json::Object(m),
-        }
-    }
-}
+use test_kit::emit::Emit;
 
 /// The reference workflow's shape: triage, rules, one review covering the
 /// CRM upsert, the Slack notice and the customer email (all in the outbox).

@@ -6,14 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use countersign_engine::{Catalog, Engine, ReviewError, Step, StepCx, StepKind, StepKinds};
+use countersign_engine::{Catalog, Engine, ReviewError, StepKinds};
 use domain::event::kind;
-use domain::expr::{Scope, Template};
 use domain::review::{Decision, DecisionError};
-use domain::run::StepOutcome;
-use domain::workflow::{Cx, StepDef};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 use store::{ReviewFilter, ReviewStatus, RunStatus, Store, WaitReason};
 use store_sqlite::{Durability, Role, SqliteStore};
 use test_kit::fixture::{
@@ -23,46 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::{attempts, output};
 
-/// `emit: { output: {NAME: SCHEMA}, values: {NAME: TEMPLATE} }`: a stand-in
-/// for the `llm` step (which lives in a crate above the engine): it
-/// declares typed outputs and produces them from templates.
-struct Emit;
-
-impl StepKind for Emit {
-    fn name(&self) -> &'static str {
-        "emit"
-    }
-
-    fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
-        let mut f = cx.take(def.body.fields())?;
-        let _ = f.get("output");
-        let values = f.require("values").ok()?.as_map().ok()?;
-        let mut out = Vec::new();
-        for (k, v) in values {
-            out.push((k.clone(), cx.take(Template::compile(v, scope))?));
-        }
-        f.finish(&mut cx.errors);
-        Some(Arc::new(EmitStep(out)))
-    }
-}
-
-struct EmitStep(Vec<(String, Template)>);
-
-#[async_trait]
-impl Step for EmitStep {
-    async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
-        let mut m = Map::new();
-        for (k, t) in &self.0 {
-            match t.render(cx.vars) {
-                Ok(s) => m.insert(k.clone(), Json::String(s)),
-                Err(error) => return StepOutcome::Permanent { error },
-            };
-        }
-        StepOutcome::Done {
-            output: Json::Object(m),
-        }
-    }
-}
+use test_kit::emit::Emit;
 
 const FLOW: &str = r#"
 name: intake

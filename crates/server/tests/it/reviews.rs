@@ -1,59 +1,15 @@
 //! Review tasks over HTTP: listing, reading and deciding, with scope and
 //! queue checks, field validation (422) and decided tasks (409).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::http::StatusCode;
-use domain::expr::{Scope, Template};
-use domain::run::StepOutcome;
-use domain::workflow::{Cx, StepDef};
-use engine::{Step, StepCx, StepKind};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use store::RunStatus;
 
 use crate::support::{Harness, mint};
 
-/// `emit: { output: {NAME: SCHEMA}, values: {NAME: TEMPLATE} }`: a stand-in
-/// for the `llm` step with typed, declared outputs.
-pub struct Emit;
-
-impl StepKind for Emit {
-    fn name(&self) -> &'static str {
-        "emit"
-    }
-
-    fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
-        let mut f = cx.take(def.body.fields())?;
-        let _ = f.get("output");
-        let values = f.require("values").ok()?.as_map().ok()?;
-        let mut out = Vec::new();
-        for (k, v) in values {
-            out.push((k.clone(), cx.take(Template::compile(v, scope))?));
-        }
-        f.finish(&mut cx.errors);
-        Some(Arc::new(EmitStep(out)))
-    }
-}
-
-struct EmitStep(Vec<(String, Template)>);
-
-#[async_trait]
-impl Step for EmitStep {
-    async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
-        let mut m = Map::new();
-        for (k, t) in &self.0 {
-            match t.render(cx.vars) {
-                Ok(s) => m.insert(k.clone(), Value::String(s)),
-                Err(error) => return StepOutcome::Permanent { error },
-            };
-        }
-        StepOutcome::Done {
-            output: Value::Object(m),
-        }
-    }
-}
+pub use test_kit::emit::Emit;
 
 /// Submits a `reviewed` run that needs review; returns `(run_id, review_id)`.
 pub async fn waiting(h: &Harness) -> (String, String) {
