@@ -32,6 +32,54 @@ pub(crate) fn may_decide(user: &User, queue: &str) -> bool {
     }
 }
 
+/// Why a user may not approve a task as it stands now. A hint shown
+/// before they try; the engine checks the same again (by user id) when
+/// the decision arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Decided(store::ReviewStatus),
+    NotYourQueue,
+    AlreadyApproved,
+    OwnRequest,
+}
+
+impl Refusal {
+    pub(crate) fn of(user: &User, r: &Review) -> Option<Refusal> {
+        if r.status != store::ReviewStatus::Pending {
+            return Some(Refusal::Decided(r.status));
+        }
+        if !may_decide(user, &r.queue) {
+            return Some(Refusal::NotYourQueue);
+        }
+        if approved_by(r, user) {
+            return Some(Refusal::AlreadyApproved);
+        }
+        if r.min_approvals > 1 && r.submitter.as_deref() == Some(user.actor().as_str()) {
+            return Some(Refusal::OwnRequest);
+        }
+        None
+    }
+
+    /// A few words, for a list.
+    pub(crate) fn short(self) -> String {
+        match self {
+            Refusal::Decided(s) => format!("already {}", s.as_str()),
+            Refusal::NotYourQueue => "not a queue you decide".into(),
+            Refusal::AlreadyApproved => "you already approved it; another person must".into(),
+            Refusal::OwnRequest => "you submitted it (four-eyes)".into(),
+        }
+    }
+}
+
+/// The user already approved this task (a second person must), through
+/// any channel: acts carry the user id, older ones only the actor.
+pub(crate) fn approved_by(r: &Review, user: &User) -> bool {
+    let me = user.actor();
+    r.acts.iter().any(|a| {
+        a.decision == "approve" && (a.user_id.as_deref() == Some(user.id.as_str()) || a.actor == me)
+    })
+}
+
 /// A JSON value as a person reads it in a control or a cell.
 pub(crate) fn as_text(v: &Value) -> String {
     match v {
@@ -375,6 +423,44 @@ mod tests {
         assert_eq!(tasks[0].id, "high-none");
         Order::Newest.sort(&mut tasks, now);
         assert_eq!(tasks[0].id, "new-low");
+    }
+
+    #[test]
+    fn an_approval_through_another_channel_is_the_same_person() {
+        let user = User {
+            id: "u-ann".into(),
+            email: "ann@example.com".into(),
+            role: store::UserRole::Reviewer,
+            queues: vec!["ops".into()],
+            password_hash: String::new(),
+            created_at_ms: 0,
+            disabled_at_ms: None,
+        };
+        let mut t = task("t", "high", 1, None);
+        t.min_approvals = 2;
+        assert_eq!(Refusal::of(&user, &t), None);
+        // Approved through her email link: the actor is the bare address,
+        // the user id is hers.
+        t.acts.push(store::ReviewAct {
+            seq: 1,
+            actor: "ann@example.com".into(),
+            user_id: Some("u-ann".into()),
+            decision: "approve".into(),
+            values: "{}".into(),
+            comment: None,
+            reason: None,
+            queue: None,
+            at_ms: 2,
+        });
+        assert!(approved_by(&t, &user));
+        assert_eq!(Refusal::of(&user, &t), Some(Refusal::AlreadyApproved));
+        t.queue = "finance".into();
+        assert_eq!(Refusal::of(&user, &t), Some(Refusal::NotYourQueue));
+        t.status = store::ReviewStatus::Approved;
+        assert_eq!(
+            Refusal::of(&user, &t).map(Refusal::short).as_deref(),
+            Some("already approved")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{Review, ReviewFilter, ReviewStatus, User, UserRole};
 
-use super::desk::{Order, Request, Why, draft, may_decide, percent, shorten};
+use super::desk::{Order, Refusal, Request, Why, draft, percent, shorten};
 use super::session::WebUser;
 use super::task::after;
 use super::ui::{self, Me, label, span};
@@ -521,28 +521,6 @@ struct BulkPage {
     from: String,
 }
 
-/// Why this user may not approve `r` as drafted now, if they may not.
-/// The engine checks the same again when deciding.
-fn bulk_refusal(u: &User, r: &Review) -> Option<String> {
-    let me = u.actor();
-    if r.status != ReviewStatus::Pending {
-        return Some(format!("already {}", r.status.as_str()));
-    }
-    if !may_decide(u, &r.queue) {
-        return Some("not a queue you decide".into());
-    }
-    if r.acts
-        .iter()
-        .any(|a| a.decision == "approve" && a.actor == me)
-    {
-        return Some("you already approved it; another person must".into());
-    }
-    if r.min_approvals > 1 && r.submitter.as_deref() == Some(me.as_str()) {
-        return Some("you submitted it (four-eyes)".into());
-    }
-    None
-}
-
 /// `POST /inbox/bulk` (form): the selected tasks, first to a confirmation
 /// that names how many and which actions they trigger, then (with
 /// `confirm=1`) approved as drafted, each through the engine's own checks.
@@ -582,7 +560,7 @@ pub(crate) async fn bulk(
             .map(|run| Request::of(&serde_json::from_str(&run.input).unwrap_or(Value::Null)).sender)
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| r.workflow.clone());
-        if let Some(why) = bulk_refusal(u, &r) {
+        if let Some(why) = Refusal::of(u, &r).map(Refusal::short) {
             skipped += 1;
             excluded.push(Excluded { sender, why });
             continue;

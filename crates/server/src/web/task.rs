@@ -21,7 +21,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use store::{Event, Review, ReviewStatus, RunDetail, UserRole};
 
-use super::desk::{Request, Why, as_text, may_decide, may_see, shorten, shown};
+use super::desk::{
+    Refusal, Request, Why, approved_by, as_text, may_decide, may_see, shorten, shown,
+};
 use super::inbox::{InboxQuery, Notice, done_notice, encode, pending};
 use super::session::WebUser;
 use super::ui::{self, Me, label, span};
@@ -692,19 +694,14 @@ async fn render_claimed(
         _ => "This task is in a queue you do not hold.".to_string(),
     };
     let approvals_so_far = r.acts.iter().filter(|a| a.decision == "approve").count();
-    let me_actor = user.user.actor();
-    let blocked = if !decide {
-        None
-    } else if r
-        .acts
-        .iter()
-        .any(|a| a.decision == "approve" && a.actor == me_actor)
-    {
-        Some("You already approved this task; another person must approve it too.".to_string())
-    } else if r.submitter.as_deref() == Some(me_actor.as_str()) && r.min_approvals > 1 {
-        Some("You submitted this request, so you may not approve it (four-eyes).".to_string())
-    } else {
-        None
+    let blocked = match Refusal::of(&user.user, r) {
+        Some(Refusal::AlreadyApproved) if decide => {
+            Some("You already approved this task; another person must approve it too.".to_string())
+        }
+        Some(Refusal::OwnRequest) if decide => {
+            Some("You submitted this request, so you may not approve it (four-eyes).".to_string())
+        }
+        _ => None,
     };
     let (proposed, _) = proposed_values(&fields, &form.values);
     let kept = form.kept.as_deref();
@@ -897,7 +894,7 @@ async fn move_on(
         .collect();
     let next = list
         .into_iter()
-        .find(|t| t.id != done && !already_approved_by(t, user) && !held.contains(&t.id))
+        .find(|t| t.id != done && !approved_by(t, &user.user) && !held.contains(&t.id))
         .map(|t| t.id);
     let to = match next {
         Some(id) => format!(
@@ -908,15 +905,6 @@ async fn move_on(
         None => format!("/inbox{kept}{sep}done={}{extra}", encode(done)),
     };
     see_other(&to)
-}
-
-/// A task this reviewer already approved (waiting for a second person) is
-/// not theirs to open next.
-fn already_approved_by(t: &Review, user: &WebUser) -> bool {
-    let me = user.user.actor();
-    t.acts
-        .iter()
-        .any(|a| a.decision == "approve" && a.actor == me)
 }
 
 /// `POST /inbox/{id}/decision` (form): approve with edits, reject, escalate.
