@@ -38,6 +38,7 @@ mod integrations;
 mod ops;
 mod reviews;
 pub mod scratch;
+pub mod throwaway;
 mod users;
 
 use std::collections::HashMap;

@@ -11,15 +11,18 @@ use crate::backend;
 
 /// The variable naming the server tests use.
 pub const TEST_URL_VAR: &str = "COUNTERSIGN_TEST_POSTGRES_URL";
-/// The local server this repository's CI starts.
-pub const DEFAULT_TEST_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// The server for tests: `COUNTERSIGN_TEST_POSTGRES_URL` or the local default.
-pub fn test_url() -> String {
-    std::env::var(TEST_URL_VAR)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_TEST_URL.to_string())
+/// The server for tests: `COUNTERSIGN_TEST_POSTGRES_URL`, else a
+/// throwaway server of the tests' own (started on first use from the
+/// installed PostgreSQL binaries, see [`crate::throwaway`]).
+pub fn test_url() -> Result<String> {
+    match std::env::var(TEST_URL_VAR).ok().filter(|s| !s.is_empty()) {
+        Some(url) => Ok(url),
+        None => crate::throwaway::url().map_err(|e| {
+            Error::Backend(format!(
+                "{TEST_URL_VAR} is unset and no throwaway PostgreSQL server could be started: {e}"
+            ))
+        }),
+    }
 }
 
 /// `url` with its database name replaced by `name` (query parameters kept).
@@ -71,7 +74,10 @@ impl ScratchDb {
 
     /// A fresh database on the test server ([`test_url`]).
     pub async fn for_test(label: &str) -> Result<ScratchDb> {
-        ScratchDb::create(&test_url(), label).await
+        let url = tokio::task::spawn_blocking(test_url)
+            .await
+            .map_err(|e| Error::Backend(e.to_string()))??;
+        ScratchDb::create(&url, label).await
     }
 
     /// The URL of the new database.

@@ -1,6 +1,6 @@
 //! Tests of the PostgreSQL store against a real server: each test creates
-//! its own database (`COUNTERSIGN_TEST_POSTGRES_URL`, default the local
-//! server) and drops it afterwards.
+//! its own database on `COUNTERSIGN_TEST_POSTGRES_URL` or, without it, on
+//! the tests' throwaway server, and drops it afterwards.
 
 mod concurrency;
 mod suite;
