@@ -39,16 +39,26 @@ static ENV_HTML: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// Names a step may refer to: `input`, `run`, and the ids of earlier steps.
+/// Names a step may refer to: `input`, `run`, and the ids of earlier steps;
+/// for those whose shape is declared (the input schema, an `llm` step's
+/// output, a review's `approved`), also their fields, so that
+/// `triage.human_review_requried` is refused at load instead of being
+/// silently undefined at run time.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     names: Vec<String>,
+    fields: BTreeMap<String, Vec<String>>,
 }
+
+/// Members every mapping answers to (minijinja's dict methods), never
+/// reported as unknown fields.
+const MAP_METHODS: &[&str] = &["items", "keys", "values", "get"];
 
 impl Scope {
     pub fn new(names: impl IntoIterator<Item = impl Into<String>>) -> Scope {
         Scope {
             names: names.into_iter().map(Into::into).collect(),
+            fields: BTreeMap::new(),
         }
     }
 
@@ -58,26 +68,72 @@ impl Scope {
         s
     }
 
+    /// Declares the fields of `name` (which must be in scope to be used):
+    /// a reference to any other field of it is an error at load.
+    pub fn set_fields(&mut self, name: &str, fields: impl IntoIterator<Item = impl Into<String>>) {
+        let mut fields: Vec<String> = fields.into_iter().map(Into::into).collect();
+        fields.sort();
+        fields.dedup();
+        self.fields.insert(name.to_string(), fields);
+    }
+
+    /// The declared fields of `name`, if its shape is known.
+    pub fn fields(&self, name: &str) -> Option<&[String]> {
+        self.fields.get(name).map(Vec::as_slice)
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.names.iter().any(|n| n == name)
     }
 
+    /// Checks the (possibly dotted: `triage.intent`) names an expression
+    /// reads against the scope.
     fn check(&self, node: &Node, used: impl IntoIterator<Item = String>) -> Result<(), Diagnostic> {
-        let mut unknown: Vec<String> = used
-            .into_iter()
-            .filter(|n| !self.contains(n) && !ENV.globals().any(|(g, _)| g == n))
-            .collect();
-        unknown.sort();
-        if let Some(name) = unknown.first() {
-            let mut msg = format!("unknown variable {name:?}");
-            if let Some(s) = crate::yaml::suggest(name, self.names.iter().map(String::as_str)) {
+        let mut used: Vec<String> = used.into_iter().collect();
+        used.sort();
+        for path in &used {
+            let mut parts = path.split('.');
+            let name = parts.next().unwrap_or_default();
+            if !self.contains(name) && !ENV.globals().any(|(g, _)| g == name) {
+                let mut msg = format!("unknown variable {name:?}");
+                if let Some(s) = crate::yaml::suggest(name, self.names.iter().map(String::as_str)) {
+                    msg.push_str(&format!(" (did you mean {s:?}?)"));
+                } else {
+                    msg.push_str(&format!("; known here: {}", self.names.join(", ")));
+                }
+                return Err(node.error(msg));
+            }
+            let (Some(field), Some(known)) = (parts.next(), self.fields(name)) else {
+                continue;
+            };
+            if known.iter().any(|k| k == field) || MAP_METHODS.contains(&field) {
+                continue;
+            }
+            let mut msg = format!("`{name}` has no field {field:?}");
+            if let Some(s) = suggest_field(field, known) {
                 msg.push_str(&format!(" (did you mean {s:?}?)"));
             } else {
-                msg.push_str(&format!("; known here: {}", self.names.join(", ")));
+                msg.push_str(&format!("; its fields: {}", known.join(", ")));
             }
             return Err(node.error(msg));
         }
         Ok(())
+    }
+}
+
+/// The declared field `field` most likely meant: within edit distance 2,
+/// else the one field it is a prefix of (`customer_reply` →
+/// `customer_reply_draft`).
+fn suggest_field<'k>(field: &str, known: &'k [String]) -> Option<&'k str> {
+    if let Some(s) = crate::yaml::suggest(field, known.iter().map(String::as_str)) {
+        return Some(s);
+    }
+    let mut prefixed = known
+        .iter()
+        .filter(|k| field.len() >= 3 && k.starts_with(field));
+    match (prefixed.next(), prefixed.next()) {
+        (Some(k), None) => Some(k),
+        _ => None,
     }
 }
 
@@ -93,6 +149,8 @@ pub fn value_from_json(v: &serde_json::Value) -> Value {
 pub struct Condition {
     source: String,
     expr: minijinja::Expression<'static, 'static>,
+    /// Where it was written, for [`Condition::check_names`].
+    at: Node,
 }
 
 impl std::fmt::Debug for Condition {
@@ -111,8 +169,19 @@ impl Condition {
         let expr = ENV
             .compile_expression_owned(source.clone())
             .map_err(|e| node.error(format!("invalid expression: {}", describe(&e))))?;
-        scope.check(node, expr.undeclared_variables(false))?;
-        Ok(Condition { source, expr })
+        scope.check(node, expr.undeclared_variables(true))?;
+        Ok(Condition {
+            source,
+            expr,
+            at: node.clone(),
+        })
+    }
+
+    /// Checks the names it reads again, against a scope that knows more
+    /// than the one it was compiled with (the fields of earlier steps'
+    /// declared outputs, known once those steps are compiled).
+    pub fn check_names(&self, scope: &Scope) -> Result<(), Diagnostic> {
+        scope.check(&self.at, self.expr.undeclared_variables(true))
     }
 
     pub fn source(&self) -> &str {
@@ -166,7 +235,7 @@ impl Template {
             let expr = ENV
                 .compile_expression(inner)
                 .map_err(|e| node.error(format!("invalid template: {}", describe(&e))))?;
-            scope.check(node, expr.undeclared_variables(false))?;
+            scope.check(node, expr.undeclared_variables(true))?;
             return Ok(Template {
                 kind: TemplateKind::Expression(inner.to_string()),
                 source,
@@ -175,7 +244,7 @@ impl Template {
         let t = ENV
             .template_from_str(&source)
             .map_err(|e| node.error(format!("invalid template: {}", describe(&e))))?;
-        scope.check(node, t.undeclared_variables(false))?;
+        scope.check(node, t.undeclared_variables(true))?;
         Ok(Template {
             source,
             kind: TemplateKind::Template,
@@ -375,6 +444,55 @@ mod tests {
         );
         let err = Condition::compile(&node("'triage.intent =='"), &scope).unwrap_err();
         assert!(err.message.starts_with("invalid expression"), "{err}");
+    }
+
+    #[test]
+    fn declared_fields_are_checked_with_suggestions() {
+        let mut scope = Scope::new(["input", "triage", "open"]);
+        scope.set_fields("triage", ["intent", "confidence", "customer_reply_draft"]);
+        scope.set_fields("input", ["email"]);
+        let err = |src: &str| match Condition::compile(&node(src), &scope) {
+            Ok(_) => panic!("{src} compiled"),
+            Err(d) => d.message,
+        };
+        assert_eq!(
+            err("triage.intnet == 'spam'"),
+            "`triage` has no field \"intnet\" (did you mean \"intent\"?)"
+        );
+        // A prefix of one declared field names it.
+        assert_eq!(
+            err("triage.customer_reply"),
+            "`triage` has no field \"customer_reply\" (did you mean \"customer_reply_draft\"?)"
+        );
+        // Nothing close: the declared fields are listed.
+        assert_eq!(
+            err("input.zzz"),
+            "`input` has no field \"zzz\"; its fields: email"
+        );
+        // A bad field after a good one is found. (Subscripts such as
+        // `input['x']` are not checked: minijinja reports dotted reads only.)
+        assert!(err("triage.intent and triage.confidnce > 0.5").contains("confidnce"));
+        for ok in [
+            "triage.intent == 'spam' and triage.confidence > 0.5",
+            "input.email|lower",
+            "triage.items()|length > 0",
+            "triage",
+            "open.anything.at.all",
+        ] {
+            assert!(
+                Condition::compile(&node(&format!("\"{ok}\"")), &scope).is_ok(),
+                "{ok}"
+            );
+        }
+        // Templates are checked the same way, and a condition compiled with
+        // fewer fields known is checked again when more are.
+        assert!(Template::compile(&node("'{{ triage.intnet }}'"), &scope).is_err());
+        assert!(Template::compile(&node("'a {{ triage.intnet }} b'"), &scope).is_err());
+        let loose = Condition::compile(&node("triage.intnet"), &Scope::new(["triage"])).unwrap();
+        assert!(loose.check_names(&Scope::new(["triage"])).is_ok());
+        assert!(loose.check_names(&scope).is_err());
+        assert_eq!(scope.fields("input"), Some(&["email".to_string()][..]));
+        assert_eq!(scope.fields("open"), None);
     }
 
     #[test]

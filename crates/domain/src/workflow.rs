@@ -669,11 +669,11 @@ fn parse_step(
             Some(s) => msg.push_str(&format!(" (did you mean `{s}`?)")),
             None => msg.push_str(&format!("; known kinds: {}", kinds.join(", "))),
         }
-        cx.errors.push(raw_body.error(msg));
+        cx.errors.push(raw_body.key_error(msg));
         return None;
     }
     if let Some((other, n)) = kind_entries.next() {
-        cx.errors.push(n.error(format!(
+        cx.errors.push(n.key_error(format!(
             "a step has exactly one kind; `{kind}` and `{other}` both given (unknown field?)"
         )));
     }

@@ -24,6 +24,10 @@ pub struct Node {
     pub path: String,
     /// True when the scalar was produced (at least partly) from `${env:…}`.
     pub from_env: bool,
+    /// Where the key that holds this node sits, for a value in a mapping:
+    /// a misspelled key is reported there, not at its value (which may be a
+    /// block several lines further down).
+    pub key_pos: Option<Pos>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +151,7 @@ impl<'s> Builder<'s, '_> {
                     pos: p,
                     path,
                     from_env,
+                    key_pos: None,
                 };
                 if anchor > 0 {
                     self.anchors.insert(anchor, node.clone());
@@ -168,6 +173,7 @@ impl<'s> Builder<'s, '_> {
                     pos: p,
                     path,
                     from_env: false,
+                    key_pos: None,
                 };
                 if anchor > 0 {
                     self.anchors.insert(anchor, node.clone());
@@ -193,7 +199,8 @@ impl<'s> Builder<'s, '_> {
                     };
                     let (ev, vspan) = self.next()?;
                     let child = diag::join(&path, &key);
-                    let value = self.node(ev, vspan, child)?;
+                    let mut value = self.node(ev, vspan, child)?;
+                    value.key_pos = Some(pos(&kspan));
                     if entries.iter().any(|(k, _)| *k == key) {
                         self.errors.push(Diagnostic::new(
                             pos(&kspan),
@@ -209,6 +216,7 @@ impl<'s> Builder<'s, '_> {
                     pos: p,
                     path,
                     from_env: false,
+                    key_pos: None,
                 };
                 if anchor > 0 {
                     self.anchors.insert(anchor, node.clone());
@@ -341,6 +349,13 @@ impl Node {
     /// A diagnostic located at this node.
     pub fn error(&self, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(self.pos, self.path.clone(), message)
+    }
+
+    /// A diagnostic located at the key that holds this node (the node
+    /// itself when it is not a mapping's value): for unknown or misspelled
+    /// keys.
+    pub fn key_error(&self, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self.pos_of_key(), self.path.clone(), message)
     }
 
     pub fn kind_name(&self) -> &'static str {
@@ -520,10 +535,9 @@ impl<'a> Fields<'a> {
 }
 
 impl Node {
-    /// Best location for complaints about the key that holds this node:
-    /// the node itself (we do not keep key spans separately).
+    /// Where the key that holds this node sits, else the node itself.
     fn pos_of_key(&self) -> Pos {
-        self.pos
+        self.key_pos.unwrap_or(self.pos)
     }
 }
 

@@ -166,12 +166,20 @@ pub fn compile_with(
     let mut def = workflow::parse(src, &lookup, &names).map_err(fail)?;
     let mut cx = Cx::with_files(files.reader(path));
     let mut steps = Vec::with_capacity(def.steps.len());
+    let mut shapes = Shapes::of_input(&def);
     for (i, s) in def.steps.iter().enumerate() {
-        let scope = def.scope_for(i);
+        let mut scope = def.scope_for(i);
+        shapes.declare(&mut scope);
+        if let Some(when) = &s.when
+            && let Err(d) = when.check_names(&scope)
+        {
+            cx.errors.push(d);
+        }
         let kind = kinds
             .get(&s.kind)
             .expect("workflow::parse checked the kind");
         if let Some(step) = kind.compile_in(&def.steps[..i], s, &scope, &mut cx) {
+            shapes.learn(&s.id, step.as_ref());
             steps.push(step);
         }
     }
@@ -189,6 +197,58 @@ pub fn compile_with(
         path: path.to_string(),
         source,
     })
+}
+
+/// What is known at load of the values steps read: the fields of `input`
+/// (its schema's `properties`), `run`, each earlier step whose output is
+/// declared, and `approved` once a review has run; `None`: open.
+struct Shapes {
+    known: HashMap<String, Option<Vec<String>>>,
+}
+
+impl Shapes {
+    fn of_input(def: &Workflow) -> Shapes {
+        let input = def
+            .input
+            .schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect());
+        let run = Some(["id", "workflow", "version"].map(String::from).to_vec());
+        Shapes {
+            known: HashMap::from([("input".to_string(), input), ("run".to_string(), run)]),
+        }
+    }
+
+    fn declare(&self, scope: &mut domain::expr::Scope) {
+        for (name, fields) in &self.known {
+            if let Some(fields) = fields {
+                scope.set_fields(name, fields);
+            }
+        }
+    }
+
+    fn learn(&mut self, id: &str, step: &dyn Step) {
+        self.known.insert(id.to_string(), step.output_fields());
+        if let Some((sources, edited)) = step.approves() {
+            // `approved` is the previous review's `approved`, then each
+            // reviewed step's output, then the edited fields.
+            let mut approved = match self.known.get("approved") {
+                Some(prev) => prev.clone(),
+                None => Some(Vec::new()),
+            };
+            for source in &sources {
+                match (self.known.get(source).cloned().flatten(), approved.as_mut()) {
+                    (Some(fields), Some(a)) => a.extend(fields),
+                    _ => approved = None,
+                }
+            }
+            if let Some(a) = approved.as_mut() {
+                a.extend(edited);
+            }
+            self.known.insert("approved".into(), approved);
+        }
+    }
 }
 
 /// The set of workflows this node serves.

@@ -82,6 +82,19 @@ pub trait Step: Send + Sync {
         None
     }
 
+    /// The fields of this step's output that later steps may read, when
+    /// the step declares them (an `llm` step's output schema); `None`: not
+    /// declared, any field is accepted at load.
+    fn output_fields(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// For a `review`: the steps whose drafts it puts before a person and
+    /// the fields a person may edit, which together make up `approved`.
+    fn approves(&self) -> Option<(Vec<String>, Vec<String>)> {
+        None
+    }
+
     /// True when the step evaluates its own `when:` (a skipped `review` is
     /// still recorded, as decided by policy); otherwise the driver skips
     /// the step when the condition is false.

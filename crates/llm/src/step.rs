@@ -70,6 +70,19 @@ enum Verdict {
 
 #[async_trait]
 impl Step for LlmStep {
+    fn output_fields(&self) -> Option<Vec<String>> {
+        let mut fields: Vec<String> = self
+            .spec
+            .output
+            .fields
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        // Added to every answer by `finish_ok` / `needs_review`.
+        fields.extend(["status", "provider", "model", "reason"].map(String::from));
+        Some(fields)
+    }
+
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let spec = &self.spec;
         let deadline = Instant::now() + Duration::from_millis(spec.budget_ms);

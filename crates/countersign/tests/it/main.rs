@@ -8,6 +8,7 @@ mod crash;
 mod crash_connectors;
 mod export;
 mod multinode;
+mod newcomer;
 mod reference;
 mod slack_map;
 mod users;
