@@ -45,6 +45,8 @@ pub(crate) struct InboxQuery {
     pub already: Option<String>,
     /// After a bulk approval: how many were approved and how many not.
     pub approved: Option<usize>,
+    /// After a bulk rejection: how many were rejected.
+    pub rejected: Option<usize>,
     pub skipped: Option<usize>,
 }
 
@@ -396,20 +398,32 @@ pub(crate) async fn list(
             me: user.header(),
             nav: "inbox",
             title: if decided_view { "Decided" } else { "Inbox" },
-            notice: match q.approved {
-                Some(n) => Some(Notice {
-                    kind: if q.skipped.unwrap_or(0) > 0 { "" } else { "ok" },
-                    text: format!(
-                        "Approved {n} task{} as drafted{}.",
-                        if n == 1 { "" } else { "s" },
-                        match q.skipped.unwrap_or(0) {
-                            0 => String::new(),
-                            k => format!("; {k} not approved (decided meanwhile or refused)"),
-                        }
-                    ),
-                    link: None,
-                }),
-                None => done_notice(&state, q.done.as_deref(), q.already.is_some()).await,
+            notice: match (q.approved, q.rejected) {
+                (Some(n), _) | (None, Some(n)) => {
+                    let (done, not) = if q.approved.is_some() {
+                        ("Approved", "approved")
+                    } else {
+                        ("Rejected", "rejected")
+                    };
+                    Some(Notice {
+                        kind: if q.skipped.unwrap_or(0) > 0 { "" } else { "ok" },
+                        text: format!(
+                            "{done} {n} task{}{}{}.",
+                            if n == 1 { "" } else { "s" },
+                            if q.approved.is_some() {
+                                " as drafted"
+                            } else {
+                                ""
+                            },
+                            match q.skipped.unwrap_or(0) {
+                                0 => String::new(),
+                                k => format!("; {k} not {not} (decided meanwhile or refused)"),
+                            }
+                        ),
+                        link: None,
+                    })
+                }
+                (None, None) => done_notice(&state, q.done.as_deref(), q.already.is_some()).await,
             },
             decided_view,
             total,
@@ -514,6 +528,8 @@ struct Excluded {
 #[derive(Serialize)]
 struct BulkPage {
     me: Option<Me>,
+    /// `approve` or `reject`.
+    action: &'static str,
     nav: &'static str,
     title: &'static str,
     tasks: Vec<BulkTask>,
@@ -544,6 +560,7 @@ pub(crate) async fn bulk(
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let from = InboxQuery::from_kept(&get("from").unwrap_or_default()).keep();
     let confirmed = get("confirm").as_deref() == Some("1");
+    let reject = get("action").as_deref() == Some("reject");
     let u = &user.user;
     let mut tasks = Vec::new();
     let mut excluded = Vec::new();
@@ -566,9 +583,16 @@ pub(crate) async fn bulk(
             continue;
         }
         if confirmed {
-            let decision = Decision::Approve {
-                values: serde_json::Map::new(),
-                comment: Some(format!("Bulk approval ({} tasks)", ids.len())),
+            let decision = if reject {
+                Decision::Reject {
+                    reason: "Rejected in bulk".into(),
+                    comment: Some(format!("Bulk rejection ({} tasks)", ids.len())),
+                }
+            } else {
+                Decision::Approve {
+                    values: serde_json::Map::new(),
+                    comment: Some(format!("Bulk approval ({} tasks)", ids.len())),
+                }
             };
             match state
                 .engine
@@ -577,14 +601,20 @@ pub(crate) async fn bulk(
             {
                 Ok(_) => approved += 1,
                 Err(e) => {
-                    tracing::info!(review = %id, error = %e, "bulk approval skipped a task");
+                    tracing::info!(review = %id, error = %e, reject, "bulk decision skipped a task");
                     skipped += 1;
                 }
             }
             continue;
         }
         let fields = engine::review::fields_of(&r);
-        let (actions, _, _) = after(&state, &r, &serde_json::Map::new(), None, false).await;
+        let actions = if reject {
+            Vec::new()
+        } else {
+            after(&state, &r, &serde_json::Map::new(), None, false)
+                .await
+                .0
+        };
         tasks.push(BulkTask {
             id: r.id.clone(),
             sender,
@@ -598,10 +628,11 @@ pub(crate) async fn bulk(
         });
     }
     if confirmed {
-        tracing::info!(user = %u.actor(), approved, skipped, "bulk approval");
+        tracing::info!(user = %u.actor(), decided = approved, skipped, reject, "bulk decision");
         let sep = if from.is_empty() { "?" } else { "&" };
+        let done = if reject { "rejected" } else { "approved" };
         return see_other(&format!(
-            "/inbox{from}{sep}approved={approved}&skipped={skipped}"
+            "/inbox{from}{sep}{done}={approved}&skipped={skipped}"
         ));
     }
     ui::render(
@@ -610,7 +641,12 @@ pub(crate) async fn bulk(
         BulkPage {
             me: user.header(),
             nav: "inbox",
-            title: "Approve selected",
+            action: if reject { "reject" } else { "approve" },
+            title: if reject {
+                "Reject selected"
+            } else {
+                "Approve selected"
+            },
             tasks,
             excluded,
             from,

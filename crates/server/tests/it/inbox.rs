@@ -777,6 +777,61 @@ async fn bulk_approval_confirms_first_and_skips_what_it_may_not_approve() {
 }
 
 #[tokio::test]
+async fn bulk_rejection_clears_tasks_after_a_confirmation_and_runs_none_of_their_actions() {
+    let h = Harness::new().await;
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    let a = task_with(&h, "Cheap watches, click here", "medium").await;
+    let b = task_with(&h, "Casino winner", "medium").await;
+    let ops = sign_in(&h, "ops@example.com").await;
+    let inbox = h.send(get("/inbox", &ops.cookie)).await;
+    assert!(
+        inbox.text.contains("name=\"action\" value=\"reject\""),
+        "{}",
+        inbox.text
+    );
+
+    let picked = format!("csrf={}&action=reject&task={a}&task={b}", ops.csrf);
+    let confirm = h.send(form("/inbox/bulk", &ops.cookie, &picked)).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.text);
+    assert!(confirm.text.contains("Reject 2 tasks?"), "{}", confirm.text);
+    assert!(
+        confirm.text.contains("none of its actions run"),
+        "{}",
+        confirm.text
+    );
+    assert_eq!(
+        h.store.review(&a).await.unwrap().unwrap().status,
+        ReviewStatus::Pending,
+        "nothing decided before the confirmation"
+    );
+    let done = h
+        .send(form(
+            "/inbox/bulk",
+            &ops.cookie,
+            &format!("{picked}&confirm=1"),
+        ))
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let to = location(&done);
+    assert!(to.contains("rejected=2&skipped=0"), "{to}");
+    for id in [&a, &b] {
+        let r = h.store.review(id).await.unwrap().unwrap();
+        assert_eq!(r.status, ReviewStatus::Rejected, "{r:?}");
+        assert_eq!(r.decided_by.as_deref(), Some("user:ops@example.com"));
+        assert!(
+            r.acts[0]
+                .comment
+                .as_deref()
+                .is_some_and(|c| c.starts_with("Bulk rejection")),
+            "recorded as bulk: {:?}",
+            r.acts
+        );
+    }
+    let page = h.send(get(&to, &ops.cookie)).await;
+    assert!(page.text.contains("Rejected 2 tasks."), "{}", page.text);
+}
+
+#[tokio::test]
 async fn a_soft_claim_names_the_holder_steers_the_next_task_and_can_be_taken_over() {
     let h = Harness::new().await;
     add_user(&h, "ann@example.com", UserRole::Reviewer, &["operations"]).await;
