@@ -307,9 +307,13 @@ fn resolve_field(text: &str, earlier: &[StepDef]) -> Result<FieldSpec, String> {
             Some(outputs) => match outputs.iter().find(|(k, _)| k == name) {
                 Some((_, n)) => schema_of(step, n),
                 None => {
-                    return Err(format!(
-                        "`{text}`: step `{step_id}` declares no output `{name}`"
-                    ));
+                    let mut msg = format!("`{text}`: step `{step_id}` declares no output `{name}`");
+                    if let Some(s) =
+                        crate::yaml::suggest(name, outputs.iter().map(|(k, _)| k.as_str()))
+                    {
+                        msg.push_str(&format!(" (did you mean `{step_id}.{s}`?)"));
+                    }
+                    return Err(msg);
                 }
             },
             None => None,
@@ -335,9 +339,25 @@ fn resolve_field(text: &str, earlier: &[StepDef]) -> Result<FieldSpec, String> {
             step: step.id.clone(),
             schema: schema_of(step, n),
         }),
-        [] => Err(format!(
-            "no earlier step declares an output `{text}`; write `step.{text}`"
-        )),
+        [] => {
+            let declared: Vec<&str> = earlier
+                .iter()
+                .filter_map(declared_outputs)
+                .flat_map(|o| o.iter().map(|(k, _)| k.as_str()))
+                .collect();
+            Err(match crate::yaml::suggest(text, declared.iter().copied()) {
+                Some(s) => {
+                    format!("no earlier step declares an output `{text}` (did you mean `{s}`?)")
+                }
+                None if declared.is_empty() => format!(
+                    "no earlier step declares an output `{text}`; name a field of an earlier step's declared output, or write `step.{text}`"
+                ),
+                None => format!(
+                    "no earlier step declares an output `{text}`; declared: {}",
+                    declared.join(", ")
+                ),
+            })
+        }
         many => Err(format!(
             "`{text}` is an output of several steps ({}); write `step.{text}`",
             many.iter()
@@ -351,6 +371,9 @@ fn resolve_field(text: &str, earlier: &[StepDef]) -> Result<FieldSpec, String> {
 /// The queues a `review` step names: its `queue` and an
 /// `on_deadline: { escalate: QUEUE }` target (what escalation may aim at).
 pub fn queues_named(step: &StepDef) -> Vec<String> {
+    if step.kind == "rules" {
+        return rules_queues(&step.body);
+    }
     let Value::Map(entries) = &step.body.value else {
         return Vec::new();
     };
@@ -377,6 +400,38 @@ pub fn queues_named(step: &StepDef) -> Vec<String> {
         }
     }
     out
+}
+
+/// The queues a `rules` step routes reviews to (`then: { queue: Q }`).
+fn rules_queues(body: &Node) -> Vec<String> {
+    let Value::Seq(rules) = &body.value else {
+        return Vec::new();
+    };
+    rules
+        .iter()
+        .filter_map(|rule| match &rule.value {
+            Value::Map(m) => m.iter().find(|(k, _)| k == "then").map(|(_, n)| n),
+            _ => None,
+        })
+        .filter_map(|then| match &then.value {
+            Value::Map(m) => m.iter().find(|(k, _)| k == "queue").map(|(_, n)| n),
+            _ => None,
+        })
+        .filter_map(|q| match &q.value {
+            Value::Str(q) => Some(q.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The queue the rules routed a review to: the last rules step (of
+/// `ReviewSpec::rules_steps`, in order) whose output names one.
+pub fn routed_queue(rules_outputs: &[(String, Json)]) -> Option<String> {
+    rules_outputs
+        .iter()
+        .rev()
+        .find_map(|(_, out)| out.get("queue").and_then(Json::as_str))
+        .map(str::to_string)
 }
 
 // ---------------------------------------------------------------- policy
@@ -1160,6 +1215,32 @@ mod tests {
         assert_eq!(p["step"], "check");
         assert!(skip_policy(&[("check".into(), json!({"review": "required"}))]).is_none());
         assert!(skip_policy(&[("check".into(), json!({"review": null}))]).is_none());
+    }
+
+    #[test]
+    fn the_last_rules_step_naming_a_queue_routes_the_review() {
+        let out = |q: Option<&str>| match q {
+            Some(q) => json!({"review": "required", "queue": q}),
+            None => json!({"review": "required"}),
+        };
+        assert_eq!(routed_queue(&[]), None);
+        assert_eq!(routed_queue(&[("a".into(), out(None))]), None);
+        assert_eq!(
+            routed_queue(&[("a".into(), out(Some("discard"))), ("b".into(), out(None))]),
+            Some("discard".into())
+        );
+        assert_eq!(
+            routed_queue(&[
+                ("a".into(), out(Some("discard"))),
+                ("b".into(), out(Some("ops")))
+            ]),
+            Some("ops".into())
+        );
+        let wf = steps(
+            "name: q\nsteps:\n  - id: screen\n    rules:\n      - when: 'true'\n        then: { queue: discard }\n      - when: 'true'\n        then: { review: required }\n  - id: r\n    review: { fields: [], queue: ops, on_deadline: { escalate: managers } }\n",
+        );
+        assert_eq!(queues_named(&wf[0]), ["discard"]);
+        assert_eq!(queues_named(&wf[1]), ["ops", "managers"]);
     }
 
     fn steps(src: &str) -> Vec<StepDef> {

@@ -15,6 +15,9 @@ use crate::yaml::{Node, Value};
 pub struct Rule {
     pub when: Condition,
     pub then: Vec<Action>,
+    /// `why:` — the reason in words, shown to the reviewer instead of the
+    /// condition's source when this rule asks for the review.
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +28,9 @@ pub enum Action {
     Review(String),
     /// Fail the run with a message (a permanent error).
     Fail(String),
+    /// Route the review that follows to this queue instead of its own
+    /// (e.g. likely spam to a `discard` queue a reviewer clears in bulk).
+    Queue(String),
 }
 
 pub fn parse_rules(body: &Node, scope: &Scope, cx: &mut Cx) -> Vec<Rule> {
@@ -38,9 +44,12 @@ pub fn parse_rules(body: &Node, scope: &Scope, cx: &mut Cx) -> Vec<Rule> {
         };
         let when = f.require("when").and_then(|n| Condition::compile(n, scope));
         let then = f.require("then").map(|n| parse_actions(n, cx));
+        let why = f
+            .get("why")
+            .and_then(|n| cx.take(n.as_str().map(str::to_string)));
         f.finish(&mut cx.errors);
         if let (Some(when), Some(then)) = (cx.take(when), cx.take(then)) {
-            rules.push(Rule { when, then });
+            rules.push(Rule { when, then, why });
         }
     }
     rules
@@ -50,6 +59,7 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
     let Some(mut f) = cx.take(node.fields()) else {
         return Vec::new();
     };
+    let before = cx.errors.len();
     let mut out = Vec::new();
     if let Some(n) = f.get("finish")
         && let Some(s) = cx.take(n.as_str())
@@ -69,9 +79,19 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
     {
         out.push(Action::Fail(s.to_string()));
     }
-    if out.is_empty() {
+    if let Some(n) = f.get("queue")
+        && let Some(q) = cx.take(n.as_str())
+    {
+        if q.is_empty() || q.len() > 64 || q.chars().any(char::is_whitespace) {
+            cx.errors
+                .push(n.error("a queue name is 1–64 characters without spaces"));
+        } else {
+            out.push(Action::Queue(q.to_string()));
+        }
+    }
+    if out.is_empty() && cx.errors.len() == before {
         cx.errors
-            .push(node.error("`then` needs at least one of: finish, review, fail"));
+            .push(node.error("`then` needs at least one of: finish, review, queue, fail"));
     }
     f.finish(&mut cx.errors);
     out
@@ -86,7 +106,11 @@ pub struct RulesResult {
     pub review: Option<String>,
     /// The rule that set `review`: its index and its `when` source.
     pub review_rule: Option<(usize, String)>,
+    /// That rule's `why:`, if it has one.
+    pub review_why: Option<String>,
     pub fail: Option<String>,
+    /// The queue a matching rule routed the review to (the last one wins).
+    pub queue: Option<String>,
 }
 
 impl RulesResult {
@@ -99,7 +123,14 @@ impl RulesResult {
         });
         // Only when a rule set `review`, so outputs without one keep their shape.
         if let (Some((i, w)), Json::Object(m)) = (&self.review_rule, &mut out) {
-            m.insert("review_rule".into(), json!({ "index": i, "when": w }));
+            let mut rule = json!({ "index": i, "when": w });
+            if let Some(why) = &self.review_why {
+                rule["why"] = json!(why);
+            }
+            m.insert("review_rule".into(), rule);
+        }
+        if let (Some(q), Json::Object(m)) = (&self.queue, &mut out) {
+            m.insert("queue".into(), json!(q));
         }
         out
     }
@@ -113,7 +144,9 @@ pub fn evaluate(rules: &[Rule], vars: &Vars) -> Result<RulesResult, String> {
         finish: None,
         review: None,
         review_rule: None,
+        review_why: None,
         fail: None,
+        queue: None,
     };
     for (i, rule) in rules.iter().enumerate() {
         if !rule.when.eval(vars)? {
@@ -126,8 +159,10 @@ pub fn evaluate(rules: &[Rule], vars: &Vars) -> Result<RulesResult, String> {
                 Action::Review(v) => {
                     r.review = Some(v.clone());
                     r.review_rule = Some((i, rule.when.source().to_string()));
+                    r.review_why = rule.why.clone();
                 }
                 Action::Fail(m) => r.fail = Some(m.clone()),
+                Action::Queue(q) => r.queue = Some(q.clone()),
             }
         }
         if r.finish.is_some() || r.fail.is_some() {
@@ -368,6 +403,72 @@ mod tests {
         assert_eq!(
             (r.matched, r.review.as_deref()),
             (vec![1], Some("required"))
+        );
+    }
+
+    #[test]
+    fn rules_route_to_a_queue_and_say_why_the_last_one_wins() {
+        let mut cx = Cx::default();
+        let rules = parse_rules(
+            &body(
+                "rules:\n  - when: 'true'\n    why: Always\n    then: { review: required }\n  - when: triage.intent == 'spam'\n    why: Likely spam\n    then: { review: required, queue: discard }\n  - when: triage.gdpr\n    then: { queue: operations }\n",
+            ),
+            &Scope::new(["triage"]),
+            &mut cx,
+        );
+        assert!(cx.errors.is_empty(), "{:?}", cx.errors);
+        let eval = |t: Json| {
+            let mut vars = Vars::new();
+            vars.insert("triage".into(), value_from_json(&t));
+            evaluate(&rules, &vars).unwrap()
+        };
+        let r = eval(json!({"intent": "spam", "gdpr": false}));
+        assert_eq!(
+            (
+                r.queue.as_deref(),
+                r.review_why.as_deref(),
+                r.review_rule.as_ref().map(|r| r.0)
+            ),
+            (Some("discard"), Some("Likely spam"), Some(1))
+        );
+        assert_eq!(
+            r.to_json()["review_rule"],
+            json!({"index": 1, "when": "triage.intent == 'spam'", "why": "Likely spam"})
+        );
+        assert_eq!(r.to_json()["queue"], "discard");
+        // A later rule's queue wins; `why` stays with the rule that set `review`.
+        let r = eval(json!({"intent": "spam", "gdpr": true}));
+        assert_eq!(
+            (r.queue.as_deref(), r.review_why.as_deref()),
+            (Some("operations"), Some("Likely spam"))
+        );
+        // No queue named: the output has no `queue` key (old outputs keep their shape).
+        let r = eval(json!({"intent": "sales", "gdpr": false}));
+        assert_eq!(
+            (r.queue.as_deref(), r.review_why.as_deref()),
+            (None, Some("Always"))
+        );
+        assert!(r.to_json().get("queue").is_none());
+        assert_eq!(
+            r.to_json()["review_rule"],
+            json!({"index": 0, "when": "true", "why": "Always"})
+        );
+
+        let mut cx = Cx::default();
+        parse_rules(
+            &body(
+                "rules:\n  - when: 'true'\n    then: { queue: 'two words' }\n  - when: 'true'\n    then: {}\n",
+            ),
+            &Scope::new(["triage"]),
+            &mut cx,
+        );
+        let msgs: Vec<&str> = cx.errors.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "a queue name is 1–64 characters without spaces",
+                "`then` needs at least one of: finish, review, queue, fail"
+            ]
         );
     }
 

@@ -84,15 +84,43 @@ fn run_prints_the_outcome_and_rejects_bad_input_with_2() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The reference workflow discards nothing unseen: the heuristic calls
+    // an unsubscribe/personal-data request spam, and it still waits for a
+    // person, in `operations` (not the `discard` queue) because of what
+    // it is about.
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["status"], "completed");
-    assert_eq!(report["outcome"], "discarded");
+    assert_eq!(
+        (report["status"].as_str(), report["wait"].as_str()),
+        (Some("waiting"), Some("review")),
+        "{report}"
+    );
     let triage = &report["outputs"]["triage"];
     assert_eq!(
         (triage["provider"].as_str(), triage["intent"].as_str()),
         (Some("heuristic"), Some("spam")),
         "{triage}"
     );
+    assert_eq!(
+        report["outputs"]["screen"]["review_rule"]["why"],
+        "Personal data, unsubscribe or legal matter"
+    );
+    assert_eq!(report["outputs"]["review"]["queue"], "operations");
+
+    // Likely spam waits in the `discard` queue for a person to clear.
+    let out = Command::new(bin())
+        .args([
+            "run",
+            example,
+            "--input",
+            r#"{"name":"Bot","email":"bot@example.com","message":"Click here to make money with our casino"}"#,
+        ])
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outputs"]["triage"]["intent"], "spam", "{report}");
+    assert_eq!(report["status"], "waiting", "{report}");
+    assert_eq!(report["outputs"]["review"]["queue"], "discard", "{report}");
 
     // A real request is kept, and the unsure heuristic sends it to a person:
     // the run stops to wait for review, which is a settled state (exit 0).

@@ -285,6 +285,14 @@ impl Step for ReviewStep {
         true
     }
 
+    fn approves(&self) -> Option<(Vec<String>, Vec<String>)> {
+        let fields = &self.spec.fields;
+        Some((
+            fields.iter().map(|f| f.step.clone()).collect(),
+            fields.iter().map(|f| f.name.clone()).collect(),
+        ))
+    }
+
     async fn run(&self, cx: &mut StepCx<'_>) -> StepOutcome {
         let now = now_ms();
         let policy = match self.skip_policy(cx) {
@@ -319,6 +327,13 @@ impl Step for ReviewStep {
             Some(r) => r,
             None => {
                 let fields = self.drafts(cx);
+                let rules: Vec<(String, Json)> = self
+                    .spec
+                    .rules_steps
+                    .iter()
+                    .map(|s| (s.clone(), var_json(cx, s)))
+                    .collect();
+                let queue = review::routed_queue(&rules).unwrap_or_else(|| self.spec.queue.clone());
                 let new = NewReview {
                     id: uuid::Uuid::now_v7().to_string(),
                     run_id: cx.run_id.to_string(),
@@ -329,7 +344,7 @@ impl Step for ReviewStep {
                         .and_then(Json::as_str)
                         .unwrap_or_default()
                         .to_string(),
-                    queue: self.spec.queue.clone(),
+                    queue,
                     fields: Json::Array(fields.iter().map(Field::to_json).collect()).to_string(),
                     min_approvals: self.spec.min_approvals,
                     deadline_at_ms: self.spec.deadline_ms.map(|d| now + d as i64),

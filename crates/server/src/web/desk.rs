@@ -230,7 +230,7 @@ impl Why {
             };
             if let Some(rule) = out
                 .get("review_rule")
-                .and_then(|r| r.get("when"))
+                .and_then(|r| r.get("why").or_else(|| r.get("when")))
                 .and_then(Value::as_str)
                 && out.get("review").and_then(Value::as_str) == Some("required")
             {

@@ -409,11 +409,13 @@ fn review_required(src: &Sources<'_>) -> Answer {
     let mut rule = None;
     for (_, m) in src.outputs_of("rules") {
         if m.get("review").and_then(Value::as_str) == Some("required") {
-            rule = m
-                .get("review_rule")
-                .and_then(|r| r.get("when"))
-                .map(text)
-                .or(Some(String::new()));
+            let r = m.get("review_rule");
+            let when = r.and_then(|r| r.get("when")).map(text).unwrap_or_default();
+            rule = Some(match r.and_then(|r| r.get("why")).map(text) {
+                Some(why) if !why.is_empty() => format!("{why} (rule `{when}`)"),
+                _ if when.is_empty() => String::new(),
+                _ => format!("rule `{when}`"),
+            });
         }
     }
     let skipped: Vec<String> = src
@@ -428,7 +430,7 @@ fn review_required(src: &Sources<'_>) -> Answer {
             .map(|r| format!("{} (step {})", r.queue, r.step_id))
             .collect();
         let because = match rule.as_deref() {
-            Some(w) if !w.is_empty() => format!("rule `{w}`"),
+            Some(w) if !w.is_empty() => w.to_string(),
             Some(_) => "a rule asked for it".into(),
             None if src.kind_of(&r.step_id) == "review" => {
                 "the workflow reviews every request at this step".into()

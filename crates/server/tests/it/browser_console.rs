@@ -223,7 +223,7 @@ async fn the_console_in_headless_chromium() {
         "What came in",
         "message: We'd like a quote for 40 seats and a demo",
         "triage: drafted by heuristic / keywords-v1",
-        "Yes — rule `triage.human_review_required`",
+        "Yes — The model asked for a person (rule `triage.human_review_required`)",
         "Approved by ann@example.com",
         "→ Acme wants 40 seats (by ann@example.com",
         "Recorded in the outbox, not sent — board: ",

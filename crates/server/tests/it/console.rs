@@ -524,7 +524,7 @@ async fn the_reference_workflow_answers_all_nine_on_its_page() {
         "message: We'd like a quote for 40 seats and a demo",
         "triage: drafted by heuristic / keywords-v1",
         "Fallback: fell back after: openai/",
-        "Yes — rule `triage.human_review_required`",
+        "Yes — The model asked for a person (rule `triage.human_review_required`)",
         "Approved by ann@example.com",
         "summary: ",
         "→ Acme wants 40 seats (by ann@example.com",
