@@ -27,6 +27,7 @@ pub mod kind {
     pub const RUN_RETRIED: &str = "run.retried";
     pub const RUN_RESUMED: &str = "run.resumed";
     pub const RUN_REJECTED: &str = "run.rejected";
+    pub const RUN_HANDED_OFF: &str = "run.handed_off";
     pub const REVIEW_REQUESTED: &str = "review.requested";
     pub const REVIEW_DECIDED: &str = "review.decided";
     pub const REVIEW_ESCALATED: &str = "review.escalated";

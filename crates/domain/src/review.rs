@@ -495,6 +495,13 @@ pub enum Decision {
         queue: String,
         comment: Option<String>,
     },
+    /// Hand the case to a person ("needs manual handling"): the run ends
+    /// `handed_off` with the reason, and no automatic step after the
+    /// review runs.
+    HandOff {
+        reason: String,
+        comment: Option<String>,
+    },
 }
 
 impl Decision {
@@ -503,6 +510,7 @@ impl Decision {
             Decision::Approve { .. } => "approve",
             Decision::Reject { .. } => "reject",
             Decision::Escalate { .. } => "escalate",
+            Decision::HandOff { .. } => "hand_off",
         }
     }
 }
@@ -590,6 +598,9 @@ pub enum Verdict {
     Escalated {
         queue: String,
     },
+    HandedOff {
+        reason: String,
+    },
 }
 
 /// Why a decision was refused. Nothing changes.
@@ -603,6 +614,8 @@ pub enum DecisionError {
     AlreadyApproved(String),
     #[error("a rejection needs a reason")]
     ReasonRequired,
+    #[error("a hand-off needs a reason (what the person taking over should know)")]
+    HandOffReasonRequired,
     #[error("escalation needs a queue other than the current one")]
     QueueRequired,
     /// The escalation target is no queue this deployment knows.
@@ -713,6 +726,14 @@ pub fn decide(
                 return Err(DecisionError::ReasonRequired);
             }
             Ok(Verdict::Rejected {
+                reason: reason.trim().to_string(),
+            })
+        }
+        Decision::HandOff { reason, .. } => {
+            if reason.trim().is_empty() {
+                return Err(DecisionError::HandOffReasonRequired);
+            }
+            Ok(Verdict::HandedOff {
                 reason: reason.trim().to_string(),
             })
         }
@@ -1006,6 +1027,37 @@ mod tests {
                 queue: "managers".into()
             })
         );
+    }
+
+    #[test]
+    fn hand_off_needs_a_reason_and_is_not_a_rejection() {
+        let f = fields();
+        let t = task(&f, 2, &[]);
+        let hand_off = |reason: &str| Decision::HandOff {
+            reason: reason.into(),
+            comment: Some("call them".into()),
+        };
+        assert_eq!(hand_off("x").name(), "hand_off");
+        assert_eq!(
+            decide(t, &hand_off(" \n "), &who("u"), 1),
+            Err(DecisionError::HandOffReasonRequired)
+        );
+        // Any decider of the queue may hand off, even on a four-eyes task
+        // and without a user behind the channel: it approves nothing.
+        assert_eq!(
+            decide(t, &hand_off(" legal dispute "), &who("token:x"), 1),
+            Ok(Verdict::HandedOff {
+                reason: "legal dispute".into()
+            })
+        );
+        let elsewhere = Decider {
+            queues: Some(vec!["managers".into()]),
+            ..who("u")
+        };
+        assert!(matches!(
+            decide(t, &hand_off("x"), &elsewhere, 1),
+            Err(DecisionError::NotAllowed { .. })
+        ));
     }
 
     #[test]

@@ -26,10 +26,13 @@ pub enum RunStatus {
     Cancelled,
     /// A reviewer rejected it.
     Rejected,
+    /// A reviewer handed the case to a person ("needs manual handling"):
+    /// no automatic step after the review runs.
+    HandedOff,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 8] = [
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Waiting,
@@ -37,6 +40,7 @@ impl RunStatus {
         RunStatus::Failed,
         RunStatus::Cancelled,
         RunStatus::Rejected,
+        RunStatus::HandedOff,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
             RunStatus::Rejected => "rejected",
+            RunStatus::HandedOff => "handed_off",
         }
     }
 
@@ -55,7 +60,11 @@ impl RunStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Rejected
+            RunStatus::Completed
+                | RunStatus::Failed
+                | RunStatus::Cancelled
+                | RunStatus::Rejected
+                | RunStatus::HandedOff
         )
     }
 
@@ -439,6 +448,42 @@ mod tests {
 
     fn done() -> StepOutcome {
         StepOutcome::Done { output: json!({}) }
+    }
+
+    #[test]
+    fn each_status_says_what_it_allows() {
+        use RunStatus as S;
+        // (status, terminal, settled without a wait, retry, cancel)
+        let table = [
+            (S::Queued, false, false, false, true),
+            (S::Running, false, false, false, true),
+            (S::Waiting, false, false, false, true),
+            (S::Completed, true, true, false, false),
+            (S::Failed, true, true, true, true),
+            (S::Cancelled, true, true, false, false),
+            (S::Rejected, true, true, false, false),
+            (S::HandedOff, true, true, false, false),
+        ];
+        assert_eq!(table.len(), S::ALL.len());
+        for (s, terminal, settled, retry, cancel) in table {
+            assert_eq!(s.is_terminal(), terminal, "{s} terminal");
+            assert_eq!(s.is_settled(None), settled, "{s} settled");
+            assert_eq!(s.can_retry(), retry, "{s} retry");
+            assert_eq!(s.can_cancel(), cancel, "{s} cancel");
+            assert_eq!(s.as_str().parse::<S>(), Ok(s));
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        assert_eq!(S::HandedOff.as_str(), "handed_off");
+        // Waiting settles only for a person or a timer, not a retry back-off.
+        assert!(S::Waiting.is_settled(Some(WaitReason::Review)));
+        assert!(S::Waiting.is_settled(Some(WaitReason::Timer)));
+        assert!(!S::Waiting.is_settled(Some(WaitReason::Retry)));
+        assert!(!S::Running.is_settled(Some(WaitReason::Review)));
+        let err = "done".parse::<S>().unwrap_err();
+        assert!(
+            err.contains("\"done\"") && err.contains("handed_off"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -175,6 +175,12 @@ impl StepCx<'_> {
                     r.reason.as_deref().unwrap_or("")
                 ),
             }),
+            // The decision's transaction ended the run `handed_off`; a
+            // step that still sees the task ends the run the same way.
+            ReviewStatus::HandedOff => Approval::Rejected(StepOutcome::Finish {
+                output: json!({ "review": r.id, "decision": "handed_off", "reason": r.reason }),
+                outcome: "handed_off".into(),
+            }),
             ReviewStatus::Pending => Approval::Pending(StepOutcome::Suspend {
                 output: json!({ "review": r.id, "status": "pending", "queue": r.queue,
                     "control": "review", "action": action }),

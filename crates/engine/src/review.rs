@@ -171,6 +171,21 @@ fn decision_of(
             ));
             ReviewChange::Reject { reason }
         }
+        Verdict::HandedOff { reason } => {
+            events.push(event(
+                kind::REVIEW_DECIDED,
+                &actor,
+                with(json!({ "decision": "hand_off", "final": true, "reason": reason, "comment": act.comment })),
+                at,
+            ));
+            events.push(event(
+                kind::RUN_HANDED_OFF,
+                &actor,
+                json!({ "review": r.id, "step": r.step_id, "reason": reason }),
+                at,
+            ));
+            ReviewChange::HandOff { reason }
+        }
         Verdict::Escalated { queue } => {
             events.push(event(
                 kind::REVIEW_ESCALATED,
@@ -202,7 +217,7 @@ fn act_for(decision: &Decision, by: &Decider, at_ms: i64) -> ReviewAct {
             None,
             None,
         ),
-        Decision::Reject { reason, comment } => {
+        Decision::Reject { reason, comment } | Decision::HandOff { reason, comment } => {
             ("{}".into(), comment.clone(), Some(reason.clone()), None)
         }
         Decision::Escalate { queue, comment } => {

@@ -83,7 +83,7 @@
   for (var i = 0; i < openers.length; i++) {
     openers[i].addEventListener("click", function (e) {
       var id = e.currentTarget.getAttribute("data-open");
-      openPanel(id, id === "reject" ? "reason" : "queue");
+      openPanel(id, { reject: "reason", handoff: "handoff_reason" }[id] || "queue");
     });
   }
 
@@ -102,6 +102,7 @@
         break;
       case "r": openPanel("reject", "reason"); break;
       case "x": openPanel("escalate", "queue"); break;
+      case "h": openPanel("handoff", "handoff_reason"); break;
       case "j": done = go("next"); break;
       case "k": done = go("prev"); break;
       case "u": done = go("up"); break;

@@ -113,12 +113,12 @@ pub struct ReviewPage {
 /// `POST /api/v1/reviews/{id}/decision`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DecisionBody {
-    /// approve, reject or escalate.
+    /// approve, reject, escalate or hand_off (a person takes the case over; the run ends `handed_off`).
     pub decision: String,
     /// approve: edited values by field name (each checked against the field's type).
     pub values: Option<Map<String, Value>>,
     pub comment: Option<String>,
-    /// reject: why (required).
+    /// reject and hand_off: why (required).
     pub reason: Option<String>,
     /// escalate: the queue to move the task to (required).
     pub queue: Option<String>,
@@ -342,6 +342,9 @@ pub async fn decide(
                     "/reason",
                     "a rejection needs a reason",
                 )]),
+                e @ DecisionError::HandOffReasonRequired => {
+                    ApiError::Validation(vec![FieldProblem::pointer("/reason", e.to_string())])
+                }
                 DecisionError::QueueRequired => ApiError::Validation(vec![FieldProblem::pointer(
                     "/queue",
                     "name a queue other than the task's own",
@@ -374,10 +377,14 @@ fn to_decision(b: DecisionBody) -> Result<Decision, ApiError> {
             queue: b.queue.unwrap_or_default(),
             comment,
         },
+        "hand_off" => Decision::HandOff {
+            reason: b.reason.unwrap_or_default(),
+            comment,
+        },
         _ => {
             return Err(ApiError::Validation(vec![FieldProblem::pointer(
                 "/decision",
-                "must be approve, reject or escalate",
+                "must be approve, reject, escalate or hand_off",
             )]));
         }
     })

@@ -152,15 +152,16 @@ pub(crate) fn decide(conn: &Connection, d: &DecideReview) -> Result<Decided> {
                 params![review.run_id, d.at_ms],
             )
         }
-        ReviewChange::Reject { reason } => {
+        ReviewChange::Reject { .. } | ReviewChange::HandOff { .. } => {
+            let (status, reason) = d.change.ends_run().expect("a change that ends the run");
             conn.execute(
-                "UPDATE reviews SET rev = rev + 1, status = 'rejected', decided_at = ?2, decided_by = ?3, reason = ?4 WHERE id = ?1",
-                params![d.review_id, d.at_ms, a.actor, reason],
+                "UPDATE reviews SET rev = rev + 1, status = ?5, decided_at = ?2, decided_by = ?3, reason = ?4 WHERE id = ?1",
+                params![d.review_id, d.at_ms, a.actor, reason, status],
             )
             .map_err(db)?;
             conn.execute(
-                "UPDATE runs SET status = 'rejected', wait = NULL, outcome = 'rejected', error = ?3, rev = rev + 1, updated_at = ?2 WHERE id = ?1",
-                params![review.run_id, d.at_ms, reason],
+                "UPDATE runs SET status = ?4, wait = NULL, outcome = ?4, error = ?3, rev = rev + 1, updated_at = ?2 WHERE id = ?1",
+                params![review.run_id, d.at_ms, reason, status],
             )
             .map_err(db)?;
             conn.execute("DELETE FROM work WHERE run_id = ?1", [&review.run_id])

@@ -19,6 +19,9 @@ pub enum ReviewStatus {
     Pending,
     Approved,
     Rejected,
+    /// Handed to a person ("needs manual handling"); the run ended
+    /// `handed_off`.
+    HandedOff,
 }
 
 impl ReviewStatus {
@@ -27,6 +30,7 @@ impl ReviewStatus {
             ReviewStatus::Pending => "pending",
             ReviewStatus::Approved => "approved",
             ReviewStatus::Rejected => "rejected",
+            ReviewStatus::HandedOff => "handed_off",
         }
     }
 
@@ -35,6 +39,7 @@ impl ReviewStatus {
             "pending" => Some(ReviewStatus::Pending),
             "approved" => Some(ReviewStatus::Approved),
             "rejected" => Some(ReviewStatus::Rejected),
+            "handed_off" => Some(ReviewStatus::HandedOff),
             _ => None,
         }
     }
@@ -139,6 +144,20 @@ pub enum ReviewChange {
     Approve { results: Vec<ReviewField> },
     /// Final: the run ends `rejected`.
     Reject { reason: String },
+    /// Final: the run ends `handed_off` (a person takes the case over).
+    HandOff { reason: String },
+}
+
+impl ReviewChange {
+    /// For a change that ends the run: the status both the task and the
+    /// run take (also the run's outcome), and the reason.
+    pub fn ends_run(&self) -> Option<(&'static str, &str)> {
+        match self {
+            ReviewChange::Reject { reason } => Some(("rejected", reason)),
+            ReviewChange::HandOff { reason } => Some(("handed_off", reason)),
+            _ => None,
+        }
+    }
 }
 
 /// One decision to apply atomically.

@@ -396,6 +396,13 @@ impl Step for ReviewStep {
                     r.reason.as_deref().unwrap_or("")
                 ),
             },
+            // The decision's transaction ended the run `handed_off`; a
+            // step that still sees the task ends the run the same way.
+            ReviewStatus::HandedOff => StepOutcome::Finish {
+                output: json!({ "review": r.id, "decision": "handed_off", "reason": r.reason,
+                    "decided_by": r.decided_by }),
+                outcome: "handed_off".into(),
+            },
             ReviewStatus::Pending => match r.deadline_at_ms {
                 Some(d) if d <= now => self.expire(cx, &r, now).await,
                 _ => {

@@ -263,6 +263,7 @@ pub(crate) async fn done_notice(
     let what = match r.status {
         ReviewStatus::Approved => "Approved",
         ReviewStatus::Rejected => "Rejected",
+        ReviewStatus::HandedOff => "Handed off to a person",
         ReviewStatus::Pending => match r.acts.last().map(|a| a.decision.as_str()) {
             Some("escalate") => "Escalated",
             _ => "Approval recorded (more approvers needed)",

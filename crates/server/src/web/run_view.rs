@@ -492,6 +492,13 @@ fn decided(src: &Sources<'_>) -> Answer {
                     format!("Approved by {by}, {at}, with {changed} change(s)")
                 });
             }
+            ReviewStatus::HandedOff => {
+                tone = "warn";
+                heads.push(format!(
+                    "Handed off to a person by {by}, {at}: {}",
+                    r.reason.as_deref().unwrap_or("no reason given")
+                ));
+            }
             ReviewStatus::Rejected => {
                 tone = "bad";
                 heads.push(format!(

@@ -360,6 +360,7 @@ struct TaskPage {
     fields: Vec<FieldView>,
     comment: String,
     reason: String,
+    handoff_reason: String,
     queue: String,
     queues: Vec<String>,
     errors: HashMap<String, String>,
@@ -761,6 +762,11 @@ async fn render_claimed(
         fields: views,
         comment: form.values.get("comment").cloned().unwrap_or_default(),
         reason: form.values.get("reason").cloned().unwrap_or_default(),
+        handoff_reason: form
+            .values
+            .get("handoff_reason")
+            .cloned()
+            .unwrap_or_default(),
         queue: form.values.get("queue").cloned().unwrap_or_default(),
         queues: escalation_queues(state, &r.queue).await,
         errors: form.errors,
@@ -975,8 +981,12 @@ pub(crate) async fn decide(
             queue: text("queue").trim().to_string(),
             comment,
         },
+        "hand_off" => Decision::HandOff {
+            reason: text("handoff_reason").trim().to_string(),
+            comment,
+        },
         _ => {
-            form.banner = Some("Choose approve, reject or escalate.".into());
+            form.banner = Some("Choose approve, reject, escalate or hand off.".into());
             return render(
                 &state,
                 &user,
@@ -1020,6 +1030,14 @@ pub(crate) async fn decide(
                     form.errors
                         .insert("reason".into(), "A rejection needs a reason.".into());
                     form.banner = Some("Not rejected: a rejection needs a reason.".into());
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                ReviewError::Refused(DecisionError::HandOffReasonRequired) => {
+                    form.errors.insert(
+                        "handoff_reason".into(),
+                        "Say what the person taking over should know.".into(),
+                    );
+                    form.banner = Some("Not handed off: a hand-off needs a reason.".into());
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
                 ReviewError::Refused(DecisionError::QueueRequired) => {

@@ -619,6 +619,115 @@ async fn a_task_decided_elsewhere_is_not_decided_twice_and_says_so() {
 }
 
 #[tokio::test]
+async fn a_hand_off_needs_a_reason_ends_the_run_handed_off_and_runs_nothing_after_the_review() {
+    let h = Harness::new().await;
+    add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;
+    let id = task_with(&h, "We will see you in court", "high").await;
+    let next = task_with(&h, "Question about exports", "medium").await;
+    let ops = sign_in(&h, "ops@example.com").await;
+    let page = h.send(get(&format!("/inbox/{id}"), &ops.cookie)).await;
+    assert!(
+        page.text.contains("name=\"decision\" value=\"hand_off\"")
+            && page.text.contains("<kbd>h</kbd> hand off"),
+        "{}",
+        page.text
+    );
+    let path = format!("/inbox/{id}/decision");
+    let r = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            &format!("csrf={}&decision=hand_off&handoff_reason=+", ops.csrf),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text
+            .contains("Say what the person taking over should know."),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        h.store.review(&id).await.unwrap().unwrap().status,
+        ReviewStatus::Pending
+    );
+
+    let r = h
+        .send(form(
+            &path,
+            &ops.cookie,
+            &format!(
+                "csrf={}&decision=hand_off&handoff_reason=Legal+threat%3A+our+counsel+calls+them",
+                ops.csrf
+            ),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert!(
+        location(&r).starts_with(&format!("/inbox/{next}")),
+        "{}",
+        location(&r)
+    );
+    let review = h.store.review(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            review.status,
+            review.reason.as_deref(),
+            review.decided_by.as_deref()
+        ),
+        (
+            ReviewStatus::HandedOff,
+            Some("Legal threat: our counsel calls them"),
+            Some("user:ops@example.com")
+        )
+    );
+    let run = h
+        .get(
+            &format!("/api/v1/runs/{}", review.run_id),
+            Some(&h.tokens.reader),
+        )
+        .await;
+    assert_eq!(
+        (run.json["status"].as_str(), run.json["outcome"].as_str()),
+        (Some("handed_off"), Some("handed_off")),
+        "{}",
+        run.text
+    );
+    // The step after the review never ran.
+    let events = h.store.events(&review.run_id, 0, 1000).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.contains(&"run.handed_off"), "{kinds:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.kind == "step.started" && e.data.contains("\"after\"")),
+        "{kinds:?}"
+    );
+    let shown = h.send(get(&format!("/inbox/{}", id), &ops.cookie)).await;
+    assert!(shown.text.contains("Handed off"), "{}", shown.text);
+
+    // The API: `hand_off` with a reason; without one, 422 naming /reason.
+    let api = h
+        .post(
+            &format!("/api/v1/reviews/{next}/decision"),
+            Some(&h.tokens.reviewer),
+            r#"{"decision":"hand_off"}"#,
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", api.text);
+    assert!(api.text.contains("/reason"), "{}", api.text);
+    let api = h
+        .post(
+            &format!("/api/v1/reviews/{next}/decision"),
+            Some(&h.tokens.reviewer),
+            r#"{"decision":"hand_off","reason":"needs a phone call"}"#,
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    assert_eq!(api.json["status"], "handed_off", "{}", api.text);
+}
+
+#[tokio::test]
 async fn reject_needs_a_reason_and_escalation_only_known_queues() {
     let h = Harness::new().await;
     add_user(&h, "ops@example.com", UserRole::Reviewer, &["operations"]).await;

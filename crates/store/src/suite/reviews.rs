@@ -194,6 +194,71 @@ pub async fn approving_a_review_resumes_the_run(store: Arc<dyn Store>) {
 /// Partial approvals and escalations keep the run waiting; a rejection
 /// ends it; a cancelled run takes no decision. Lists filter by status and
 /// queue.
+pub async fn a_hand_off_ends_the_run_handed_off(store: Arc<dyn Store>) {
+    waiting(&store, "h1", "w1", "operations").await;
+    let at = T0 + 1_000;
+    let mut a = act("user:ann", "hand_off", at);
+    a.reason = Some("legal dispute: call the customer".into());
+    let Decided::Done(v) = store
+        .decide_review(decide(
+            "w1",
+            1,
+            a,
+            ReviewChange::HandOff {
+                reason: "legal dispute: call the customer".into(),
+            },
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!("handed off")
+    };
+    assert_eq!(
+        (v.status, v.reason.as_deref(), v.decided_by.as_deref()),
+        (
+            ReviewStatus::HandedOff,
+            Some("legal dispute: call the customer"),
+            Some("user:ann")
+        )
+    );
+    assert_eq!(v.acts[0].decision, "hand_off");
+    let run = store.run("h1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            run.status,
+            run.outcome.as_deref(),
+            run.wait,
+            run.error.as_deref()
+        ),
+        (
+            RunStatus::HandedOff,
+            Some("handed_off"),
+            None,
+            Some("legal dispute: call the customer")
+        )
+    );
+    // Nothing is left to execute, and a second decision finds it decided.
+    assert!(
+        claim_ids(&store, "node", at + 10_000, at + 70_000)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .decide_review(decide(
+                "w1",
+                2,
+                act("user:bob", "approve", at),
+                ReviewChange::Counted
+            ))
+            .await
+            .unwrap(),
+        Decided::Closed(ReviewStatus::HandedOff)
+    );
+    let reloaded = store.review("w1").await.unwrap().unwrap();
+    assert_eq!(reloaded.status, ReviewStatus::HandedOff);
+}
+
 pub async fn review_decisions_reject_escalate_and_filter(store: Arc<dyn Store>) {
     waiting(&store, "r1", "v1", "operations").await;
     waiting(&store, "r2", "v2", "operations").await;
