@@ -146,6 +146,10 @@ impl StepKind for Kind {
         "slack"
     }
 
+    fn honours_control(&self) -> bool {
+        true
+    }
+
     fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
         let spec = parse(def, scope, cx)?;
         if let Some(s) = &self.settings {

@@ -69,11 +69,11 @@ pub struct ReviewSpec {
     /// Channels to notify when the task is created (`slack`, `email`).
     pub notify: Vec<String>,
     /// `slack_channel:` — where `notify: [slack]` posts (a channel ID or
-    /// `#name`); without it, `COUNTERSIGN_SLACK_CHANNEL_<QUEUE>` or
-    /// `COUNTERSIGN_SLACK_CHANNEL` decide at run time.
+    /// `#name`); without it, the queue's entry in
+    /// `COUNTERSIGN_SLACK_CHANNELS` (or its `*` entry) decides at run time.
     pub slack_channel: Option<String>,
-    /// `notify_email:` — who `notify: [email]` writes to; without it,
-    /// `COUNTERSIGN_REVIEW_EMAIL_<QUEUE>` or `COUNTERSIGN_REVIEW_EMAIL`.
+    /// `notify_email:` — who `notify: [email]` writes to; without it, the
+    /// queue's entry in `COUNTERSIGN_REVIEW_EMAILS` (or its `*` entry).
     pub notify_email: Vec<String>,
     /// Distinct approvers needed (four-eyes when 2 or more).
     pub min_approvals: u32,
@@ -85,7 +85,8 @@ pub struct ReviewSpec {
     pub covers: Vec<String>,
 }
 
-fn valid_queue(s: &str) -> bool {
+/// A queue name: 1–64 of a-z, A-Z, 0-9, `_` and `-`.
+pub fn valid_queue(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -252,6 +253,13 @@ pub fn parse_review(body: &Node, earlier: &[StepDef], cx: &mut Cx) -> Option<Rev
     {
         cx.errors
             .push(n.error("slack_channel needs `notify: [slack]`"));
+    }
+    if notify.iter().all(|c| c != "email")
+        && !notify_email.is_empty()
+        && let Some(n) = f.get("notify_email")
+    {
+        cx.errors
+            .push(n.error("notify_email needs `notify: [email]`"));
     }
     let min_approvals = match f.get("min_approvals") {
         Some(n) => cx.take(n.as_u64()).and_then(|v| {
@@ -1402,6 +1410,15 @@ mod tests {
             errors
                 .iter()
                 .any(|e| e.contains("notify_email lists email addresses")),
+            "{errors:?}"
+        );
+        let (_, errors) = parse(
+            "review: { fields: [a.x], queue: ops, notify: [slack], notify_email: [ann@example.com] }\n",
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("notify_email needs `notify: [email]`")),
             "{errors:?}"
         );
     }

@@ -82,9 +82,10 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
     if let Some(n) = f.get("queue")
         && let Some(q) = cx.take(n.as_str())
     {
-        if q.is_empty() || q.len() > 64 || q.chars().any(char::is_whitespace) {
-            cx.errors
-                .push(n.error("a queue name is 1–64 characters without spaces"));
+        if !crate::review::valid_queue(q) {
+            cx.errors.push(n.error(
+                "a queue name is 1–64 letters, digits, `_` or `-` (as a review's `queue:`)",
+            ));
         } else {
             out.push(Action::Queue(q.to_string()));
         }
@@ -466,7 +467,7 @@ mod tests {
         assert_eq!(
             msgs,
             [
-                "a queue name is 1–64 characters without spaces",
+                "a queue name is 1–64 letters, digits, `_` or `-` (as a review's `queue:`)",
                 "`then` needs at least one of: finish, review, queue, fail"
             ]
         );

@@ -178,6 +178,16 @@ pub fn compile_with(
         let kind = kinds
             .get(&s.kind)
             .expect("workflow::parse checked the kind");
+        if s.control != workflow::Control::Auto && !kind.honours_control() {
+            let mut acting = kinds.honouring_control();
+            acting.sort_unstable();
+            cx.errors.push(s.body.key_error(format!(
+                "`control: {}` has no effect on a `{}` step: only {} steps act on their control level (put a `review` step before this one instead)",
+                s.control.as_str(),
+                s.kind,
+                acting.join(", ")
+            )));
+        }
         if let Some(step) = kind.compile_in(&def.steps[..i], s, &scope, &mut cx) {
             shapes.learn(&s.id, step.as_ref());
             steps.push(step);

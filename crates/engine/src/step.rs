@@ -20,6 +20,13 @@ use crate::preview::ActionPreview;
 /// Compiles step bodies of one kind (`http`, `rules`, …).
 pub trait StepKind: Send + Sync {
     fn name(&self) -> &'static str;
+
+    /// Whether the kind acts on the step's `control:` level (asks before
+    /// it acts, drafts, suggests). A level other than `auto` on a kind that
+    /// does not is refused at load: it would silently do nothing.
+    fn honours_control(&self) -> bool {
+        false
+    }
     /// Checks `def.body` and returns the executable step, or pushes located
     /// errors into `cx` and returns `None`.
     fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>>;
@@ -260,5 +267,13 @@ impl StepKinds {
         let mut v: Vec<_> = self.kinds.keys().copied().collect();
         v.sort_unstable();
         v
+    }
+    /// The kinds that act on a step's `control:` level.
+    pub fn honouring_control(&self) -> Vec<&'static str> {
+        self.kinds
+            .iter()
+            .filter(|(_, k)| k.honours_control())
+            .map(|(n, _)| *n)
+            .collect()
     }
 }

@@ -205,6 +205,10 @@ impl StepKind for Kind {
         "email"
     }
 
+    fn honours_control(&self) -> bool {
+        true
+    }
+
     fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
         let spec = parse(def, scope, cx)?;
         match &self.backend {

@@ -165,6 +165,10 @@ impl StepKind for Kind {
         "crm"
     }
 
+    fn honours_control(&self) -> bool {
+        true
+    }
+
     fn compile(&self, def: &StepDef, scope: &Scope, cx: &mut Cx) -> Option<Arc<dyn Step>> {
         let mut ok = true;
         if def.control == Control::Draft {

@@ -100,3 +100,23 @@ fn a_misspelled_review_field_suggests_the_declared_one() {
         "steps[2].review.fields[1]: no earlier step declares an output `intnet` (did you mean `intent`?)",
     );
 }
+
+#[test]
+fn a_control_level_on_a_step_that_ignores_it_is_refused() {
+    assert_refused(
+        "  - id: record\n    validate:\n",
+        "  - id: record\n    control: review\n    validate:\n",
+        "validate:",
+        "steps[3].validate: `control: review` has no effect on a `validate` step: only crm, email, slack steps act on their control level (put a `review` step before this one instead)",
+    );
+}
+
+#[test]
+fn notify_email_without_email_notification_is_refused() {
+    assert_refused(
+        "      notify: [slack]                  # posts the task",
+        "      notify_email: [ops@example.com]\n      notify: [slack]                  # posts the task",
+        "[ops@",
+        "steps[2].review.notify_email: notify_email needs `notify: [email]`",
+    );
+}
