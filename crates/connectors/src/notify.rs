@@ -774,6 +774,14 @@ impl ReviewNotifier {
 
 #[async_trait]
 impl Notifier for ReviewNotifier {
+    fn has_target(&self, channel: &str, queue: &str) -> bool {
+        match channel {
+            "slack" => self.settings.channel_for(queue).is_some(),
+            "email" => !self.settings.emails_for(queue).is_empty(),
+            _ => true,
+        }
+    }
+
     async fn notify(&self, store: &dyn Store, n: &Notice<'_>) -> Notified {
         let mut out = Notified::default();
         // Read once, without counting an attempt: the in-flight rule needs

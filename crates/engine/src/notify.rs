@@ -44,6 +44,15 @@ pub struct Notified {
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn notify(&self, store: &dyn Store, notice: &Notice<'_>) -> Notified;
+
+    /// Whether `channel` (`slack`, `email`) has somewhere to send a task
+    /// of `queue` when the step names no target itself (the deployment's
+    /// per-queue settings). Checked at load: a `notify:` that could only
+    /// ever fail is refused there, not recorded as a failure on every run.
+    fn has_target(&self, channel: &str, queue: &str) -> bool {
+        let _ = (channel, queue);
+        true
+    }
 }
 
 /// Why a chat message could not be updated.

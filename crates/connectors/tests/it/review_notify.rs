@@ -347,6 +347,37 @@ async fn a_missing_channel_fails_the_notification_not_the_run() {
     );
 }
 
+#[test]
+fn a_notify_channel_with_nowhere_to_send_is_refused_at_load() {
+    let e = load_errors(&wf("[slack]", ""), connectors::Config::default());
+    assert!(
+        e.contains("steps[1].review.notify: `notify: [slack]` has nowhere to send tasks of queue `operations`: set `slack_channel:` on the step, or COUNTERSIGN_SLACK_CHANNELS in the environment (e.g. `operations=#reviewers`)"),
+        "{e}"
+    );
+    let e = load_errors(&wf("[email]", ""), connectors::Config::default());
+    assert!(
+        e.contains(
+            "`notify: [email]` has nowhere to send tasks of queue `operations`: set `notify_email:`"
+        ),
+        "{e}"
+    );
+    // A target on the step, or one for the queue (or `*`) in the
+    // deployment's settings, is enough.
+    assert_eq!(
+        load_errors(
+            &wf("[slack]", "slack_channel: \"#r\""),
+            connectors::Config::default()
+        ),
+        ""
+    );
+    let mut config = connectors::Config::default();
+    config
+        .review
+        .slack_channels
+        .insert("*".into(), "#reviewers".into());
+    assert_eq!(load_errors(&wf("[slack]", ""), config), "");
+}
+
 #[tokio::test]
 async fn an_escalation_notifies_the_new_queue_once() {
     let fake = FakeSlack::start().await;

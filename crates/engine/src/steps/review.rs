@@ -64,6 +64,37 @@ impl StepKind for Kind {
     ) -> Option<Arc<dyn Step>> {
         let before = cx.errors.len();
         let spec = review::parse_review(&def.body, earlier, cx)?;
+        if let Some(notifier) = &self.notifier {
+            for channel in &spec.notify {
+                let named = match channel.as_str() {
+                    "slack" => spec.slack_channel.is_some(),
+                    "email" => !spec.notify_email.is_empty(),
+                    _ => true,
+                };
+                if named || notifier.has_target(channel, &spec.queue) {
+                    continue;
+                }
+                let (key, var, example) = match channel.as_str() {
+                    "slack" => ("slack_channel", "COUNTERSIGN_SLACK_CHANNELS", "#reviewers"),
+                    _ => (
+                        "notify_email",
+                        "COUNTERSIGN_REVIEW_EMAILS",
+                        "ops@example.com",
+                    ),
+                };
+                let at = match &def.body.value {
+                    domain::yaml::Value::Map(m) => {
+                        m.iter().find(|(k, _)| k == "notify").map(|(_, n)| n)
+                    }
+                    _ => None,
+                }
+                .unwrap_or(&def.body);
+                cx.errors.push(at.error(format!(
+                    "`notify: [{channel}]` has nowhere to send tasks of queue `{q}`: set `{key}:` on the step, or {var} in the environment (e.g. `{q}={example}`)",
+                    q = spec.queue
+                )));
+            }
+        }
         (cx.errors.len() == before).then(|| {
             Arc::new(ReviewStep {
                 spec,
