@@ -258,10 +258,24 @@ pub async fn reference_node(db: &DbArgs) -> Result<Engine, Failure> {
     .engine)
 }
 
-async fn serve_http(engine: Engine, listen: &str) -> Result<(), Failure> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| Failure::usage(format!("--listen {listen}: {e}")))?;
+/// Binds `--listen` before anything else starts, so a busy port is
+/// reported first (and the demo prints no credentials it cannot serve).
+async fn bind(listen: &str) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (another process, perhaps another Countersign, listens there; stop it or pick another address with --listen)"
+        } else {
+            ""
+        };
+        Failure::usage(format!("--listen {listen}: {e}{hint}"))
+    })
+}
+
+async fn serve_http(
+    engine: Engine,
+    listener: tokio::net::TcpListener,
+    listen: &str,
+) -> Result<(), Failure> {
     let config = server::ServerConfig {
         integrations: crate::integrations::server_settings(reqwest::Client::new())?,
         secure_cookies: crate::users::secure_cookies()?,
@@ -278,6 +292,7 @@ async fn serve_http(engine: Engine, listen: &str) -> Result<(), Failure> {
 }
 
 pub async fn serve(args: ServeArgs, _demo: bool) -> Result<(), Failure> {
+    let listener = bind(&args.listen).await?;
     let node = start_node(
         &args.db,
         Some(&args.workflows),
@@ -288,7 +303,7 @@ pub async fn serve(args: ServeArgs, _demo: bool) -> Result<(), Failure> {
         args.in_flight_margin,
     )
     .await?;
-    serve_http(node.engine, &args.listen).await
+    serve_http(node.engine, listener, &args.listen).await
 }
 
 pub async fn worker(
@@ -315,6 +330,7 @@ pub async fn worker(
 }
 
 pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
+    let listener = bind(&listen).await?;
     let db = DbArgs {
         database: format!("sqlite://{}", data.join("countersign.db").display()),
         power_loss_safe: false,
@@ -392,8 +408,16 @@ pub async fn demo(listen: String, data: PathBuf) -> Result<(), Failure> {
     println!("  Runs:     http://{listen}/api/v1/runs   (same bearer token)");
     println!("  OpenAPI:  http://{listen}/api/openapi.json");
     println!("  Health:   http://{listen}/healthz");
+    println!(
+        "  Outbox:   http://{listen}/outbox   (CRM, Slack and email actions land here while their credentials are unset)"
+    );
+    if std::env::var("OPENAI_API_KEY").is_ok_and(|k| !k.is_empty()) {
+        println!("  Drafting: OpenAI (OPENAI_API_KEY), with the offline heuristic as fallback");
+    } else {
+        println!("  Drafting: the offline keyword heuristic (set OPENAI_API_KEY for a model)");
+    }
     println!();
-    serve_http(node.engine, &listen).await
+    serve_http(node.engine, listener, &listen).await
 }
 
 /// `validate [--online]`: compiles each file; with `--online`, also checks

@@ -288,3 +288,25 @@ fn json_logs_carry_the_run_and_step_ids_as_fields() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("COUNTERSIGN_LOG_FORMAT"));
 }
+
+#[test]
+fn a_demo_on_a_busy_port_says_so_before_it_prints_credentials() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = TempDir::new("busy-demo");
+    let out = Command::new(bin())
+        .args(["demo", "--listen", &addr, "--data"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("API token"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("--listen {addr}")) && stderr.contains("pick another address"),
+        "{stderr}"
+    );
+    // Nothing was created: the data folder holds no database.
+    assert!(!dir.0.join("countersign.db").exists());
+}
