@@ -140,6 +140,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Sign-in sessions of the review inbox.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
     /// Map Slack members to reviewers for Slack approvals.
     Slack {
         #[command(subcommand)]
@@ -257,6 +262,33 @@ enum UserCommand {
     },
     /// List users (never their password hashes).
     List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Disable a user: they cannot sign in, their sessions end at once,
+    /// and tokens, Slack mappings and email links tied to them stop
+    /// deciding. Their past decisions stay on the record.
+    Disable {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Enable a disabled user again (they sign in anew).
+    Enable {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionCommand {
+    /// End every inbox session of a user (signed out everywhere).
+    Revoke {
+        #[arg(long)]
+        email: String,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -431,6 +463,11 @@ fn main() -> ExitCode {
                     .await
                 }
                 UserCommand::List { db } => users::list(&db).await,
+                UserCommand::Disable { email, db } => users::set_disabled(&db, &email, true).await,
+                UserCommand::Enable { email, db } => users::set_disabled(&db, &email, false).await,
+            },
+            Command::Session { command } => match command {
+                SessionCommand::Revoke { email, db } => users::revoke_sessions(&db, &email).await,
             },
             Command::Audit { command } => match command {
                 AuditCommand::Verify {

@@ -1,4 +1,5 @@
-//! `countersign user create|list`: people who sign in to the review inbox.
+//! `countersign user create|list|disable|enable` and `session revoke`:
+//! people who sign in to the review inbox.
 
 use std::io::BufRead;
 
@@ -170,5 +171,36 @@ pub async fn list(db: &DbArgs) -> Result<(), Failure> {
             }
         );
     }
+    Ok(())
+}
+
+async fn user_by_email(store: &dyn store::Store, email: &str) -> Result<store::User, Failure> {
+    store
+        .user_by_email(email.trim())
+        .await
+        .map_err(failed)?
+        .ok_or_else(|| Failure::usage(format!("--email: no user {:?}", email.trim())))
+}
+
+/// `user disable|enable --email E`.
+pub async fn set_disabled(db: &DbArgs, email: &str, disable: bool) -> Result<(), Failure> {
+    let store = open_store(db, Role::Admin).await?;
+    let u = user_by_email(store.as_ref(), email).await?;
+    let at = disable.then(engine::now_ms);
+    store.set_disabled(&u.id, at).await.map_err(failed)?;
+    if disable {
+        println!("disabled {} (signed out everywhere)", u.email);
+    } else {
+        println!("enabled {}", u.email);
+    }
+    Ok(())
+}
+
+/// `session revoke --email E`.
+pub async fn revoke_sessions(db: &DbArgs, email: &str) -> Result<(), Failure> {
+    let store = open_store(db, Role::Admin).await?;
+    let u = user_by_email(store.as_ref(), email).await?;
+    let n = store.delete_user_sessions(&u.id).await.map_err(failed)?;
+    println!("ended {n} session(s) of {}", u.email);
     Ok(())
 }

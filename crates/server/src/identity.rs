@@ -37,30 +37,31 @@ pub fn both(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String
     }
 }
 
-/// The enabled user an actor name stands for: `user:EMAIL` or a bare
-/// email address (what email links and `slack map --actor` carry).
-pub async fn user_named(store: &dyn Store, actor: &str) -> store::Result<Option<User>> {
-    let email = actor.strip_prefix("user:").unwrap_or(actor).trim();
-    if !email.contains('@') {
-        return Ok(None);
-    }
-    Ok(store
-        .user_by_email(email)
-        .await?
-        .filter(|u| u.disabled_at_ms.is_none()))
-}
-
-/// The decider behind a channel that names `actor` and, failing a user,
-/// may decide `fallback` queues: a Slack member's mapping, a link's
-/// recipient. A user found by that name decides as themselves, with the
-/// queues they hold now.
+/// The decider behind a channel that names `actor` (`user:EMAIL` or a
+/// bare address: what email links and `slack map --actor` carry) and,
+/// failing a user, may decide `fallback` queues: a Slack member's mapping,
+/// a link's recipient. A user found by that name decides as themselves,
+/// with the queues they hold now; a disabled one decides nothing.
 pub async fn resolve(
     store: &dyn Store,
     actor: &str,
     fallback: Option<Vec<String>>,
 ) -> store::Result<Decider> {
-    Ok(match user_named(store, actor).await? {
-        Some(u) => for_user(&u),
+    let email = actor.strip_prefix("user:").unwrap_or(actor).trim();
+    let user = if email.contains('@') {
+        store.user_by_email(email).await?
+    } else {
+        None
+    };
+    Ok(match user {
+        Some(u) if u.disabled_at_ms.is_none() => for_user(&u),
+        // A disabled user decides nothing through any channel (their Slack
+        // mapping's or link's own queues do not stand in for them).
+        Some(_) => Decider {
+            actor: actor.to_string(),
+            user_id: None,
+            queues: Some(Vec::new()),
+        },
         None => Decider {
             actor: actor.to_string(),
             user_id: None,

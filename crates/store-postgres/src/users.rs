@@ -151,6 +151,35 @@ impl Users for PgStore {
         }))
     }
 
+    async fn set_disabled(&self, user_id: &str, disabled_at_ms: Option<i64>) -> Result<bool> {
+        let mut conn = self.pool.get().await?;
+        self.pool.count(2);
+        let tx = conn.client.transaction().await.map_err(db)?;
+        let n = tx
+            .execute(
+                "UPDATE users SET disabled_at = $2 WHERE id = $1",
+                &[&user_id, &disabled_at_ms],
+            )
+            .await
+            .map_err(db)?;
+        if n > 0 && disabled_at_ms.is_some() {
+            tx.execute("DELETE FROM sessions WHERE user_id = $1", &[&user_id])
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(n > 0)
+    }
+
+    async fn delete_user_sessions(&self, user_id: &str) -> Result<u64> {
+        let conn = self.pool.get().await?;
+        self.pool.count(1);
+        conn.client
+            .execute("DELETE FROM sessions WHERE user_id = $1", &[&user_id])
+            .await
+            .map_err(db)
+    }
+
     async fn delete_session(&self, hash: &str) -> Result<()> {
         let conn = self.pool.get().await?;
         self.pool.count(1);

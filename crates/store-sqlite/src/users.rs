@@ -136,6 +136,34 @@ impl Users for SqliteStore {
         .await
     }
 
+    async fn set_disabled(&self, user_id: &str, disabled_at_ms: Option<i64>) -> Result<bool> {
+        let id = user_id.to_string();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE users SET disabled_at = ?2 WHERE id = ?1",
+                    params![id, disabled_at_ms],
+                )
+                .map_err(db)?;
+            if n > 0 && disabled_at_ms.is_some() {
+                conn.execute("DELETE FROM sessions WHERE user_id = ?1", [&id])
+                    .map_err(db)?;
+            }
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(&self, user_id: &str) -> Result<u64> {
+        let id = user_id.to_string();
+        self.write(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
     async fn delete_session(&self, hash: &str) -> Result<()> {
         let hash = hash.to_string();
         self.write(move |conn| {

@@ -90,6 +90,13 @@ pub trait Users: Send + Sync {
     /// expired by `now_ms`.
     async fn session(&self, hash: &str, now_ms: i64) -> Result<Option<(Session, User)>>;
     async fn delete_session(&self, hash: &str) -> Result<()>;
+    /// Disables (`Some(at)`) or enables (`None`) a user; disabling also
+    /// ends every session of theirs, in the same write. False if no such
+    /// user.
+    async fn set_disabled(&self, user_id: &str, disabled_at_ms: Option<i64>) -> Result<bool>;
+    /// Ends every session of a user (signs them out everywhere); returns
+    /// how many.
+    async fn delete_user_sessions(&self, user_id: &str) -> Result<u64>;
     /// Removes sessions expired by `now_ms`; returns how many.
     async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64>;
 }

@@ -8,7 +8,7 @@ use crate::{TempDir, bin};
 fn help_documents_every_command() {
     for cmd in [
         "serve", "worker", "demo", "validate", "run", "migrate", "token", "user", "audit",
-        "export", "bench",
+        "export", "bench", "session",
     ] {
         let out = Command::new(bin()).args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help failed");

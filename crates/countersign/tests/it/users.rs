@@ -233,3 +233,65 @@ fn a_token_can_act_for_a_user() {
         );
     });
 }
+
+#[test]
+fn users_are_disabled_enabled_and_signed_out_by_email() {
+    let dir = TempDir::new("users-disable");
+    let db = format!("sqlite://{}", dir.0.join("cs.db").display());
+    let out = user(
+        &db,
+        &["--email", "ann@example.com", "--role", "admin"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .args(["--database", &db])
+            .output()
+            .unwrap()
+    };
+    let status_of_ann = || {
+        let out = cli(&["user", "list"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .find(|l| l.contains("ann@example.com"))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(status_of_ann(), "active");
+    let out = cli(&["user", "disable", "--email", "ANN@example.com"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("disabled ann@example.com"));
+    assert_eq!(status_of_ann(), "disabled");
+    let out = cli(&["user", "enable", "--email", "ann@example.com"]);
+    assert!(out.status.success());
+    assert_eq!(status_of_ann(), "active");
+    let out = cli(&["session", "revoke", "--email", "ann@example.com"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ended 0 session(s) of ann@example.com"
+    );
+    for args in [
+        &["user", "disable", "--email", "nobody@example.com"][..],
+        &["session", "revoke", "--email", "nobody@example.com"][..],
+    ] {
+        let out = cli(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no user \"nobody@example.com\""),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -155,20 +155,16 @@ fn moved(queue: &str) -> Response {
 /// was sent for; an address that is no user, only within that queue.
 async fn decider(state: &AppState, link: &Link) -> store::Result<Decider> {
     let bound = link.queue.clone().map(|q| vec![q]);
-    Ok(
-        match crate::identity::user_named(state.engine.store().as_ref(), &link.actor).await? {
-            Some(u) => {
-                let mut by = crate::identity::for_user(&u);
-                by.queues = crate::identity::both(by.queues, bound);
-                by
-            }
-            None => Decider {
-                actor: link.actor.clone(),
-                user_id: None,
-                queues: Some(bound.unwrap_or_default()),
-            },
-        },
+    let mut by = crate::identity::resolve(
+        state.engine.store().as_ref(),
+        &link.actor,
+        Some(bound.clone().unwrap_or_default()),
     )
+    .await?;
+    if by.user_id.is_some() {
+        by.queues = crate::identity::both(by.queues, bound);
+    }
+    Ok(by)
 }
 
 fn fields_of(r: &Review) -> Vec<(String, String)> {

@@ -300,3 +300,44 @@ async fn escalation_to_an_unknown_queue_is_refused_naming_the_field() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_disabled_user_decides_nothing_through_any_channel_and_is_signed_out() {
+    let h = harness(Arc::new(Chat::default())).await;
+    add_user(&h, "r1@example.com", UserRole::Reviewer, &["operations"]).await;
+    let id = four_eyes(&h).await;
+    let r1 = sign_in(&h, "r1@example.com").await;
+    let user = h
+        .store
+        .user_by_email("r1@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(h.store.set_disabled(&user.id, Some(1)).await.unwrap());
+
+    // Their session ended: the inbox sends them to sign in.
+    let inbox = h.send(crate::inbox::get("/inbox", &r1.cookie)).await;
+    assert_eq!(inbox.status, StatusCode::SEE_OTHER, "{}", inbox.text);
+    // Their email link no longer decides (the link's queue does not stand
+    // in for them).
+    let r = post_form(
+        &h,
+        &link_for(&id, Action::Approve, "r1@example.com", "operations"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(task(&h, &id).await.acts.is_empty());
+
+    // Enabled again, the same link decides as them.
+    assert!(h.store.set_disabled(&user.id, None).await.unwrap());
+    let r = post_form(
+        &h,
+        &link_for(&id, Action::Approve, "r1@example.com", "operations"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        people(&task(&h, &id).await),
+        [("user:r1@example.com", Some("u-r1@example.com"))]
+    );
+}

@@ -368,6 +368,12 @@ impl store::Users for Broken {
     async fn delete_expired_sessions(&self, _: i64) -> Result<u64> {
         fail()
     }
+    async fn set_disabled(&self, _: &str, _: Option<i64>) -> Result<bool> {
+        fail()
+    }
+    async fn delete_user_sessions(&self, _: &str) -> Result<u64> {
+        fail()
+    }
 }
 
 #[tokio::test]

@@ -81,4 +81,41 @@ pub async fn users_and_sessions(store: Arc<dyn Store>) {
     store.delete_session("s2").await.unwrap();
     assert!(store.session("s2", T0 + 10).await.unwrap().is_none());
     assert_eq!(store.delete_expired_sessions(T0 + 10_000).await.unwrap(), 0);
+
+    // Signing a user out everywhere ends only their sessions.
+    for (h, u) in [("a1", "u1"), ("a2", "u1"), ("b1", "u2")] {
+        store
+            .create_session(session(h, u, T0 + 50_000))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.delete_user_sessions("u1").await.unwrap(), 2);
+    assert!(store.session("a1", T0 + 10).await.unwrap().is_none());
+    assert!(store.session("b1", T0 + 10).await.unwrap().is_some());
+    assert_eq!(store.delete_user_sessions("u1").await.unwrap(), 0);
+
+    // Disabling ends the sessions too; enabling does not bring them back,
+    // and the user can sign in again.
+    store
+        .create_session(session("b2", "u2", T0 + 50_000))
+        .await
+        .unwrap();
+    assert!(store.set_disabled("u2", Some(T0 + 20)).await.unwrap());
+    assert_eq!(
+        store.user("u2").await.unwrap().unwrap().disabled_at_ms,
+        Some(T0 + 20)
+    );
+    assert!(store.session("b1", T0 + 30).await.unwrap().is_none());
+    assert!(store.set_disabled("u2", None).await.unwrap());
+    assert_eq!(
+        store.user("u2").await.unwrap().unwrap().disabled_at_ms,
+        None
+    );
+    assert!(store.session("b2", T0 + 30).await.unwrap().is_none());
+    store
+        .create_session(session("b3", "u2", T0 + 50_000))
+        .await
+        .unwrap();
+    assert!(store.session("b3", T0 + 30).await.unwrap().is_some());
+    assert!(!store.set_disabled("nobody", Some(T0)).await.unwrap());
 }
