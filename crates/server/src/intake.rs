@@ -320,7 +320,106 @@ pub(crate) fn json_body(
         return Err(ApiError::UnsupportedMediaType);
     }
     let bytes = body.map_err(|r| body_rejection(r, limit))?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    strict_json(&bytes).map_err(ApiError::MalformedJson)
+}
+
+/// The largest integer JSON numbers carry exactly in every consumer
+/// (IEEE doubles: JavaScript, most JSON libraries), 2^53.
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// Parses JSON, refusing what `serde_json::from_slice` silently accepts:
+/// a key given twice in one object (the last used to win) and numbers
+/// beyond ±2^53, which lose digits on the way through (send such ids as
+/// strings). The error names the key or number and where it is.
+pub(crate) fn strict_json(bytes: &[u8]) -> Result<Value, String> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = Strict.deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+/// A [`Value`] visitor that refuses duplicate keys and inexact numbers.
+#[derive(Clone, Copy)]
+struct Strict;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        if v.unsigned_abs() > MAX_EXACT as u64 {
+            return Err(E::custom(inexact(v)));
+        }
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        if v > MAX_EXACT as u64 {
+            return Err(E::custom(inexact(v)));
+        }
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        if v.abs() > MAX_EXACT {
+            return Err(E::custom(inexact(v)));
+        }
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Strict)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        use serde::de::Error;
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(A::Error::custom(format!(
+                    "duplicate key {key:?} (each key may appear once per object)"
+                )));
+            }
+            let v = map.next_value_seed(Strict)?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+fn inexact(v: impl std::fmt::Display) -> String {
+    format!("number {v} is beyond ±2^53 and cannot be kept exact; send it as a string")
 }
 
 /// `application/json` or any `application/*+json`, parameters allowed.
@@ -440,6 +539,38 @@ pub fn sign_body(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn strict_json_refuses_duplicate_keys_and_inexact_numbers() {
+        use super::strict_json;
+        use serde_json::json;
+        assert_eq!(
+            strict_json(br#"{"a": [1, -2.5, null, true, "x"], "b": {"c": 9007199254740992}}"#),
+            Ok(json!({"a": [1, -2.5, null, true, "x"], "b": {"c": 9007199254740992u64}}))
+        );
+        assert_eq!(
+            strict_json(b"-9007199254740992"),
+            Ok(json!(-9007199254740992i64))
+        );
+        let err = strict_json(br#"{"a": 1, "b": {"x": 1, "x": 2}}"#).unwrap_err();
+        assert!(err.starts_with("duplicate key \"x\""), "{err}");
+        assert!(err.contains("line 1 column"), "{err}");
+        for big in [
+            "9007199254740993",
+            "-9007199254740993",
+            "18446744073709551615",
+            "123456789012345678901234567890",
+            "1e300",
+        ] {
+            let err = strict_json(format!("{{\"id\": {big}}}").as_bytes()).unwrap_err();
+            assert!(err.contains("beyond ±2^53"), "{big}: {err}");
+        }
+        assert!(strict_json(b"{} x").is_err(), "trailing characters");
+        assert!(strict_json(b"{\"a\": }").is_err());
+        // Nesting is bounded as in serde_json (no stack overflow).
+        let deep = "[".repeat(10_000);
+        assert!(strict_json(deep.as_bytes()).is_err());
+    }
+
     use super::*;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

@@ -189,6 +189,36 @@ async fn malformed_json_is_a_400_and_creates_no_run() {
 }
 
 #[tokio::test]
+async fn duplicate_keys_and_inexact_integers_are_a_400_and_create_no_run() {
+    let h = Harness::new().await;
+    for (body, says) in [
+        (
+            r#"{"email": "a@b.co", "amount": 3, "email": "evil@b.co"}"#,
+            "duplicate key \"email\"",
+        ),
+        (
+            r#"{"email": "a@b.co", "amount": 9007199254740993}"#,
+            "number 9007199254740993 is beyond ±2^53",
+        ),
+    ] {
+        let r = h
+            .post(
+                "/api/v1/workflows/triage/runs",
+                Some(&h.tokens.writer),
+                body,
+            )
+            .await;
+        r.assert_problem(StatusCode::BAD_REQUEST, "malformed-json");
+        assert!(
+            r.json["detail"].as_str().unwrap_or_default().contains(says),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(h.run_count().await, 0);
+}
+
+#[tokio::test]
 async fn a_schema_violation_is_a_422_naming_each_field() {
     let h = Harness::new().await;
     let r = h
