@@ -258,6 +258,18 @@ pub async fn reference_node(db: &DbArgs) -> Result<Engine, Failure> {
     .engine)
 }
 
+/// `name` from the environment, parsed; unset or empty is `None`.
+fn env_parsed<T: std::str::FromStr>(name: &str, what: &str) -> Result<Option<T>, Failure> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Failure::usage(format!("{name}: {v:?} is not {what}"))),
+        _ => Ok(None),
+    }
+}
+
 /// Binds `--listen` before anything else starts, so a busy port is
 /// reported first (and the demo prints no credentials it cannot serve).
 async fn bind(listen: &str) -> Result<tokio::net::TcpListener, Failure> {
@@ -276,17 +288,27 @@ async fn serve_http(
     listener: tokio::net::TcpListener,
     listen: &str,
 ) -> Result<(), Failure> {
+    let defaults = server::ServerConfig::default();
     let config = server::ServerConfig {
         integrations: crate::integrations::server_settings(reqwest::Client::new())?,
         secure_cookies: crate::users::secure_cookies()?,
-        ..server::ServerConfig::default()
+        trusted_proxy: env_parsed("COUNTERSIGN_TRUSTED_PROXY", "an IP address")?,
+        form_limit_per_minute: env_parsed(
+            "COUNTERSIGN_FORM_LIMIT_PER_MINUTE",
+            "a whole number of submissions per address per minute",
+        )?
+        .unwrap_or(defaults.form_limit_per_minute),
+        ..defaults
     };
     let app = server::app(server::AppState::new(engine.clone(), config));
     tracing::info!(%listen, node = engine.node(), "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
     engine.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }

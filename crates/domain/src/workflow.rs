@@ -228,6 +228,9 @@ pub struct InputSpec {
     pub normalize: Vec<(String, Vec<Normalize>)>,
     /// Input field whose value de-duplicates submissions like `Idempotency-Key`.
     pub idempotency_field: Option<String>,
+    /// The top-level `properties` in the order the file writes them (the
+    /// schema's JSON object does not keep it): the hosted form's order.
+    pub field_order: Vec<String>,
 }
 
 impl InputSpec {
@@ -400,6 +403,7 @@ fn parse_root(root: &Node, kinds: &[&str], cx: &mut Cx) -> Option<Workflow> {
             validator: None,
             normalize: Vec::new(),
             idempotency_field: None,
+            field_order: Vec::new(),
         }),
     };
     let steps_node = cx.take(f.require("steps"));
@@ -611,11 +615,22 @@ fn parse_input(node: &Node, cx: &mut Cx) -> Option<InputSpec> {
         .get("idempotency_field")
         .and_then(|n| cx.take(n.as_str().map(str::to_string)));
     f.finish(&mut cx.errors);
+    let field_order = schema_node
+        .and_then(|n| match &n.value {
+            Value::Map(m) => m.iter().find(|(k, _)| k == "properties").map(|(_, p)| p),
+            _ => None,
+        })
+        .map(|p| match &p.value {
+            Value::Map(m) => m.iter().map(|(k, _)| k.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .unwrap_or_default();
     Some(InputSpec {
         schema,
         validator,
         normalize,
         idempotency_field,
+        field_order,
     })
 }
 
@@ -779,6 +794,14 @@ mod tests {
         let wf = parse(ok, &|_| None, &kinds).unwrap();
         let covered: Vec<Option<&str>> = wf.steps.iter().map(|s| s.covered_by.as_deref()).collect();
         assert_eq!(covered, [None, None, Some("r")]);
+    }
+
+    #[test]
+    fn input_fields_keep_the_file_order() {
+        let wf = load("name: x\ninput:\n  schema:\n    type: object\n    properties:\n      name: { type: string }\n      email: { type: string }\n      company: { type: string }\n      about: { type: string }\nsteps:\n  - id: a\n    rules: []\n").unwrap();
+        assert_eq!(wf.input.field_order, ["name", "email", "company", "about"]);
+        let wf = load("name: x\nsteps:\n  - id: a\n    rules: []\n").unwrap();
+        assert!(wf.input.field_order.is_empty());
     }
 
     #[test]

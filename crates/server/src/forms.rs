@@ -11,14 +11,26 @@ use engine::SubmitError;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use std::time::Duration;
+
+use domain::workflow::InputSpec;
+
 use crate::AppState;
+use crate::client::ClientIp;
 use crate::web::ui;
+
+/// The honeypot: a text field people never see (hidden by CSS, skipped by
+/// keyboard and screen readers) and bots fill in. A submission with it
+/// filled gets the thank-you page and creates nothing.
+const HONEYPOT: &str = "cs_website";
 
 /// One control of the form, as the template draws it.
 #[derive(Debug, Serialize)]
 struct FormField {
     id: String,
     label: String,
+    /// The schema's `description`, shown under the label.
+    hint: Option<String>,
     required: bool,
     /// `select`, `checkbox`, `number`, `textarea` or `input`.
     kind: &'static str,
@@ -42,6 +54,9 @@ struct FormPage {
     reference: Option<String>,
     missing: bool,
     failed: bool,
+    /// Too many submissions from this address: try again in this many seconds.
+    retry_in_s: Option<u64>,
+    honeypot: &'static str,
 }
 
 struct Field<'a> {
@@ -50,23 +65,116 @@ struct Field<'a> {
     required: bool,
 }
 
-fn fields(schema: &Value) -> Vec<Field<'_>> {
+/// The fields a person fills in, in the order the workflow file writes
+/// them (then any others), without the machine-only ones: the
+/// `idempotency_field` and properties marked `readOnly: true`.
+fn fields(input: &InputSpec) -> Vec<Field<'_>> {
+    let schema = &input.schema;
     let required: Vec<&str> = schema["required"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    schema["properties"]
-        .as_object()
-        .map(|props| {
-            props
-                .iter()
-                .map(|(name, s)| Field {
-                    name,
-                    schema: s,
-                    required: required.contains(&name.as_str()),
-                })
-                .collect()
+    let Some(props) = schema["properties"].as_object() else {
+        return Vec::new();
+    };
+    let mut names: Vec<&str> = input
+        .field_order
+        .iter()
+        .map(String::as_str)
+        .filter(|n| props.contains_key(*n))
+        .collect();
+    let rest: Vec<&str> = props
+        .keys()
+        .map(String::as_str)
+        .filter(|n| !names.contains(n))
+        .collect();
+    names.extend(rest);
+    names
+        .into_iter()
+        .filter(|n| input.idempotency_field.as_deref() != Some(*n))
+        .filter_map(|name| {
+            let s = &props[name];
+            (s["readOnly"] != Value::Bool(true)).then(|| Field {
+                name,
+                schema: s,
+                required: required.contains(&name),
+            })
         })
+        .collect()
+}
+
+/// `message_id` → "Message id".
+fn readable(name: &str) -> String {
+    let words = name.replace(['_', '-'], " ");
+    let mut c = words.trim().chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn label_of(f: &Field<'_>) -> String {
+    f.schema["title"]
+        .as_str()
+        .map_or_else(|| readable(f.name), str::to_string)
+}
+
+/// A schema error on `f`, said the way a person filling in the form needs
+/// it (the raw JSON Schema wording names types and keywords).
+fn human(f: &Field<'_>, raw: &str) -> String {
+    let s = f.schema;
+    let n = |k: &str| s[k].as_f64().map(|v| v.to_string()).unwrap_or_default();
+    if raw.ends_with("is a required property") {
+        return "Please fill in this field.".into();
+    }
+    if raw.contains("is shorter than") {
+        return match s["minLength"].as_u64() {
+            Some(1) | None => "Please fill in this field.".into(),
+            Some(m) => format!("Please use at least {m} characters."),
+        };
+    }
+    if raw.contains("is longer than") {
+        return format!("Please use at most {} characters.", n("maxLength"));
+    }
+    if s["format"] == "email" && raw.contains("is not a") {
+        return "Please enter an email address, like name@example.com.".into();
+    }
+    if raw.contains("is not one of") {
+        return "Please choose one of the options.".into();
+    }
+    if raw.contains("is less than the minimum") {
+        return format!("Please enter {} or more.", n("minimum"));
+    }
+    if raw.contains("is greater than the maximum") {
+        return format!("Please enter {} or less.", n("maximum"));
+    }
+    match s["type"].as_str() {
+        Some("integer") if raw.contains("is not of type") => "Please enter a whole number.".into(),
+        Some("number") if raw.contains("is not of type") => "Please enter a number.".into(),
+        _ if raw.contains("does not match") => match s["description"].as_str() {
+            Some(d) => format!("Please use the expected format: {d}"),
+            None => "Please use the expected format.".into(),
+        },
+        _ => raw.to_string(),
+    }
+}
+
+/// The field an input error belongs to: its pointer's first segment, or,
+/// for a missing required field (reported on the object), the name the
+/// message quotes.
+fn field_of(pointer: &str, message: &str) -> String {
+    let first = pointer
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if !first.is_empty() {
+        return first.to_string();
+    }
+    message
+        .strip_prefix('"')
+        .and_then(|m| m.split_once('"'))
+        .filter(|_| message.ends_with("is a required property"))
+        .map(|(name, _)| name.to_string())
         .unwrap_or_default()
 }
 
@@ -74,12 +182,11 @@ fn render_form(
     status: StatusCode,
     name: &str,
     title: &str,
-    schema: &Value,
+    input: &InputSpec,
     values: &Map<String, Value>,
     errors: &[(String, String)],
 ) -> Response {
-    let all = fields(schema);
-    let field_of = |ptr: &str| ptr.trim_start_matches('/').to_string();
+    let all = fields(input);
     let controls = all
         .iter()
         .map(|f| {
@@ -106,7 +213,8 @@ fn render_form(
             };
             FormField {
                 id: f.name.to_string(),
-                label: f.schema["title"].as_str().unwrap_or(f.name).to_string(),
+                label: label_of(f),
+                hint: f.schema["description"].as_str().map(str::to_string),
                 required: f.required,
                 kind,
                 input_type: if f.schema["format"] == "email" {
@@ -118,17 +226,21 @@ fn render_form(
                 options,
                 maxlength: max,
                 step_any: f.schema["type"] == "number",
-                errors: errors
-                    .iter()
-                    .filter(|(p, _)| field_of(p) == f.name)
-                    .map(|(_, m)| m.clone())
-                    .collect(),
+                errors: {
+                    let mut e: Vec<String> = errors
+                        .iter()
+                        .filter(|(p, m)| field_of(p, m) == f.name)
+                        .map(|(_, m)| human(f, m))
+                        .collect();
+                    e.dedup();
+                    e
+                },
             }
         })
         .collect();
     let other_errors = errors
         .iter()
-        .filter(|(p, _)| !all.iter().any(|f| field_of(p) == f.name))
+        .filter(|(p, m)| !all.iter().any(|f| field_of(p, m) == f.name))
         .map(|(p, m)| format!("{p}: {m}"))
         .collect();
     ui::render(
@@ -140,6 +252,7 @@ fn render_form(
             fields: controls,
             other_errors,
             has_errors: !errors.is_empty(),
+            honeypot: HONEYPOT,
             ..FormPage::default()
         },
     )
@@ -181,7 +294,7 @@ pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Re
         StatusCode::OK,
         &name,
         &form.title,
-        &wf.def.input.schema,
+        &wf.def.input,
         &Map::new(),
         &[],
     )
@@ -193,6 +306,9 @@ pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Re
 fn to_json(schema: &Value, pairs: Vec<(String, String)>) -> Map<String, Value> {
     let mut out = Map::new();
     for (k, v) in pairs {
+        if k == HONEYPOT {
+            continue;
+        }
         let s = &schema["properties"][&k];
         let value = match s["type"].as_str() {
             _ if v.is_empty() => continue,
@@ -233,6 +349,7 @@ fn to_json(schema: &Value, pairs: Vec<(String, String)>) -> Map<String, Value> {
 )]
 pub async fn submit(
     State(state): State<AppState>,
+    from: ClientIp,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -243,22 +360,55 @@ pub async fn submit(
         return not_found(&name);
     };
     let pairs: Vec<(String, String)> = url_decode_pairs(&body);
+    let thanks = |reference: Option<String>| {
+        ui::render(
+            StatusCode::ACCEPTED,
+            "form.html",
+            FormPage {
+                title: form.title.clone(),
+                name: name.clone(),
+                reference,
+                ..FormPage::default()
+            },
+        )
+    };
+    if pairs
+        .iter()
+        .any(|(k, v)| k == HONEYPOT && !v.trim().is_empty())
+    {
+        tracing::info!(workflow = %name, from = %from.label(), "form honeypot filled; nothing created");
+        return thanks(None);
+    }
+    let limit = state.config.form_limit_per_minute;
+    if let Err(wait) = state.form_hits.hit(
+        &format!("{name}|{}", from.label()),
+        limit,
+        Duration::from_secs(60),
+    ) {
+        tracing::info!(workflow = %name, from = %from.label(), "form rate limit reached");
+        let secs = wait.as_secs().max(1);
+        let mut res = ui::render(
+            StatusCode::TOO_MANY_REQUESTS,
+            "form.html",
+            FormPage {
+                title: form.title.clone(),
+                name: name.clone(),
+                retry_in_s: Some(secs),
+                ..FormPage::default()
+            },
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+            res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return res;
+    }
     let values = to_json(&wf.def.input.schema, pairs);
     match state
         .engine
         .submit(&name, Value::Object(values.clone()), None, "form")
         .await
     {
-        Ok(s) => ui::render(
-            StatusCode::ACCEPTED,
-            "form.html",
-            FormPage {
-                title: form.title.clone(),
-                name: name.clone(),
-                reference: Some(s.run_id),
-                ..FormPage::default()
-            },
-        ),
+        Ok(s) => thanks(Some(s.run_id)),
         Err(SubmitError::InvalidInput(errors)) => {
             let errors: Vec<(String, String)> =
                 errors.into_iter().map(|e| (e.pointer, e.message)).collect();
@@ -266,7 +416,7 @@ pub async fn submit(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &name,
                 &form.title,
-                &wf.def.input.schema,
+                &wf.def.input,
                 &values,
                 &errors,
             )

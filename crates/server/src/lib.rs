@@ -23,6 +23,7 @@
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/openapi.json`
 
 mod auth;
+mod client;
 mod error;
 pub mod export;
 mod forms;
@@ -67,6 +68,11 @@ pub struct ServerConfig {
     pub secure_cookies: Option<bool>,
     /// Slack interactivity and email approval links.
     pub integrations: integrations::Settings,
+    /// The reverse proxy whose `X-Forwarded-For` names the client (for
+    /// per-address limits); from anyone else the header is ignored.
+    pub trusted_proxy: Option<std::net::IpAddr>,
+    /// Hosted form submissions accepted per client address per minute.
+    pub form_limit_per_minute: u32,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +82,8 @@ impl Default for ServerConfig {
             max_wait: Duration::from_secs(30),
             secure_cookies: None,
             integrations: integrations::Settings::default(),
+            trusted_proxy: None,
+            form_limit_per_minute: 10,
         }
     }
 }
@@ -88,6 +96,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// The inbox's sign-in throttle.
     pub(crate) web: web::WebState,
+    /// Hosted form submissions per client address.
+    pub(crate) form_hits: client::Counter,
 }
 
 impl AppState {
@@ -96,6 +106,7 @@ impl AppState {
             engine,
             config,
             web: web::WebState::default(),
+            form_hits: client::Counter::default(),
         }
     }
 }
@@ -144,9 +155,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn openapi_json() -> Response {

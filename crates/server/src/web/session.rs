@@ -2,9 +2,8 @@
 //! the [`WebUser`] extractor, and the same-origin and token checks every
 //! POST passes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::body::Bytes;
@@ -20,6 +19,7 @@ use super::see_other;
 use super::ui::{self, Me};
 use crate::AppState;
 use crate::auth::{hash_token, new_token_secret};
+use crate::client::ClientIp;
 use crate::forms::url_decode_pairs;
 
 /// Name of the session cookie.
@@ -33,33 +33,34 @@ const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// State of the inbox shared by all requests: the sign-in throttle.
+///
+/// Failures count per account *and* source address: someone guessing from
+/// elsewhere locks only their own address out of that account, never the
+/// reviewer at their desk.
 #[derive(Debug, Clone, Default)]
 pub struct WebState {
-    failures: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
+    failures: crate::client::Counter,
 }
 
 impl WebState {
-    /// True when `email` failed too often lately.
-    fn throttled(&self, email: &str) -> bool {
-        let map = self.failures.lock().expect("throttle lock");
-        map.get(email)
-            .is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+    fn key(email: &str, from: ClientIp) -> String {
+        format!("{email}|{}", from.label())
     }
 
-    fn failed(&self, email: &str) {
-        let mut map = self.failures.lock().expect("throttle lock");
-        if map.len() > 10_000 {
-            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        }
-        let e = map.entry(email.to_string()).or_insert((0, Instant::now()));
-        if e.1.elapsed() >= FAILURE_WINDOW {
-            *e = (0, Instant::now());
-        }
-        e.0 += 1;
+    /// True when `email` failed too often lately from `from`.
+    fn throttled(&self, email: &str, from: ClientIp) -> bool {
+        self.failures
+            .reached(&Self::key(email, from), MAX_FAILURES, FAILURE_WINDOW)
     }
 
-    fn succeeded(&self, email: &str) {
-        self.failures.lock().expect("throttle lock").remove(email);
+    fn failed(&self, email: &str, from: ClientIp) {
+        let _ = self
+            .failures
+            .hit(&Self::key(email, from), MAX_FAILURES, FAILURE_WINDOW);
+    }
+
+    fn succeeded(&self, email: &str, from: ClientIp) {
+        self.failures.clear(&Self::key(email, from));
     }
 }
 
@@ -371,6 +372,7 @@ pub(crate) async fn login_form(
 /// throttles repeated failures, starts a session.
 pub(crate) async fn login(
     State(state): State<AppState>,
+    from: ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -395,7 +397,7 @@ pub(crate) async fn login(
             Some("The sign-in form expired or came from another site. Please try again."),
         );
     }
-    if state.web.throttled(&email) {
+    if state.web.throttled(&email, from) {
         return fresh_login(
             &state,
             &headers,
@@ -425,7 +427,8 @@ pub(crate) async fn login(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
-        state.web.failed(&email);
+        tracing::info!(%email, from = %from.label(), "failed sign-in");
+        state.web.failed(&email, from);
         return fresh_login(
             &state,
             &headers,
@@ -435,7 +438,7 @@ pub(crate) async fn login(
             Some("Wrong email or password."),
         );
     };
-    state.web.succeeded(&email);
+    state.web.succeeded(&email, from);
     let secret = new_token_secret();
     let now = engine::now_ms();
     let store = state.engine.store();

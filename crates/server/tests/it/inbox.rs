@@ -166,24 +166,39 @@ async fn sign_in_needs_the_password_and_the_form_token() {
         .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
     assert_eq!(h.send(cross).await.status, StatusCode::FORBIDDEN);
 
-    // Five failures lock the email out for a while, even with the right password.
+    // Five failures from one address lock the email out there for a while,
+    // even with the right password; from another address Ann still signs in.
+    let from = |ip: &str, mut req: Request<Body>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+                ip.parse().unwrap(),
+                40_000,
+            )));
+        req
+    };
     for _ in 0..5 {
-        h.send(attempt(
-            format!("cs_login={nonce}"),
-            format!("csrf={nonce}&email=ann%40example.com&password=nope"),
+        h.send(from(
+            "198.51.100.7",
+            attempt(
+                format!("cs_login={nonce}"),
+                format!("csrf={nonce}&email=ann%40example.com&password=nope"),
+            ),
         ))
         .await;
     }
-    let locked = h
-        .send(attempt(
+    let right = || {
+        attempt(
             format!("cs_login={nonce}"),
             format!(
                 "csrf={nonce}&email=ann%40example.com&password={}",
                 enc(PASSWORD)
             ),
-        ))
-        .await;
+        )
+    };
+    let locked = h.send(from("198.51.100.7", right())).await;
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    let desk = h.send(from("192.0.2.10", right())).await;
+    assert_eq!(desk.status, StatusCode::SEE_OTHER, "{}", desk.text);
 }
 
 #[tokio::test]

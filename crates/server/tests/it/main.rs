@@ -4,6 +4,7 @@
 mod auth;
 mod browser;
 mod browser_console;
+mod browser_form;
 mod console;
 mod events;
 mod identity;

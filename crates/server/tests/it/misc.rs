@@ -558,3 +558,94 @@ async fn the_form_trigger_renders_the_schema_and_submits_typed_input() {
     );
     assert!(ok.text.contains(&runs[0].id), "the reference is shown");
 }
+
+#[tokio::test]
+async fn the_form_keeps_the_file_order_speaks_plainly_hides_machine_fields_and_stops_bots() {
+    let h = Harness::new().await;
+    let page = h.get("/forms/contact", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let at = |needle: &str| {
+        page.text
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing in {}", page.text))
+    };
+    // The file's order (name, email, seats, message), not the alphabet.
+    assert!(at("id=\"name\"") < at("id=\"email\""));
+    assert!(at("id=\"email\"") < at("id=\"seats\""));
+    assert!(at("id=\"seats\"") < at("id=\"message\""));
+    // Readable labels, the description as a hint tied to the field.
+    at(">Seats</label>");
+    at("<p class=\"hint\" id=\"seats-hint\">How many people will use it</p>");
+    at("aria-describedby=\"seats-hint\"");
+    // The idempotency field is the machine's, not the visitor's.
+    assert!(!page.text.contains("id=\"ref\""), "{}", page.text);
+    at("name=\"cs_website\"");
+
+    // Errors in words, next to each field; the missing name included.
+    let bad = h
+        .send(form_post("/forms/contact", "email=nope&message="))
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    for needle in [
+        "<p class=\"err\" id=\"email-err\">Please enter an email address, like name@example.com.</p>",
+        "<p class=\"err\" id=\"name-err\">Please fill in this field.</p>",
+        "<p class=\"err\" id=\"message-err\">Please fill in this field.</p>",
+        "aria-invalid=\"true\"",
+    ] {
+        assert!(
+            bad.text.contains(needle),
+            "{needle} missing in {}",
+            bad.text
+        );
+    }
+    assert!(
+        !bad.text.contains("is not a"),
+        "raw schema wording: {}",
+        bad.text
+    );
+
+    // A filled honeypot: thanks, and nothing created.
+    let bot = h
+        .send(form_post(
+            "/forms/contact",
+            "name=Bot&email=bot%40example.com&message=Buy+now&cs_website=http%3A%2F%2Fspam.example",
+        ))
+        .await;
+    assert_eq!(bot.status, StatusCode::ACCEPTED, "{}", bot.text);
+    assert!(bot.text.contains("Thank you"), "{}", bot.text);
+    assert_eq!(h.run_count().await, 0);
+
+    // Ten submissions a minute per address (the in-process harness has no
+    // peer address, so all share one); the eleventh waits.
+    let ok = h
+        .send(form_post(
+            "/forms/contact",
+            "name=Ada&email=ada%40example.com&message=Hello",
+        ))
+        .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.text);
+    assert_eq!(h.run_count().await, 1);
+    for _ in 0..8 {
+        let r = h.send(form_post("/forms/contact", "email=nope")).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let limited = h
+        .send(form_post(
+            "/forms/contact",
+            "name=Ada&email=ada%40example.com&message=Again",
+        ))
+        .await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.text
+    );
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(
+        limited.text.contains("Too many requests"),
+        "{}",
+        limited.text
+    );
+    assert_eq!(h.run_count().await, 1);
+}

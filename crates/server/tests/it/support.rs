@@ -87,8 +87,10 @@ input:
     properties:
       name: { type: string, minLength: 1, maxLength: 100 }
       email: { type: string, format: email, maxLength: 200 }
-      seats: { type: integer, minimum: 1 }
+      seats: { type: integer, minimum: 1, description: "How many people will use it" }
       message: { type: string, minLength: 1, maxLength: 5000 }
+      ref: { type: string, maxLength: 100 }
+  idempotency_field: ref
 steps:
   - id: note
     rules:
