@@ -539,6 +539,33 @@ pub fn sign_body(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// Any bytes: an answer, never a panic; what serde_json refuses is
+        /// refused too.
+        #[test]
+        fn strict_json_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let strict = super::strict_json(&bytes);
+            if serde_json::from_slice::<serde_json::Value>(&bytes).is_err() {
+                prop_assert!(strict.is_err());
+            }
+        }
+
+        /// JSON-shaped text: whatever parses strictly equals serde_json's
+        /// own reading (nothing is changed, only refused).
+        #[test]
+        fn strict_json_agrees_with_serde_json_when_it_accepts(
+            text in "[\\[\\]{}:,\" a-c0-9.eE+-]{0,60}"
+        ) {
+            if let Ok(v) = super::strict_json(text.as_bytes()) {
+                prop_assert_eq!(Some(v), serde_json::from_str::<serde_json::Value>(&text).ok());
+            }
+        }
+    }
+
     #[test]
     fn strict_json_refuses_duplicate_keys_and_inexact_numbers() {
         use super::strict_json;

@@ -1,4 +1,5 @@
 //! Integration tests of the domain crate's boundaries.
 
+mod fuzz;
 mod purity;
 mod workflow_doc;

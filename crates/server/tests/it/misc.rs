@@ -649,3 +649,47 @@ async fn the_form_keeps_the_file_order_speaks_plainly_hides_machine_fields_and_s
     );
     assert_eq!(h.run_count().await, 1);
 }
+
+#[tokio::test]
+async fn every_html_page_sends_the_security_headers() {
+    let h = Harness::new().await;
+    for path in [
+        "/forms/contact",
+        "/forms/no-such-form",
+        "/login",
+        "/review/not-a-token",
+        "/inbox",
+    ] {
+        let r = h.get(path, None).await;
+        if r.status.is_redirection() {
+            continue;
+        }
+        let header = |name: &str| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(header("content-type").starts_with("text/html"), "{path}");
+        let csp = header("content-security-policy");
+        for part in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(csp.contains(part), "{path}: {csp}");
+        }
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("cache-control"), "no-store", "{path}");
+        // Link pages carry a token in their URL: they send no referrer at all.
+        let referrer = header("referrer-policy");
+        assert!(
+            referrer == "same-origin"
+                || (path.starts_with("/review/") && referrer == "no-referrer"),
+            "{path}: {referrer}"
+        );
+    }
+}
