@@ -178,16 +178,20 @@ pub struct EventsQuery {
     /// Events at or after this time: RFC 3339, a date (midnight UTC),
     /// milliseconds since the epoch, or an age such as `7d` (default: the
     /// beginning).
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub since: Option<String>,
     /// Events strictly before this time, same forms (default: now). Pass
     /// it explicitly to page over a fixed range.
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub until: Option<String>,
     /// Only events of runs of this workflow.
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub workflow: Option<String>,
     /// `next_cursor` of the previous page.
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub cursor: Option<String>,
     /// Page size, 1–5000 (default 1000; larger values are capped).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 5000)]
+    #[param(value_type = Option<u64>, minimum = 1)]
     pub limit: Option<String>,
 }
 

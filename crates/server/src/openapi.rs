@@ -55,6 +55,9 @@ use crate::{error, export, forms, health, intake, integrations, reviews, runs, v
         reviews::ReviewFieldView,
         reviews::ReviewActView,
         reviews::DecisionBody,
+        views::RunStatusName,
+        views::ReviewStatusName,
+        views::DecisionName,
     )),
     modifiers(&BearerAuth),
     tags(

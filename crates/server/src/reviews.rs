@@ -26,14 +26,17 @@ const MAX_REVIEWS: usize = 200;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
-    /// pending (default), approved, rejected, or `all`.
+    /// pending (default), approved, rejected, handed_off, or `all`.
+    #[param(value_type = Option<crate::views::ReviewStatusName>)]
     pub status: Option<String>,
     /// Only tasks of this queue.
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub queue: Option<String>,
     /// Page size, 1–200 (default 50; larger values are capped).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    #[param(value_type = Option<u64>, minimum = 1)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub cursor: Option<String>,
 }
 
@@ -73,6 +76,7 @@ pub struct ReviewActView {
     pub values: Value,
     pub comment: Option<String>,
     pub reason: Option<String>,
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub queue: Option<String>,
     pub at_ms: i64,
 }
@@ -114,6 +118,7 @@ pub struct ReviewPage {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DecisionBody {
     /// approve, reject, escalate or hand_off (a person takes the case over; the run ends `handed_off`).
+    #[schema(value_type = crate::views::DecisionName)]
     pub decision: String,
     /// approve: edited values by field name (each checked against the field's type).
     pub values: Option<Map<String, Value>>,
@@ -121,6 +126,7 @@ pub struct DecisionBody {
     /// reject and hand_off: why (required).
     pub reason: Option<String>,
     /// escalate: the queue to move the task to (required).
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub queue: Option<String>,
 }
 
@@ -209,7 +215,7 @@ pub async fn list_reviews(
         s => Some(ReviewStatus::parse(s).ok_or_else(|| {
             ApiError::BadRequest(FieldProblem::parameter(
                 "status",
-                "must be pending, approved, rejected or all",
+                "must be pending, approved, rejected, handed_off or all",
             ))
         })?),
     };
@@ -298,6 +304,8 @@ pub async fn get_review(
         (status = 403, description = "Token lacks `reviews:decide`, it or its user may not act on this queue, or the four-eyes rule forbids it (including a token tied to no user approving a task that needs distinct people)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown review", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already decided, or the run has ended", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid decision; `errors` names each bad field (`/values/<field>`, `/reason`, `/queue`: also a queue no workflow or user knows)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["reviews:decide"]))

@@ -23,13 +23,16 @@ const MAX_EVENTS: usize = 1000;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only runs of this workflow.
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub workflow: Option<String>,
-    /// Only runs in this status: queued, running, waiting, completed, failed, cancelled, rejected.
+    /// Only runs in this status.
+    #[param(value_type = Option<crate::views::RunStatusName>)]
     pub status: Option<String>,
     /// Page size, 1–200 (default 50; larger values are capped).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    #[param(value_type = Option<u64>, minimum = 1)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[serde(default, deserialize_with = "crate::views::empty_as_none")]
     pub cursor: Option<String>,
 }
 
@@ -41,7 +44,7 @@ pub struct EventsQuery {
     #[param(value_type = Option<i64>, minimum = 0)]
     pub after: Option<String>,
     /// Page size, 1–1000 (default 100; larger values are capped).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    #[param(value_type = Option<u64>, minimum = 1)]
     pub limit: Option<String>,
 }
 
@@ -299,15 +302,16 @@ pub(crate) fn count_param(
     max: usize,
 ) -> Result<usize, ApiError> {
     let Some(raw) = raw else { return Ok(default) };
+    // An int64 as the document says; larger is refused, not clamped.
     raw.trim()
-        .parse::<usize>()
+        .parse::<i64>()
         .ok()
         .filter(|n| *n >= 1)
-        .map(|n| n.min(max))
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX).min(max))
         .ok_or_else(|| {
             ApiError::BadRequest(FieldProblem::parameter(
                 name,
-                format!("must be a whole number from 1 to {max}"),
+                format!("must be a whole number of at least 1 (values above {max} count as {max})"),
             ))
         })
 }

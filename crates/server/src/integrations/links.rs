@@ -189,7 +189,7 @@ fn fields_of(r: &Review) -> Vec<(String, String)> {
     get,
     path = "/review/{token}",
     tag = "integrations",
-    params(("token" = String, Path, description = "Signed, single-use approval link token from a notification email")),
+    params(("token" = String, Path, description = "Signed, single-use approval link token from a notification email", pattern = r"^[0-9A-Za-z_-]{1,128}(\.[0-9A-Za-z_-]{1,128}){4,5}\.([0-9a-f]{2}){1,64}$")),
     responses(
         (status = 200, description = "Confirmation page with a button that POSTs to the same URL", body = String, content_type = "text/html"),
         (status = 303, description = "An `open` link: redirect to the task in the web inbox"),
@@ -245,7 +245,7 @@ pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> R
     post,
     path = "/review/{token}",
     tag = "integrations",
-    params(("token" = String, Path, description = "Signed, single-use approval link token from a notification email")),
+    params(("token" = String, Path, description = "Signed, single-use approval link token from a notification email", pattern = r"^[0-9A-Za-z_-]{1,128}(\.[0-9A-Za-z_-]{1,128}){4,5}\.([0-9a-f]{2}){1,64}$")),
     responses(
         (status = 200, description = "The decision was applied", body = String, content_type = "text/html"),
         (status = 303, description = "An `open` link: redirect to the task in the web inbox"),
