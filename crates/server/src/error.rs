@@ -114,6 +114,8 @@ pub enum ApiError {
     Forbidden { scope: &'static str },
     /// 403: the token may not act on this review queue.
     ForbiddenQueue(String),
+    /// 403: a queue-limited caller asked for a list that spans every queue.
+    ForbiddenList(&'static str),
     /// 403: the decision breaks the four-eyes rule.
     FourEyes(String),
     /// 409: the review task is no longer pending, or its run has ended.
@@ -242,6 +244,14 @@ impl ApiError {
             }
             ApiError::ForbiddenQueue(queue) => {
                 p.detail = format!("this token may not act on review queue `{queue}`");
+                (
+                    StatusCode::FORBIDDEN,
+                    "forbidden-queue",
+                    "Queue not allowed",
+                )
+            }
+            ApiError::ForbiddenList(detail) => {
+                p.detail = detail.to_string();
                 (
                     StatusCode::FORBIDDEN,
                     "forbidden-queue",

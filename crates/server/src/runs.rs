@@ -58,7 +58,7 @@ pub struct EventsQuery {
         (status = 200, description = "A page of runs", body = RunPage),
         (status = 400, description = "Bad parameter; `errors` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks `runs:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:read`, or is limited to review queues this run has no task in (a list: any queue limit)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["runs:read"]))
 )]
@@ -68,6 +68,11 @@ pub async fn list_runs(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<RunPage>, ApiError> {
     caller.require(Scope::RunsRead)?;
+    if caller.queues().is_some() {
+        return Err(ApiError::ForbiddenList(
+            "this caller is limited to some review queues and the run list spans every queue; list your tasks with GET /api/v1/reviews and read their runs one by one",
+        ));
+    }
     let Query(q) = query.map_err(query_rejection)?;
     let status = q
         .status
@@ -115,7 +120,7 @@ pub async fn list_runs(
     responses(
         (status = 200, description = "The run", body = RunView),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks `runs:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:read`, or is limited to review queues this run has no task in (a list: any queue limit)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown run", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["runs:read"]))
@@ -132,9 +137,60 @@ pub async fn get_run(
         .run_detail(&id)
         .await?
         .ok_or_else(|| unknown_run(&id))?;
+    require_run_queue(&state, &caller, &detail).await?;
     let mut view = RunView::from_detail(&detail);
     view.review = current_review(&state, &detail).await?;
     Ok(Json(view))
+}
+
+/// A caller limited to some queues (a `queue:` token, a reviewer) reads
+/// only runs with a review task in one of them (a run without one counts
+/// as the default queue's), as in the web console: a run's input and
+/// drafts are for the people who work its queue.
+async fn require_run_queue(
+    state: &AppState,
+    caller: &Caller,
+    d: &store::RunDetail,
+) -> Result<(), ApiError> {
+    let Some(mine) = caller.queues() else {
+        return Ok(());
+    };
+    let mut indices: Vec<usize> = d.steps.iter().map(|s| s.index).collect();
+    indices.push(d.run.position.index);
+    indices.sort_unstable();
+    indices.dedup();
+    let mut queues = Vec::new();
+    for index in indices {
+        if let Some(r) = state
+            .engine
+            .store()
+            .review_for_step(&d.run.id, index)
+            .await?
+        {
+            queues.push(r.queue);
+        }
+    }
+    if queues.is_empty() {
+        queues.push(engine::approval::DEFAULT_QUEUE.to_string());
+    }
+    match queues.iter().find(|q| mine.contains(q)) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::ForbiddenQueue(queues.join(", "))),
+    }
+}
+
+/// [`require_run_queue`] by run id (a queue-limited caller only).
+async fn check_queue_by_id(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    if caller.queues().is_none() {
+        return Ok(());
+    }
+    let detail = state
+        .engine
+        .store()
+        .run_detail(id)
+        .await?
+        .ok_or_else(|| unknown_run(id))?;
+    require_run_queue(state, caller, &detail).await
 }
 
 /// The run's pending review task, else its latest: the task of the
@@ -170,7 +226,7 @@ async fn current_review(
         (status = 200, description = "A page of events", body = EventPage),
         (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks `runs:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:read`, or is limited to review queues this run has no task in (a list: any queue limit)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown run", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["runs:read"]))
@@ -199,6 +255,7 @@ pub async fn run_events(
     };
     let limit = count_param("limit", q.limit.as_deref(), DEFAULT_EVENTS, MAX_EVENTS)?;
     let store = state.engine.store();
+    check_queue_by_id(&state, &caller, &id).await?;
     let mut events = store.events(&id, after, limit + 1).await?;
     // Every run has at least `run.received`; no events may mean no run.
     if events.is_empty() && store.run(&id).await?.is_none() {
@@ -225,7 +282,7 @@ pub async fn run_events(
     responses(
         (status = 200, description = "The run, queued again", body = RunSummary),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks `runs:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:write`, or is limited to review queues this run has no task in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Only failed runs can be retried; `run_status` says where it stands", body = Problem, content_type = "application/problem+json"),
     ),
@@ -237,6 +294,7 @@ pub async fn retry_run(
     Path(id): Path<String>,
 ) -> Result<Json<RunSummary>, ApiError> {
     caller.require(Scope::RunsWrite)?;
+    check_queue_by_id(&state, &caller, &id).await?;
     let r = state.engine.retry(&id, &caller.actor()).await;
     op_answer(r, &id, "retried")
 }
@@ -250,7 +308,7 @@ pub async fn retry_run(
     responses(
         (status = 200, description = "The run, cancelled", body = RunSummary),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Token lacks `runs:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Token lacks `runs:write`, or is limited to review queues this run has no task in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run already finished; `run_status` says how", body = Problem, content_type = "application/problem+json"),
     ),
@@ -262,6 +320,7 @@ pub async fn cancel_run(
     Path(id): Path<String>,
 ) -> Result<Json<RunSummary>, ApiError> {
     caller.require(Scope::RunsWrite)?;
+    check_queue_by_id(&state, &caller, &id).await?;
     let r = state.engine.cancel(&id, &caller.actor()).await;
     op_answer(r, &id, "cancelled")
 }

@@ -273,3 +273,38 @@ async fn a_failed_run_can_be_retried_and_a_waiting_one_cancelled() {
     r.assert_problem(StatusCode::CONFLICT, "run-state-conflict");
     assert_eq!(r.json["run_status"], "cancelled");
 }
+
+#[tokio::test]
+async fn queue_limited_callers_read_only_runs_of_their_queues() {
+    let h = Harness::new().await;
+    let (run_id, _) = crate::reviews::waiting(&h).await;
+    let (finance, _) =
+        crate::support::mint(&h.store, "finance", &["runs:write", "queue:finance"], false).await;
+    let (ops, _) =
+        crate::support::mint(&h.store, "ops", &["runs:write", "queue:operations"], false).await;
+    let run = format!("/api/v1/runs/{run_id}");
+    let events = format!("{run}/events");
+    // Another queue's token reads, lists and cancels nothing (the audit
+    // export, `/api/v1/events`, filters to its queues: see events.rs).
+    for path in [run.as_str(), events.as_str(), "/api/v1/runs"] {
+        let r = h.get(path, Some(&finance)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {}", r.text);
+        r.assert_problem(StatusCode::FORBIDDEN, "forbidden-queue");
+        assert!(!r.text.contains("Printer on fire"), "{path}: {}", r.text);
+    }
+    let r = h.post(&format!("{run}/cancel"), Some(&finance), "").await;
+    r.assert_problem(StatusCode::FORBIDDEN, "forbidden-queue");
+    // The task's own queue reads the run and its events.
+    let r = h.get(&run, Some(&ops)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(h.get(&events, Some(&ops)).await.status, StatusCode::OK);
+    // Unlimited tokens are unchanged.
+    assert_eq!(
+        h.get(&run, Some(&h.tokens.reader)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.get("/api/v1/runs", Some(&h.tokens.reader)).await.status,
+        StatusCode::OK
+    );
+}
