@@ -513,6 +513,9 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision's [`Decision::name`], in declaration order.
+    pub const NAMES: [&'static str; 4] = ["approve", "reject", "escalate", "hand_off"];
+
     pub fn name(&self) -> &'static str {
         match self {
             Decision::Approve { .. } => "approve",
@@ -1046,6 +1049,22 @@ mod tests {
             comment: Some("call them".into()),
         };
         assert_eq!(hand_off("x").name(), "hand_off");
+        let every = [
+            Decision::Approve {
+                values: Map::new(),
+                comment: None,
+            },
+            Decision::Reject {
+                reason: String::new(),
+                comment: None,
+            },
+            Decision::Escalate {
+                queue: String::new(),
+                comment: None,
+            },
+            hand_off(""),
+        ];
+        assert_eq!(every.map(|d| d.name()), Decision::NAMES);
         assert_eq!(
             decide(t, &hand_off(" \n "), &who("u"), 1),
             Err(DecisionError::HandOffReasonRequired)

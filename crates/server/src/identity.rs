@@ -17,6 +17,17 @@ pub fn user_queues(user: &User) -> Option<Vec<String>> {
     }
 }
 
+/// Whether a caller limited to the queues `mine` may read a run whose
+/// review tasks are `reviews`: one of them must be in those queues (a run
+/// without a task counts as the default queue's). One rule for the API and
+/// the console.
+pub fn may_read_run(mine: &[String], reviews: &[store::Review]) -> bool {
+    if reviews.is_empty() {
+        return mine.iter().any(|q| q == engine::approval::DEFAULT_QUEUE);
+    }
+    reviews.iter().any(|r| mine.contains(&r.queue))
+}
+
 /// A signed-in user deciding in the inbox (or through a channel tied to
 /// them).
 pub fn for_user(user: &User) -> Decider {
@@ -76,6 +87,44 @@ mod tests {
 
     fn qs(v: &[&str]) -> Option<Vec<String>> {
         Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn review_in(queue: &str) -> store::Review {
+        store::Review {
+            id: "r".into(),
+            run_id: "run".into(),
+            step_index: 1,
+            step_id: "review".into(),
+            workflow: "w".into(),
+            queue: queue.into(),
+            status: store::ReviewStatus::Pending,
+            fields: "[]".into(),
+            min_approvals: 1,
+            submitter: None,
+            deadline_at_ms: None,
+            on_deadline: "null".into(),
+            notify: "[]".into(),
+            created_at_ms: 0,
+            decided_at_ms: None,
+            decided_by: None,
+            reason: None,
+            rev: 1,
+            acts: Vec::new(),
+            results: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_is_readable_from_the_queues_of_its_tasks() {
+        let mine = ["ops".to_string()];
+        assert!(may_read_run(&mine, &[review_in("sales"), review_in("ops")]));
+        assert!(!may_read_run(&mine, &[review_in("sales")]));
+        // No task: the default queue's.
+        assert!(!may_read_run(&mine, &[]));
+        assert!(may_read_run(
+            &[engine::approval::DEFAULT_QUEUE.to_string()],
+            &[]
+        ));
     }
 
     #[test]

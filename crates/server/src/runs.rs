@@ -137,46 +137,41 @@ pub async fn get_run(
         .run_detail(&id)
         .await?
         .ok_or_else(|| unknown_run(&id))?;
-    require_run_queue(&state, &caller, &detail).await?;
+    let reviews = reviews_of(&state, &detail).await?;
+    if let Some(mine) = caller.queues() {
+        require_queue_of(mine, &reviews)?;
+    }
     let mut view = RunView::from_detail(&detail);
-    view.review = current_review(&state, &detail).await?;
+    // The pending task, else the latest: the highest step that made one.
+    view.review = reviews.last().map(RunReviewView::from_review);
     Ok(Json(view))
 }
 
 /// A caller limited to some queues (a `queue:` token, a reviewer) reads
-/// only runs with a review task in one of them (a run without one counts
-/// as the default queue's), as in the web console: a run's input and
-/// drafts are for the people who work its queue.
+/// only runs with a review task in one of them
+/// ([`crate::identity::may_read_run`], as in the web console): a run's
+/// input and drafts are for the people who work its queue.
 async fn require_run_queue(
     state: &AppState,
     caller: &Caller,
     d: &store::RunDetail,
 ) -> Result<(), ApiError> {
-    let Some(mine) = caller.queues() else {
+    match caller.queues() {
+        Some(mine) => require_queue_of(mine, &reviews_of(state, d).await?),
+        None => Ok(()),
+    }
+}
+
+fn require_queue_of(mine: &[String], reviews: &[store::Review]) -> Result<(), ApiError> {
+    if crate::identity::may_read_run(mine, reviews) {
         return Ok(());
-    };
-    let mut indices: Vec<usize> = d.steps.iter().map(|s| s.index).collect();
-    indices.push(d.run.position.index);
-    indices.sort_unstable();
-    indices.dedup();
-    let mut queues = Vec::new();
-    for index in indices {
-        if let Some(r) = state
-            .engine
-            .store()
-            .review_for_step(&d.run.id, index)
-            .await?
-        {
-            queues.push(r.queue);
-        }
     }
-    if queues.is_empty() {
-        queues.push(engine::approval::DEFAULT_QUEUE.to_string());
-    }
-    match queues.iter().find(|q| mine.contains(q)) {
-        Some(_) => Ok(()),
-        None => Err(ApiError::ForbiddenQueue(queues.join(", "))),
-    }
+    let queues: Vec<&str> = reviews.iter().map(|r| r.queue.as_str()).collect();
+    Err(ApiError::ForbiddenQueue(if queues.is_empty() {
+        engine::approval::DEFAULT_QUEUE.to_string()
+    } else {
+        queues.join(", ")
+    }))
 }
 
 /// [`require_run_queue`] by run id (a queue-limited caller only).
@@ -193,27 +188,28 @@ async fn check_queue_by_id(state: &AppState, caller: &Caller, id: &str) -> Resul
     require_run_queue(state, caller, &detail).await
 }
 
-/// The run's pending review task, else its latest: the task of the
-/// highest step (at or below the run's position) that created one.
-async fn current_review(
+/// The run's review tasks, by step: at most one per step that ran (and
+/// the step it is on).
+async fn reviews_of(
     state: &AppState,
     d: &store::RunDetail,
-) -> Result<Option<RunReviewView>, ApiError> {
+) -> Result<Vec<store::Review>, ApiError> {
     let mut indices: Vec<usize> = d.steps.iter().map(|s| s.index).collect();
     indices.push(d.run.position.index);
     indices.sort_unstable();
     indices.dedup();
-    for index in indices.into_iter().rev() {
+    let mut out = Vec::new();
+    for index in indices {
         if let Some(r) = state
             .engine
             .store()
             .review_for_step(&d.run.id, index)
             .await?
         {
-            return Ok(Some(RunReviewView::from_review(&r)));
+            out.push(r);
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
 /// A run's audit log, oldest first.

@@ -294,53 +294,60 @@ pub fn outputs(steps: &[store::StepRecord]) -> BTreeMap<String, Json> {
 }
 
 /// Stored JSON text as a value; text that is not JSON is served as a string.
-/// A run's status, as the API names it (for the document: parameters
-/// that take one are checked against this list).
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(
-    dead_code,
-    reason = "schema only: names the API's vocabulary in the document"
-)]
-pub enum RunStatusName {
-    Queued,
-    Running,
-    Waiting,
-    Completed,
-    Failed,
-    Cancelled,
-    Rejected,
-    HandedOff,
+/// A string schema whose values are `names` (the engine's own list, so a
+/// new status or decision cannot be missing from the document).
+fn names_schema(
+    names: impl IntoIterator<Item = &'static str>,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .description(Some(description))
+        .into()
 }
 
-/// A review task's status, or `all`.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(
-    dead_code,
-    reason = "schema only: names the API's vocabulary in the document"
-)]
-pub enum ReviewStatusName {
-    Pending,
-    Approved,
-    Rejected,
-    HandedOff,
-    All,
+/// Names one of [`domain::run::RunStatus::ALL`] in the document.
+pub struct RunStatusName;
+
+impl utoipa::PartialSchema for RunStatusName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        names_schema(
+            domain::run::RunStatus::ALL.map(domain::run::RunStatus::as_str),
+            "A run's status.",
+        )
+    }
 }
 
-/// What a reviewer decides.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(
-    dead_code,
-    reason = "schema only: names the API's vocabulary in the document"
-)]
-pub enum DecisionName {
-    Approve,
-    Reject,
-    Escalate,
-    HandOff,
+impl ToSchema for RunStatusName {}
+
+/// Names one of [`store::ReviewStatus::ALL`], or `all`, in the document.
+pub struct ReviewStatusName;
+
+impl utoipa::PartialSchema for ReviewStatusName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        names_schema(
+            store::ReviewStatus::ALL
+                .map(store::ReviewStatus::as_str)
+                .into_iter()
+                .chain(["all"]),
+            "A review task's status, or `all`.",
+        )
+    }
 }
+
+impl ToSchema for ReviewStatusName {}
+
+/// Names one of [`domain::review::Decision::NAMES`] in the document.
+pub struct DecisionName;
+
+impl utoipa::PartialSchema for DecisionName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        names_schema(domain::review::Decision::NAMES, "What a reviewer decides.")
+    }
+}
+
+impl ToSchema for DecisionName {}
 
 /// For `Option<String>` query parameters: an empty value (`?status=`)
 /// means the parameter is absent, as HTML forms and generated clients send
@@ -375,70 +382,5 @@ mod tests {
     fn stored_text_that_is_not_json_stays_a_string() {
         assert_eq!(parse_json("{\"a\":1}")["a"], 1);
         assert_eq!(parse_json("oops"), Json::String("oops".into()));
-    }
-}
-
-#[cfg(test)]
-mod vocabulary_tests {
-    use super::*;
-
-    fn names<T: Serialize>(all: &[T]) -> Vec<String> {
-        all.iter()
-            .map(|v| {
-                serde_json::to_value(v)
-                    .unwrap()
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    }
-
-    /// The document's lists are the engine's: a new status or decision
-    /// cannot be forgotten in the API document.
-    #[test]
-    fn the_documented_names_are_the_engines() {
-        use RunStatusName as R;
-        assert_eq!(
-            names(&[
-                R::Queued,
-                R::Running,
-                R::Waiting,
-                R::Completed,
-                R::Failed,
-                R::Cancelled,
-                R::Rejected,
-                R::HandedOff
-            ]),
-            domain::run::RunStatus::ALL.map(|s| s.as_str().to_string())
-        );
-        use ReviewStatusName as V;
-        let reviews = names(&[V::Pending, V::Approved, V::Rejected, V::HandedOff]);
-        for s in &reviews {
-            assert!(store::ReviewStatus::parse(s).is_some(), "{s}");
-        }
-        assert_eq!(names(&[V::All]), ["all"]);
-        use DecisionName as D;
-        let decisions = names(&[D::Approve, D::Reject, D::Escalate, D::HandOff]);
-        let engine = [
-            domain::review::Decision::Approve {
-                values: Default::default(),
-                comment: None,
-            },
-            domain::review::Decision::Reject {
-                reason: String::new(),
-                comment: None,
-            },
-            domain::review::Decision::Escalate {
-                queue: String::new(),
-                comment: None,
-            },
-            domain::review::Decision::HandOff {
-                reason: String::new(),
-                comment: None,
-            },
-        ]
-        .map(|d| d.name().to_string());
-        assert_eq!(decisions, engine);
     }
 }

@@ -25,6 +25,13 @@ pub enum ReviewStatus {
 }
 
 impl ReviewStatus {
+    pub const ALL: [ReviewStatus; 4] = [
+        ReviewStatus::Pending,
+        ReviewStatus::Approved,
+        ReviewStatus::Rejected,
+        ReviewStatus::HandedOff,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReviewStatus::Pending => "pending",
@@ -35,13 +42,7 @@ impl ReviewStatus {
     }
 
     pub fn parse(s: &str) -> Option<ReviewStatus> {
-        match s {
-            "pending" => Some(ReviewStatus::Pending),
-            "approved" => Some(ReviewStatus::Approved),
-            "rejected" => Some(ReviewStatus::Rejected),
-            "handed_off" => Some(ReviewStatus::HandedOff),
-            _ => None,
-        }
+        ReviewStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 

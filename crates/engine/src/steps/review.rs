@@ -166,13 +166,16 @@ impl ReviewStep {
                 json!({ "policy": "when", "step": cx.step.id, "when": when.source() }),
             ));
         }
-        let rules: Vec<(String, Json)> = self
-            .spec
+        Ok(review::skip_policy(&self.rules_outputs(cx)))
+    }
+
+    /// The outputs of the `rules` steps this review obeys, in order.
+    fn rules_outputs(&self, cx: &StepCx<'_>) -> Vec<(String, Json)> {
+        self.spec
             .rules_steps
             .iter()
             .map(|s| (s.clone(), var_json(cx, s)))
-            .collect();
-        Ok(review::skip_policy(&rules))
+            .collect()
     }
 
     fn waiting(&self, r: &Review) -> StepOutcome {
@@ -358,13 +361,8 @@ impl Step for ReviewStep {
             Some(r) => r,
             None => {
                 let fields = self.drafts(cx);
-                let rules: Vec<(String, Json)> = self
-                    .spec
-                    .rules_steps
-                    .iter()
-                    .map(|s| (s.clone(), var_json(cx, s)))
-                    .collect();
-                let queue = review::routed_queue(&rules).unwrap_or_else(|| self.spec.queue.clone());
+                let queue = review::routed_queue(&self.rules_outputs(cx))
+                    .unwrap_or_else(|| self.spec.queue.clone());
                 let new = NewReview {
                     id: uuid::Uuid::now_v7().to_string(),
                     run_id: cx.run_id.to_string(),

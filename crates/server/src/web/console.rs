@@ -468,21 +468,15 @@ pub(crate) async fn page(
             Err(e) => return unavailable(&user, "reading a run's reviews", &e),
         }
     }
-    if let Some(mine) = limited(&user) {
-        let default = [engine::approval::DEFAULT_QUEUE.to_string()];
-        let queues: Vec<&String> = if reviews.is_empty() {
-            default.iter().collect()
-        } else {
-            reviews.iter().map(|r| &r.queue).collect()
-        };
-        if !queues.iter().any(|q| mine.contains(q)) {
-            return message(
-                StatusCode::FORBIDDEN,
-                "Not your queue",
-                "This run belongs to a queue you do not work on.",
-                user.header(),
-            );
-        }
+    if let Some(mine) = limited(&user)
+        && !crate::identity::may_read_run(mine, &reviews)
+    {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not your queue",
+            "This run belongs to a queue you do not work on.",
+            user.header(),
+        );
     }
     let facts = run_view::gather(&Sources {
         detail: &detail,

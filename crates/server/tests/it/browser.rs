@@ -426,12 +426,7 @@ async fn start_server() -> (String, Arc<dyn Store>, Engine) {
         .await
         .unwrap_or_else(|e| panic!("inbox-flow.yaml: {e}"));
     let engine = Engine::start(store.clone(), catalog, engine::Config::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = app(AppState::new(engine.clone(), ServerConfig::default()));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = serve(engine.clone()).await;
     (base, store, engine)
 }
 
@@ -484,8 +479,34 @@ pub fn axe_source() -> Option<String> {
 }
 
 #[allow(clippy::print_stderr, reason = "a skipped test says why")]
-fn skipped(why: &str) {
-    eprintln!("SKIPPED a_reviewer_works_the_desk_by_keyboard_in_headless_chromium: {why}");
+fn skipped(what: &str) {
+    eprintln!("SKIPPED {what}");
+}
+
+/// Chromium and chromedriver for the browser test `test`; without them
+/// the test fails under `CI=true`, else it is skipped, saying why.
+pub fn browser_for(test: &str) -> Option<(PathBuf, PathBuf)> {
+    match browser() {
+        Ok(b) => Some(b),
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true needs the browser test to run: {why}")
+        }
+        Err(why) => {
+            skipped(&format!("{test}: {why}"));
+            None
+        }
+    }
+}
+
+/// Serves the whole app for `engine` on a free loopback port; its base URL.
+pub async fn serve(engine: Engine) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = app(AppState::new(engine, ServerConfig::default()));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
 }
 
 async fn wait_status(store: &Arc<dyn Store>, review_id: &str, status: ReviewStatus) {
@@ -543,15 +564,10 @@ pub fn save(png: &[u8], name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reviewer_works_the_desk_by_keyboard_in_headless_chromium() {
-    let (chromium, chromedriver) = match browser() {
-        Ok(b) => b,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true needs the browser test to run: {why}")
-        }
-        Err(why) => {
-            skipped(&why);
-            return;
-        }
+    let Some((chromium, chromedriver)) =
+        browser_for("a_reviewer_works_the_desk_by_keyboard_in_headless_chromium")
+    else {
+        return;
     };
     let (base, store, engine) = start_server().await;
     store

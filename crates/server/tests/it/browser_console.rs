@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use countersign_server::{AppState, ServerConfig, app};
 use engine::{Catalog, Engine, StepKinds};
 use serde_json::json;
 use store::{ReviewFilter, ReviewStatus, RunStatus, Store, User, UserRole};
 
-use crate::browser::{Driver, axe_source, browser, save};
+use crate::browser::{Driver, axe_source, browser_for, save, serve};
 
 const PASSWORD: &str = "a long test password";
 
@@ -31,11 +30,6 @@ steps:
       - when: "false"
         then: { finish: never }
 "#;
-
-#[allow(clippy::print_stderr, reason = "a skipped test says why")]
-fn skipped(why: &str) {
-    eprintln!("SKIPPED the_console_in_headless_chromium: {why}");
-}
 
 async fn start(open: Arc<AtomicBool>) -> (String, Arc<dyn Store>, Engine) {
     // The flaky endpoint.
@@ -85,12 +79,7 @@ async fn start(open: Arc<AtomicBool>) -> (String, Arc<dyn Store>, Engine) {
         .await
         .expect("flaky.yaml");
     let engine = Engine::start(store.clone(), catalog, engine::Config::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = app(AppState::new(engine.clone(), ServerConfig::default()));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = serve(engine.clone()).await;
     for (email, role) in [
         ("ann@example.com", UserRole::Admin),
         ("vic@example.com", UserRole::Viewer),
@@ -170,15 +159,8 @@ async fn check_page(d: &Driver, axe: Option<&str>, what: &str, shot: Option<&str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_headless_chromium() {
-    let (chromium, chromedriver) = match browser() {
-        Ok(b) => b,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true needs the browser test to run: {why}")
-        }
-        Err(why) => {
-            skipped(&why);
-            return;
-        }
+    let Some((chromium, chromedriver)) = browser_for("the_console_in_headless_chromium") else {
+        return;
     };
     let open = Arc::new(AtomicBool::new(false));
     let (base, store, engine) = start(open.clone()).await;

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use countersign_server::{AppState, ServerConfig, app};
 use engine::{Catalog, Engine, StepKinds};
 use serde_json::json;
 use store::Store;
 
-use crate::browser::{Driver, axe_source, browser, save};
+use crate::browser::{Driver, axe_source, browser_for, save, serve};
 
 /// The reference workflow's input, with a rule as the only step.
 const FORM: &str = r#"
@@ -48,18 +47,7 @@ async fn start() -> (String, Arc<dyn Store>) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let engine = Engine::start(store.clone(), catalog, engine::Config::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = app(AppState::new(engine, ServerConfig::default()));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (base, store)
-}
-
-#[allow(clippy::print_stderr, reason = "a skipped test says why")]
-fn skipped(why: &str) {
-    eprintln!("SKIPPED the_hosted_form_in_headless_chromium: {why}");
+    (serve(engine).await, store)
 }
 
 async fn runs(store: &Arc<dyn Store>) -> usize {
@@ -75,15 +63,8 @@ async fn runs(store: &Arc<dyn Store>) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hosted_form_in_headless_chromium() {
-    let (chromium, chromedriver) = match browser() {
-        Ok(b) => b,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true needs the browser test to run: {why}")
-        }
-        Err(why) => {
-            skipped(&why);
-            return;
-        }
+    let Some((chromium, chromedriver)) = browser_for("the_hosted_form_in_headless_chromium") else {
+        return;
     };
     let axe = axe_source();
     let (base, store) = start().await;
