@@ -79,6 +79,18 @@
       }
     });
   }
+  // The same inside the reject, escalate and hand-off panels: Ctrl+Enter
+  // sends the panel's own form (its reason typed, no reach for the mouse).
+  var panels = document.querySelectorAll(".more-decisions form");
+  for (var p = 0; p < panels.length; p++) {
+    panels[p].addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        var f = e.currentTarget;
+        f.requestSubmit ? f.requestSubmit() : f.submit();
+      }
+    });
+  }
   var openers = document.querySelectorAll("[data-open]");
   for (var i = 0; i < openers.length; i++) {
     openers[i].addEventListener("click", function (e) {

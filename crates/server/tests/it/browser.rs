@@ -742,6 +742,14 @@ async fn a_reviewer_works_the_desk_by_keyboard_in_headless_chromium() {
     driver.wait_path(&format!("/inbox/{}", r_low.id)).await;
     driver.wait_text("Approved").await;
     save(&driver.screenshot().await, "review-next-task.png");
+
+    // Hand off from the keyboard: `h`, the reason, Ctrl+Enter.
+    driver.keys(&["h"]).await;
+    driver
+        .type_into("#handoff_reason", "Needs a phone call")
+        .await;
+    driver.chord(&["\u{E009}", "\u{E007}"]).await;
+    wait_status(&store, &r_low.id, ReviewStatus::HandedOff).await;
     driver.goto(&format!("{base}/inbox")).await;
     save(&driver.screenshot().await, "inbox.png");
     driver.quit().await;
@@ -765,9 +773,10 @@ async fn a_reviewer_works_the_desk_by_keyboard_in_headless_chromium() {
     );
     let decided = store.review(&r_medium.id).await.unwrap().unwrap();
     assert!(decided.results.iter().all(|f| !f.changed), "{decided:?}");
+    let handed = store.review(&r_low.id).await.unwrap().unwrap();
+    assert_eq!(handed.reason.as_deref(), Some("Needs a phone call"));
     assert_eq!(
-        store.review(&r_low.id).await.unwrap().unwrap().status,
-        ReviewStatus::Pending,
-        "only two keystroke decisions were made"
+        store.run(&low).await.unwrap().unwrap().status,
+        store::RunStatus::HandedOff
     );
 }
