@@ -154,11 +154,9 @@ pub async fn run(
         .await
         .map_err(fail)?;
     let addr = listener.local_addr().map_err(fail)?;
-    let app = server::app(server::AppState::new(
-        e.clone(),
-        server::ServerConfig::default(),
-    ));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The production accept loop, limits and all.
+    let state = server::AppState::new(e.clone(), server::ServerConfig::default());
+    tokio::spawn(server::serve(listener, state, std::future::pending()));
     let url = format!("http://{addr}/api/v1/workflows/bench3/runs");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)

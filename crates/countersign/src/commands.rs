@@ -298,15 +298,23 @@ async fn serve_http(
             "a whole number of submissions per address per minute",
         )?
         .unwrap_or(defaults.form_limit_per_minute),
+        conn_limits: server::ConnLimits {
+            max_connections: env_parsed(
+                "COUNTERSIGN_MAX_CONNECTIONS",
+                "a whole number of connections",
+            )?
+            .filter(|n: &usize| *n > 0)
+            .unwrap_or(defaults.conn_limits.max_connections),
+            ..defaults.conn_limits
+        },
         ..defaults
     };
-    let app = server::app(server::AppState::new(engine.clone(), config));
     tracing::info!(%listen, node = engine.node(), "serving");
-    axum::serve(
+    server::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        server::AppState::new(engine.clone(), config),
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving HTTP")?;
     engine.shutdown(Duration::from_secs(10)).await;

@@ -123,6 +123,8 @@ pub enum ApiError {
         detail: String,
         run_status: Option<String>,
     },
+    /// 408: the request body did not arrive within the server's limit.
+    RequestTimeout,
     /// 503 with `Retry-After`: a dependency (the store) does not answer.
     Unavailable,
     /// 500; the text goes to the log only.
@@ -273,6 +275,14 @@ impl ApiError {
                     StatusCode::CONFLICT,
                     "review-state-conflict",
                     "Not allowed in the review's current state",
+                )
+            }
+            ApiError::RequestTimeout => {
+                p.detail = "the request body did not arrive in time; send it again".into();
+                (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request-timeout",
+                    "Request timeout",
                 )
             }
             ApiError::Unavailable => {

@@ -31,6 +31,7 @@ mod health;
 mod identity;
 mod intake;
 pub mod integrations;
+mod listen;
 mod openapi;
 mod reviews;
 mod runs;
@@ -53,6 +54,7 @@ pub use auth::{
 };
 pub use error::{ApiError, FieldProblem, PROBLEM_BASE, PROBLEM_JSON, Problem};
 pub use intake::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_body};
+pub use listen::{ConnLimits, serve as serve_router};
 pub use openapi::{ApiDoc, document as openapi_document};
 pub use web::{SESSION_COOKIE, hash_password, new_password, verify_password};
 
@@ -73,6 +75,8 @@ pub struct ServerConfig {
     pub trusted_proxy: Option<std::net::IpAddr>,
     /// Hosted form submissions accepted per client address per minute.
     pub form_limit_per_minute: u32,
+    /// Connection count and read deadlines of [`serve`].
+    pub conn_limits: ConnLimits,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             integrations: integrations::Settings::default(),
             trusted_proxy: None,
             form_limit_per_minute: 10,
+            conn_limits: ConnLimits::default(),
         }
     }
 }
@@ -149,18 +154,15 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish.
+/// in-flight requests finish; connections are capped and timed by the
+/// state's [`ConnLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = state.config.conn_limits;
+    listen::serve(listener, app(state), limits, shutdown).await
 }
 
 async fn openapi_json() -> Response {

@@ -62,8 +62,9 @@ pub fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
     format!("v0={}", hex::encode(m.finalize().into_bytes()))
 }
 
-/// Checks the timestamp window and the signature, in that order.
-fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now_s: i64) -> Result<(), ApiError> {
+/// Checks the timestamp window and the signature, in that order; the
+/// signature's bytes (so `ABCD` and `abcd` are one signature).
+fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now_s: i64) -> Result<Vec<u8>, ApiError> {
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let ts = header(TIMESTAMP_HEADER).ok_or(ApiError::BadSignature(
         "X-Slack-Request-Timestamp is missing",
@@ -88,7 +89,8 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now_s: i64) -> Result<
     m.update(body);
     // `verify_slice` compares in constant time.
     m.verify_slice(&sig)
-        .map_err(|_| ApiError::BadSignature("X-Slack-Signature does not match"))
+        .map_err(|_| ApiError::BadSignature("X-Slack-Signature does not match"))?;
+    Ok(sig)
 }
 
 fn replayed() -> ApiError {
@@ -145,7 +147,7 @@ pub async fn interactivity(
             "Slack interactivity is not configured (SLACK_SIGNING_SECRET)".into(),
         ));
     };
-    verify(secret, &headers, &body, engine::now_ms() / 1000)?;
+    let signature = verify(secret, &headers, &body, engine::now_ms() / 1000)?;
     let payload = crate::forms::url_decode_pairs(&body)
         .into_iter()
         .find(|(k, _)| k == "payload")
@@ -171,12 +173,9 @@ pub async fn interactivity(
     let Some(slack_user) = str_at(&p, &["user", "id"]) else {
         return Ok(say("Slack did not say who clicked."));
     };
-    // The signature is unique to (timestamp, body): the replay key.
-    let sig = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let nonce = format!("slack:{}", hex::encode(Sha256::digest(sig.as_bytes())));
+    // The signature is unique to (timestamp, body): the replay key. Its
+    // bytes, not the header's text, so a re-cased hex is the same request.
+    let nonce = format!("slack:{}", hex::encode(Sha256::digest(&signature)));
     let store = state.engine.store();
     if store
         .nonce_used(&nonce)

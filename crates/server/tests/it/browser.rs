@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use countersign_server::{AppState, ServerConfig, app};
+use countersign_server::{AppState, ServerConfig};
 use engine::{Catalog, Engine, StepKinds};
 use serde_json::{Value, json};
 use store::{ReviewFilter, ReviewStatus, RunStatus, Store, User, UserRole};
@@ -504,8 +504,13 @@ pub async fn serve(engine: Engine) -> String {
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = app(AppState::new(engine, ServerConfig::default()));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    // The production accept loop, so pages are tested as they are served.
+    let state = AppState::new(engine, ServerConfig::default());
+    tokio::spawn(countersign_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
     base
 }
 

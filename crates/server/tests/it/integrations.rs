@@ -272,6 +272,13 @@ async fn a_replayed_slack_request_makes_no_second_decision() {
     let again = send_signed(&h, &body, ts).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
     assert!(again.text.contains("replayed"), "{}", again.text);
+    // The same signature with its hex in upper case is the same request.
+    let sig = sign(SIGNING_SECRET, &ts.to_string(), body.as_bytes());
+    let upper = format!("v0={}", sig["v0=".len()..].to_uppercase());
+    assert_ne!(upper, sig);
+    let recased = h.send(slack_request(&body, ts, &upper)).await;
+    assert_eq!(recased.status, StatusCode::CONFLICT, "{}", recased.text);
+    assert!(recased.text.contains("replayed"), "{}", recased.text);
     assert_eq!(review(&h, &id).await.acts.len(), 1);
     chat_calls(&chat, 1).await;
 }
