@@ -18,7 +18,7 @@ use std::path::Path;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use store::{ChainHead, Event, Store};
+use store::{ChainHead, Event, PrunedRun, Store};
 
 use crate::Failure;
 
@@ -212,7 +212,8 @@ pub async fn verify(
     store: &dyn Store,
     run: Option<&str>,
     checkpoint: Option<&Checkpoint>,
-) -> Result<(usize, Vec<String>), Failure> {
+    key: Option<&[u8]>,
+) -> Result<Verified, Failure> {
     let mut current = Vec::new();
     match run {
         Some(id) => {
@@ -231,6 +232,8 @@ pub async fn verify(
         None => heads(store, |h| current.push(h)).await?,
     }
     let mut problems = Vec::new();
+    // Runs the checkpoint saw that are no longer in the store.
+    let mut missing: Vec<&ChainHead> = Vec::new();
     let mut seen = checkpoint.map(|c| c.heads.iter().peekable());
     for head in &current {
         let events = events_of(store, &head.run_id).await?;
@@ -240,12 +243,7 @@ pub async fn verify(
         let Some(cp) = seen.as_mut() else { continue };
         // Runs the checkpoint saw that sort before this one are gone.
         while let Some(old) = cp.next_if(|c| c.run_id < head.run_id) {
-            if run.is_none() {
-                problems.push(format!(
-                    "run {}: deleted (the checkpoint saw it with events up to {})",
-                    old.run_id, old.seq
-                ));
-            }
+            missing.push(old);
         }
         if let Some(old) = cp.next_if(|c| c.run_id == head.run_id)
             && !events
@@ -258,17 +256,184 @@ pub async fn verify(
             ));
         }
     }
-    if run.is_none()
-        && let Some(cp) = seen
-    {
-        for old in cp {
-            problems.push(format!(
-                "run {}: deleted (the checkpoint saw it with events up to {})",
-                old.run_id, old.seq
-            ));
+    if let Some(cp) = seen {
+        missing.extend(cp);
+    }
+    let pruned = if run.is_none() {
+        summaries(store).await?
+    } else {
+        Vec::new()
+    };
+    if run.is_none() {
+        // Both in id order: a run gone from the store is accounted for
+        // only by its pruned summary.
+        let mut kept = pruned.iter().peekable();
+        for old in missing {
+            while kept.next_if(|s| s.run_id < old.run_id).is_some() {}
+            match kept.next_if(|s| s.run_id == old.run_id) {
+                Some(summary) => {
+                    if let Some(p) = check_summary(summary, old, key) {
+                        problems.push(format!("run {}: {p}", old.run_id));
+                    }
+                }
+                None => problems.push(format!(
+                    "run {}: deleted (the checkpoint saw it with events up to {})",
+                    old.run_id, old.seq
+                )),
+            }
         }
     }
-    Ok((current.len(), problems))
+    Ok(Verified {
+        runs: current.len(),
+        pruned: pruned.len(),
+        problems,
+    })
+}
+
+/// What `verify` found.
+#[derive(Debug)]
+pub struct Verified {
+    /// Runs whose chains were checked.
+    pub runs: usize,
+    /// Runs kept only as pruned summaries.
+    pub pruned: usize,
+    pub problems: Vec<String>,
+}
+
+/// Retention shorter than this needs `--force`: six months, the
+/// record-keeping period EU AI Act Art 19 and 26(6) name for deployers of
+/// high-risk systems.
+pub const MIN_RETENTION_MS: i64 = 180 * 24 * 3600 * 1000;
+
+/// The signed text of a pruned run's summary: one JSON line, fields in a
+/// fixed order.
+fn summary_text(s: &PrunedRun) -> String {
+    json!({
+        "run": s.run_id,
+        "workflow": s.workflow,
+        "version": s.version,
+        "status": s.status.as_str(),
+        "created_at_ms": s.created_at_ms,
+        "updated_at_ms": s.updated_at_ms,
+        "seq": s.seq,
+        "hash": s.hash,
+        "pruned_at_ms": s.pruned_at_ms,
+    })
+    .to_string()
+}
+
+fn summary_mac(key: &[u8], s: &PrunedRun) -> String {
+    let mut m = mac(key);
+    m.update(summary_text(s).as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+/// Whether `s` carries a MAC made with `key`.
+fn summary_signed_by(key: &[u8], s: &PrunedRun) -> bool {
+    let Some(sig) = s.mac.as_deref().and_then(|h| hex::decode(h).ok()) else {
+        return false;
+    };
+    let mut m = mac(key);
+    m.update(summary_text(s).as_bytes());
+    m.verify_slice(&sig).is_ok()
+}
+
+/// What `prune` did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Runs deleted, each leaving its summary.
+    pub pruned: usize,
+    /// Runs left alone, each with why (a chain that does not verify is
+    /// evidence: it is never pruned).
+    pub kept: Vec<String>,
+}
+
+/// Deletes the data of every run that ended for good and last changed
+/// before `before_ms`, one transaction per run, each leaving a summary
+/// (signed with `key` when given) that `verify` accepts in its place.
+/// `dry_run` counts without deleting.
+pub async fn prune(
+    store: &dyn Store,
+    before_ms: i64,
+    now_ms: i64,
+    key: Option<&[u8]>,
+    dry_run: bool,
+) -> Result<Pruned, Failure> {
+    let mut done = Pruned::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .prunable_runs(before_ms, after.as_deref(), PAGE)
+            .await
+            .map_err(backend)?;
+        let Some(last) = page.last() else {
+            return Ok(done);
+        };
+        after = Some(last.run_id.clone());
+        for mut summary in page {
+            let head = ChainHead {
+                run_id: summary.run_id.clone(),
+                seq: summary.seq,
+                hash: summary.hash.clone(),
+            };
+            let events = events_of(store, &summary.run_id).await?;
+            if let Some(p) = check_chain(&events, &head) {
+                done.kept
+                    .push(format!("run {}: not pruned: {p}", summary.run_id));
+                continue;
+            }
+            if dry_run {
+                done.pruned += 1;
+                continue;
+            }
+            summary.pruned_at_ms = now_ms;
+            summary.mac = key.map(|k| summary_mac(k, &summary));
+            if store.prune_run(&summary).await.map_err(backend)? {
+                done.pruned += 1;
+            } else {
+                done.kept.push(format!(
+                    "run {}: not pruned: it changed while being pruned",
+                    summary.run_id
+                ));
+            }
+        }
+    }
+}
+
+/// Every pruned run's summary, in id order.
+async fn summaries(store: &dyn Store) -> Result<Vec<PrunedRun>, Failure> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .pruned_runs(after.as_deref(), PAGE)
+            .await
+            .map_err(backend)?;
+        let Some(last) = page.last() else {
+            return Ok(all);
+        };
+        after = Some(last.run_id.clone());
+        all.extend(page);
+    }
+}
+
+/// What is wrong with accepting `summary` in place of the run a checkpoint
+/// saw at `old`, if anything.
+fn check_summary(summary: &PrunedRun, old: &ChainHead, key: Option<&[u8]>) -> Option<String> {
+    if let Some(key) = key
+        && !summary_signed_by(key, summary)
+    {
+        return Some(format!(
+            "its pruned summary is not signed with {KEY_VAR}: it may have been written by hand"
+        ));
+    }
+    if summary.seq < old.seq || (summary.seq == old.seq && summary.hash != old.hash) {
+        return Some(format!(
+            "pruned at event {} but the checkpoint saw event {}: events were removed before pruning",
+            summary.seq, old.seq
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

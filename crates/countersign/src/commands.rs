@@ -791,16 +791,17 @@ pub async fn audit_verify(
     run: Option<&str>,
     checkpoint: Option<&Path>,
 ) -> Result<(), Failure> {
-    let checkpoint = match checkpoint {
-        Some(path) => Some(crate::audit::read_checkpoint(
-            path,
-            &crate::audit::key_from_env()?,
-        )?),
-        None => None,
+    let (checkpoint, key) = match checkpoint {
+        Some(path) => {
+            let key = crate::audit::key_from_env()?;
+            (Some(crate::audit::read_checkpoint(path, &key)?), Some(key))
+        }
+        None => (None, None),
     };
     let store = open_store(db, Role::Admin).await?;
-    let (runs, problems) = crate::audit::verify(store.as_ref(), run, checkpoint.as_ref()).await?;
-    for p in &problems {
+    let found =
+        crate::audit::verify(store.as_ref(), run, checkpoint.as_ref(), key.as_deref()).await?;
+    for p in &found.problems {
         println!("{p}");
     }
     if let Some(cp) = &checkpoint {
@@ -810,11 +811,69 @@ pub async fn audit_verify(
             cp.heads.len()
         );
     }
-    println!("{runs} runs verified, {} problems", problems.len());
-    if !problems.is_empty() {
+    if found.pruned > 0 {
+        println!("{} pruned runs kept as summaries", found.pruned);
+    }
+    println!(
+        "{} runs verified, {} problems",
+        found.runs,
+        found.problems.len()
+    );
+    if !found.problems.is_empty() {
         return Err(Failure {
             code: 1,
-            message: format!("{} audit problems", problems.len()),
+            message: format!("{} audit problems", found.problems.len()),
+        });
+    }
+    Ok(())
+}
+
+/// `prune --older-than AGE [--force] [--dry-run]`.
+pub async fn prune(
+    db: &DbArgs,
+    older_than: &str,
+    force: bool,
+    dry_run: bool,
+) -> Result<(), Failure> {
+    let age = domain::yaml::parse_duration_ms(older_than.trim())
+        .and_then(|ms| i64::try_from(ms).ok())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--older-than: {older_than:?} is not an age: use days or hours such as 180d, 4320h"
+            ))
+        })?;
+    if age < crate::audit::MIN_RETENTION_MS && !force {
+        return Err(Failure::usage(format!(
+            "--older-than {older_than}: that keeps less than 180 days, the record-keeping period \
+             the EU AI Act (Art 19, 26(6)) names for high-risk deployers; add --force if you mean it"
+        )));
+    }
+    let key = match std::env::var(crate::audit::KEY_VAR) {
+        Ok(_) => Some(crate::audit::key_from_env()?),
+        Err(_) => None,
+    };
+    let store = open_store(db, Role::Admin).await?;
+    let now = engine::now_ms();
+    let done = crate::audit::prune(store.as_ref(), now - age, now, key.as_deref(), dry_run).await?;
+    for k in &done.kept {
+        println!("{k}");
+    }
+    let verb = if dry_run { "would prune" } else { "pruned" };
+    println!(
+        "{verb} {} runs that ended before {}",
+        done.pruned,
+        server_time(now - age)
+    );
+    if key.is_none() && !dry_run && done.pruned > 0 {
+        println!(
+            "note: {} is not set, so the summaries are unsigned and `audit verify --checkpoint` will not accept them",
+            crate::audit::KEY_VAR
+        );
+    }
+    if !done.kept.is_empty() {
+        return Err(Failure {
+            code: 1,
+            message: format!("{} runs were not pruned", done.kept.len()),
         });
     }
     Ok(())

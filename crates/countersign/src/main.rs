@@ -155,6 +155,24 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Retention: delete the data of runs that ended (completed,
+    /// cancelled, rejected, handed off) longer ago than --older-than,
+    /// keeping per run a summary (chain head, signed with
+    /// COUNTERSIGN_AUDIT_KEY when set) that `audit verify` accepts in its
+    /// place. Failed and unfinished runs are never pruned.
+    Prune {
+        /// Age: 180d (the default and the least without --force), 4320h, …
+        #[arg(long, default_value = "180d")]
+        older_than: String,
+        /// Allow keeping less than 180 days.
+        #[arg(long)]
+        force: bool,
+        /// Count what would be pruned; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Write the audit events of a time range (every run's, or one
     /// workflow's) with their chain hashes, as JSON lines or CSV.
     Export {
@@ -477,6 +495,12 @@ fn main() -> ExitCode {
                 } => commands::audit_verify(&db, run.as_deref(), checkpoint.as_deref()).await,
                 AuditCommand::Checkpoint { out, db } => commands::audit_checkpoint(&db, &out).await,
             },
+            Command::Prune {
+                older_than,
+                force,
+                dry_run,
+                db,
+            } => commands::prune(&db, &older_than, force, dry_run).await,
             Command::Export {
                 since,
                 until,

@@ -85,6 +85,12 @@ impl RunStatus {
     pub fn can_cancel(self) -> bool {
         !self.is_terminal() || self == RunStatus::Failed
     }
+
+    /// Retention may delete the run's data: it ended and nothing can
+    /// resume it (a `Failed` run waits for an operator; cancel it first).
+    pub fn may_prune(self) -> bool {
+        self.is_terminal() && !self.can_retry()
+    }
 }
 
 impl fmt::Display for RunStatus {
@@ -453,23 +459,24 @@ mod tests {
     #[test]
     fn each_status_says_what_it_allows() {
         use RunStatus as S;
-        // (status, terminal, settled without a wait, retry, cancel)
+        // (status, terminal, settled without a wait, retry, cancel, prune)
         let table = [
-            (S::Queued, false, false, false, true),
-            (S::Running, false, false, false, true),
-            (S::Waiting, false, false, false, true),
-            (S::Completed, true, true, false, false),
-            (S::Failed, true, true, true, true),
-            (S::Cancelled, true, true, false, false),
-            (S::Rejected, true, true, false, false),
-            (S::HandedOff, true, true, false, false),
+            (S::Queued, false, false, false, true, false),
+            (S::Running, false, false, false, true, false),
+            (S::Waiting, false, false, false, true, false),
+            (S::Completed, true, true, false, false, true),
+            (S::Failed, true, true, true, true, false),
+            (S::Cancelled, true, true, false, false, true),
+            (S::Rejected, true, true, false, false, true),
+            (S::HandedOff, true, true, false, false, true),
         ];
         assert_eq!(table.len(), S::ALL.len());
-        for (s, terminal, settled, retry, cancel) in table {
+        for (s, terminal, settled, retry, cancel, prune) in table {
             assert_eq!(s.is_terminal(), terminal, "{s} terminal");
             assert_eq!(s.is_settled(None), settled, "{s} settled");
             assert_eq!(s.can_retry(), retry, "{s} retry");
             assert_eq!(s.can_cancel(), cancel, "{s} cancel");
+            assert_eq!(s.may_prune(), prune, "{s} prune");
             assert_eq!(s.as_str().parse::<S>(), Ok(s));
             assert_eq!(s.to_string(), s.as_str());
         }

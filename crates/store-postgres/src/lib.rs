@@ -36,6 +36,7 @@ mod desk;
 mod events;
 mod integrations;
 mod ops;
+mod prune;
 mod reviews;
 pub mod scratch;
 pub mod throwaway;
@@ -62,7 +63,7 @@ pub(crate) const SETTLED_PAYLOAD: usize = 7900;
 /// version 6 is the webhook replay cache (`replay.sql`); version 7
 /// indexes events by time for exports (`export.sql`, idempotent); version
 /// 8 is the review desk's claims and views (`desk.sql`).
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// Tuning; the defaults suit a node on a small machine.
 #[derive(Debug, Clone)]
@@ -591,6 +592,17 @@ async fn migrate(conn: &mut Conn) -> Result<()> {
             .await
             .map_err(db)?;
         tx.execute("INSERT INTO countersign_schema (version) VALUES (8)", &[])
+            .await
+            .map_err(db)?;
+    }
+    if v < 9 {
+        tx.batch_execute(include_str!("prune.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM countersign_schema", &[])
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (9)", &[])
             .await
             .map_err(db)?;
     }

@@ -662,6 +662,27 @@ impl Store for PgStore {
             .collect())
     }
 
+    async fn prunable_runs(
+        &self,
+        before_ms: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<store::PrunedRun>> {
+        self.prunable(before_ms, after.unwrap_or(""), limit).await
+    }
+
+    async fn prune_run(&self, summary: &store::PrunedRun) -> Result<bool> {
+        self.prune(summary).await
+    }
+
+    async fn pruned_runs(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<store::PrunedRun>> {
+        self.pruned(after.unwrap_or(""), limit).await
+    }
+
     async fn create_token(&self, t: Token) -> Result<()> {
         let conn = self.pool.get().await?;
         self.pool.count(1);

@@ -16,6 +16,7 @@ mod desk;
 mod events;
 mod integrations;
 mod ops;
+mod prune;
 mod reviews;
 mod users;
 
@@ -38,7 +39,7 @@ const READERS: usize = 8;
 /// version 6 is the webhook replay cache (`replay.sql`); version 7
 /// indexes events by time for exports (`export.sql`, idempotent); version
 /// 8 is the review desk's claims and views (`desk.sql`).
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -311,6 +312,13 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 8; COMMIT;",
             include_str!("desk.sql")
+        ))
+        .map_err(backend)?;
+    }
+    if v < 9 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 9; COMMIT;",
+            include_str!("prune.sql")
         ))
         .map_err(backend)?;
     }

@@ -715,6 +715,33 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prunable_runs(
+        &self,
+        before_ms: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<store::PrunedRun>> {
+        let after = after.unwrap_or("").to_string();
+        self.read(move |conn| crate::prune::prunable(conn, before_ms, &after, limit))
+            .await
+    }
+
+    async fn prune_run(&self, summary: &store::PrunedRun) -> Result<bool> {
+        let summary = summary.clone();
+        self.write(move |conn| crate::prune::prune(conn, &summary))
+            .await
+    }
+
+    async fn pruned_runs(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<store::PrunedRun>> {
+        let after = after.unwrap_or("").to_string();
+        self.read(move |conn| crate::prune::pruned(conn, &after, limit))
+            .await
+    }
+
     async fn create_token(&self, t: Token) -> Result<()> {
         self.write(move |conn| {
             conn.execute(

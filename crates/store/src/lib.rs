@@ -73,6 +73,25 @@ pub struct ChainHead {
     pub hash: String,
 }
 
+/// What retention keeps of a run whose data it deleted: enough to show the
+/// run existed, how it ended, and where its hash chain ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedRun {
+    pub run_id: String,
+    pub workflow: String,
+    pub version: i64,
+    pub status: RunStatus,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// The chain head when it was pruned: its last event.
+    pub seq: i64,
+    pub hash: String,
+    pub pruned_at_ms: i64,
+    /// HMAC-SHA256 (hex) of the summary under the audit key, when one was
+    /// set: a summary cannot be made up for a run deleted by hand.
+    pub mac: Option<String>,
+}
+
 /// Who holds a run's work item and until when.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -354,6 +373,26 @@ pub trait Store:
     /// Every run's chain head as its run row keeps it (ids after `after`,
     /// in id order), for audit checkpoints.
     async fn chain_heads(&self, after: Option<&str>, limit: usize) -> Result<Vec<ChainHead>>;
+
+    // ---- retention
+    /// Runs that may be pruned ([`RunStatus::may_prune`]) and last changed
+    /// before `before_ms`, ids after `after` in id order, as summaries to
+    /// be (`pruned_at_ms` 0, no `mac`).
+    async fn prunable_runs(
+        &self,
+        before_ms: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PrunedRun>>;
+    /// In one transaction: keeps `summary` and deletes the run with its
+    /// steps, effects, events, reviews and everything hanging off them —
+    /// only if the run still may be pruned and its chain still ends at
+    /// `summary`'s head. `false` (nothing changed) otherwise. Events of a
+    /// run can be deleted only once its summary exists (the append-only
+    /// trigger checks).
+    async fn prune_run(&self, summary: &PrunedRun) -> Result<bool>;
+    /// Summaries of pruned runs, ids after `after` in id order.
+    async fn pruned_runs(&self, after: Option<&str>, limit: usize) -> Result<Vec<PrunedRun>>;
 
     // ---- tokens
     async fn create_token(&self, token: Token) -> Result<()>;

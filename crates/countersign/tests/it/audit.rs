@@ -141,3 +141,108 @@ async fn verify_finds_deleted_and_truncated_runs_against_a_signed_checkpoint() {
         text(&out)
     );
 }
+
+fn prune(db: &str, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("prune")
+        .args(args)
+        .args(["--database", db])
+        .env("COUNTERSIGN_AUDIT_KEY", KEY)
+        .output()
+        .unwrap()
+}
+
+/// Ends `id` (seeded by [`seed`]) with `status` at its fourth revision.
+async fn end(path: &std::path::Path, id: &str, status: RunStatus) {
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(path, Durability::CrashSafe, Role::Admin).unwrap());
+    let pos = Position {
+        index: 3,
+        failed_attempts: 0,
+    };
+    store
+        .commit(commit(id, 3, status, pos, Work::Remove, 4_000))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn prune_keeps_verify_green_and_a_deleted_summary_is_found() {
+    let dir = TempDir::new("prune");
+    let path = dir.0.join("cs.db");
+    seed(&path).await;
+    end(&path, "run-a", RunStatus::Completed).await;
+    end(&path, "run-b", RunStatus::Failed).await;
+    // run-c is still running.
+    let db = format!("sqlite://{}", path.display());
+    let cp = dir.0.join("checkpoint.jsonl");
+    let cp_arg = cp.display().to_string();
+    let out = audit(&db, &["checkpoint", "--out", &cp_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Less than six months needs --force; a bad age is a usage error.
+    let out = prune(&db, &["--older-than", "30d"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("add --force"), "{}", text(&out));
+    let out = prune(&db, &["--older-than", "half a year"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("is not an age"), "{}", text(&out));
+
+    // A dry run changes nothing.
+    let out = prune(&db, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("would prune 1 runs"), "{}", text(&out));
+
+    // Only the completed run goes, even with no age at all: a failed run
+    // waits for an operator and a running one is not over.
+    let out = prune(&db, &["--older-than", "0s", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("pruned 1 runs"), "{}", text(&out));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM runs WHERE id = 'run-a'"), 0);
+    assert_eq!(
+        count("SELECT count(*) FROM events WHERE run_id = 'run-a'"),
+        0
+    );
+    assert_eq!(count("SELECT count(*) FROM runs"), 2);
+    assert_eq!(count("SELECT count(*) FROM pruned_runs"), 1);
+
+    // Verify stays green, with and without the checkpoint that saw run-a.
+    let out = audit(&db, &["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("1 pruned runs kept"), "{}", text(&out));
+    let out = audit(&db, &["verify", "--checkpoint", &cp_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The append-only rule still holds for runs that were not pruned.
+    let refused = conn.execute("DELETE FROM events WHERE run_id = 'run-b'", []);
+    assert!(refused.is_err(), "events of a live run were deleted");
+
+    // A summary changed by hand no longer carries a valid signature…
+    conn.execute_batch(
+        "DROP TRIGGER pruned_runs_append_only_update;
+         UPDATE pruned_runs SET status = 'cancelled';",
+    )
+    .unwrap();
+    let out = audit(&db, &["verify", "--checkpoint", &cp_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("run run-a: its pruned summary is not signed"),
+        "{}",
+        text(&out)
+    );
+    // …and without its summary the run is simply deleted.
+    conn.execute_batch(
+        "DROP TRIGGER pruned_runs_append_only_delete;
+         DELETE FROM pruned_runs;",
+    )
+    .unwrap();
+    let out = audit(&db, &["verify", "--checkpoint", &cp_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("run run-a: deleted (the checkpoint saw it with events up to 4)"),
+        "{}",
+        text(&out)
+    );
+}

@@ -227,6 +227,20 @@ impl Store for Broken {
     async fn chain_heads(&self, _: Option<&str>, _: usize) -> Result<Vec<store::ChainHead>> {
         fail()
     }
+    async fn prunable_runs(
+        &self,
+        _: i64,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<Vec<store::PrunedRun>> {
+        fail()
+    }
+    async fn prune_run(&self, _: &store::PrunedRun) -> Result<bool> {
+        fail()
+    }
+    async fn pruned_runs(&self, _: Option<&str>, _: usize) -> Result<Vec<store::PrunedRun>> {
+        fail()
+    }
     async fn create_token(&self, _: Token) -> Result<()> {
         fail()
     }

@@ -472,3 +472,87 @@ pub async fn pending_reviews_count_by_queue(store: Arc<dyn Store>) {
         [("ops", 2, T0), ("sales", 1, T0)]
     );
 }
+
+/// Retention: only runs that ended for good and changed before the cutoff
+/// are offered; pruning keeps the summary and removes the run with its
+/// events and review task; a changed or already pruned run is left alone.
+pub async fn pruning_keeps_a_summary_and_removes_the_run(store: Arc<dyn Store>) {
+    waiting(&store, "p1", "pw1", "operations").await;
+    waiting(&store, "p2", "pw2", "operations").await;
+    let at = T0 + 1_000;
+    let mut a = act("user:ann", "hand_off", at);
+    a.reason = Some("call them".into());
+    let Decided::Done(_) = store
+        .decide_review(decide(
+            "pw1",
+            1,
+            a,
+            ReviewChange::HandOff {
+                reason: "call them".into(),
+            },
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!("handed off")
+    };
+    // p2 still waits for a person: never offered, whatever its age.
+    assert!(store.prunable_runs(at, None, 10).await.unwrap().is_empty());
+    let offered = store.prunable_runs(at + 1, None, 10).await.unwrap();
+    assert_eq!(offered.len(), 1, "{offered:?}");
+    let head = store
+        .chain_heads(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|h| h.run_id == "p1")
+        .unwrap();
+    let mut summary = offered[0].clone();
+    assert_eq!(
+        (
+            summary.run_id.as_str(),
+            summary.status,
+            summary.seq,
+            &summary.hash,
+            summary.updated_at_ms,
+            summary.created_at_ms
+        ),
+        ("p1", RunStatus::HandedOff, head.seq, &head.hash, at, T0)
+    );
+    assert_eq!(
+        store.prunable_runs(at + 1, Some("p1"), 10).await.unwrap(),
+        vec![],
+        "paged by id"
+    );
+
+    // A summary whose head is not the run's: nothing happens.
+    let mut stale = summary.clone();
+    stale.seq -= 1;
+    assert!(!store.prune_run(&stale).await.unwrap());
+    assert!(store.run("p1").await.unwrap().is_some());
+
+    summary.pruned_at_ms = at + 5_000;
+    summary.mac = Some("ab12".into());
+    assert!(store.prune_run(&summary).await.unwrap());
+    assert!(store.run("p1").await.unwrap().is_none());
+    assert!(store.events("p1", 0, 100).await.unwrap().is_empty());
+    assert!(store.review("pw1").await.unwrap().is_none());
+    assert!(
+        store
+            .chain_heads(None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|h| h.run_id != "p1")
+    );
+    assert_eq!(
+        store.pruned_runs(None, 10).await.unwrap(),
+        vec![summary.clone()]
+    );
+    assert!(store.pruned_runs(Some("p1"), 10).await.unwrap().is_empty());
+    // Again: the run is gone, nothing to do; the other run is untouched.
+    assert!(!store.prune_run(&summary).await.unwrap());
+    assert!(store.run("p2").await.unwrap().is_some());
+    assert!(!store.events("p2", 0, 100).await.unwrap().is_empty());
+    assert!(store.review("pw2").await.unwrap().is_some());
+}
