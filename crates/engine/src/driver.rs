@@ -240,6 +240,7 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
             secrets: &wf.def.secrets,
             store: inner.store.as_ref(),
             in_flight_margin_ms: inner.config.in_flight_margin_ms,
+            metrics: &inner.metrics,
         };
         let mut events = std::mem::take(&mut st.pending);
         let when = def.when.as_ref().filter(|_| !step.evaluates_when());

@@ -45,21 +45,7 @@ impl Default for ByKind {
 
 impl ByKind {
     fn slot(&self, kind: &str) -> &KindStats {
-        for s in &self.slots {
-            match s.name.get() {
-                Some(n) if n == kind => return s,
-                Some(_) => continue,
-                None => {
-                    // Claim the free slot; if another thread claimed it
-                    // first, it may have claimed it for this kind.
-                    let n = s.name.get_or_init(|| kind.to_string());
-                    if n == kind {
-                        return s;
-                    }
-                }
-            }
-        }
-        &self.other
+        claim(&self.slots, &self.other, |s| &s.name, kind)
     }
 
     /// Records one finished attempt of a `kind` step that took `ms`;
@@ -128,6 +114,167 @@ impl ByKind {
     }
 }
 
+/// One model call as a step reports it for metering: who answered, the
+/// tokens it used and what it cost (`None`: unknown price).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelCall<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: Option<f64>,
+}
+
+/// Model slots tracked apart; the rest count under `model="other"`.
+const MODEL_SLOTS: usize = 15;
+
+/// Per `provider/model`: calls, tokens and cost (in micro-dollars, so an
+/// atomic integer holds it).
+#[derive(Debug, Default)]
+struct ModelStats {
+    name: OnceLock<String>,
+    calls: AtomicU64,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+    cost_micro_usd: AtomicU64,
+    unpriced: AtomicU64,
+}
+
+/// Model calls, tokens and cost by provider and model, and fallbacks.
+#[derive(Debug)]
+pub struct ByModel {
+    slots: [ModelStats; MODEL_SLOTS],
+    other: ModelStats,
+    fallbacks: AtomicU64,
+}
+
+impl Default for ByModel {
+    fn default() -> ByModel {
+        ByModel {
+            slots: std::array::from_fn(|_| ModelStats::default()),
+            other: ModelStats::default(),
+            fallbacks: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The slot named `name`, claiming a free one the first time; `other`
+/// when all are taken. Lock-free: a slot's name is set once.
+fn claim<'a, T>(
+    slots: &'a [T],
+    other: &'a T,
+    name_of: impl Fn(&T) -> &OnceLock<String>,
+    name: &str,
+) -> &'a T {
+    for s in slots {
+        match name_of(s).get() {
+            Some(n) if n == name => return s,
+            Some(_) => continue,
+            None => {
+                // If another thread claimed it first, it may have claimed
+                // it for this name.
+                if name_of(s).get_or_init(|| name.to_string()) == name {
+                    return s;
+                }
+            }
+        }
+    }
+    other
+}
+
+impl ByModel {
+    pub fn observe(&self, call: &ModelCall<'_>) {
+        let key = format!("{}\u{1f}{}", call.provider, call.model);
+        let s = claim(&self.slots, &self.other, |s| &s.name, &key);
+        s.calls.fetch_add(1, Ordering::Relaxed);
+        s.prompt_tokens
+            .fetch_add(call.prompt_tokens, Ordering::Relaxed);
+        s.completion_tokens
+            .fetch_add(call.completion_tokens, Ordering::Relaxed);
+        match call.cost_usd {
+            Some(usd) if usd.is_finite() && usd >= 0.0 => {
+                s.cost_micro_usd
+                    .fetch_add((usd * 1e6).round() as u64, Ordering::Relaxed);
+            }
+            _ => {
+                s.unpriced.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn fell_back(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let used: Vec<((String, String), &ModelStats)> = self
+            .slots
+            .iter()
+            .filter_map(|s| {
+                s.name.get().map(|n| {
+                    let (p, m) = n.split_once('\u{1f}').unwrap_or((n, ""));
+                    ((escape(p), escape(m)), s)
+                })
+            })
+            .chain(
+                (self.other.calls.load(Ordering::Relaxed) > 0)
+                    .then(|| (("other".to_string(), "other".to_string()), &self.other)),
+            )
+            .collect();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, v) in rows {
+                out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+            }
+        };
+        let per = |f: &dyn Fn(&ModelStats) -> String| -> Vec<(String, String)> {
+            used.iter()
+                .map(|((p, m), s)| (format!("provider=\"{p}\",model=\"{m}\""), f(s)))
+                .collect()
+        };
+        family(
+            "countersign_llm_calls_total",
+            "counter",
+            "Model calls that got an answer, by provider and model.",
+            per(&|s| s.calls.load(Ordering::Relaxed).to_string()),
+        );
+        let mut tokens = Vec::new();
+        for ((p, m), s) in &used {
+            for (dir, v) in [
+                ("prompt", s.prompt_tokens.load(Ordering::Relaxed)),
+                ("completion", s.completion_tokens.load(Ordering::Relaxed)),
+            ] {
+                tokens.push((
+                    format!("provider=\"{p}\",model=\"{m}\",direction=\"{dir}\""),
+                    v.to_string(),
+                ));
+            }
+        }
+        family(
+            "countersign_llm_tokens_total",
+            "counter",
+            "Tokens the provider reported, by provider, model and direction.",
+            tokens,
+        );
+        family(
+            "countersign_llm_cost_usd_total",
+            "counter",
+            "Estimated cost in US dollars (COUNTERSIGN_LLM_PRICES over the built-in table), by provider and model.",
+            per(&|s| format!("{}", s.cost_micro_usd.load(Ordering::Relaxed) as f64 / 1e6)),
+        );
+        family(
+            "countersign_llm_unpriced_calls_total",
+            "counter",
+            "Model calls whose cost is unknown (no price for the model, or no usage reported).",
+            per(&|s| s.unpriced.load(Ordering::Relaxed).to_string()),
+        );
+        out.push_str(&format!(
+            "# HELP countersign_llm_fallbacks_total Times an llm step moved on to its next provider.\n# TYPE countersign_llm_fallbacks_total counter\ncountersign_llm_fallbacks_total {}\n",
+            self.fallbacks.load(Ordering::Relaxed)
+        ));
+    }
+}
+
 /// A Prometheus label value: backslash, quote and line feed escaped.
 pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -151,6 +298,8 @@ pub struct Metrics {
     pub commit_errors: AtomicU64,
     /// Step attempts by kind: latency, failures, retries.
     pub steps: ByKind,
+    /// Model calls by provider and model: tokens, cost; fallbacks.
+    pub models: ByModel,
     pub wait_wakeups_local: AtomicU64,
     pub wait_wakeups_notified: AtomicU64,
     pub wait_wakeups_resync: AtomicU64,
@@ -226,6 +375,7 @@ impl Metrics {
             ],
         );
         self.steps.render(&mut out);
+        self.models.render(&mut out);
         out.push_str(&format!(
             "# HELP countersign_runs_in_flight Runs being executed by this node.\n# TYPE countersign_runs_in_flight gauge\ncountersign_runs_in_flight {in_flight}\n"
         ));

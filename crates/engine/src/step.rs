@@ -157,6 +157,8 @@ pub struct StepCx<'a> {
     pub(crate) store: &'a dyn store::Store,
     /// [`crate::Config::in_flight_margin_ms`].
     pub(crate) in_flight_margin_ms: u64,
+    /// The node's counters, for [`StepCx::meter_model`].
+    pub(crate) metrics: &'a crate::metrics::Metrics,
 }
 
 /// Commits an `effect.started` entry before a call goes out.
@@ -217,6 +219,16 @@ impl StepCx<'_> {
     /// Marks the effect as definitely not performed (a permanent refusal).
     pub fn effect_failed(&mut self) {
         self.effects.failed = true;
+    }
+
+    /// Counts one answered model call (tokens, cost) in `/metrics`.
+    pub fn meter_model(&self, call: &crate::metrics::ModelCall<'_>) {
+        self.metrics.models.observe(call);
+    }
+
+    /// Counts a move to a step's next model provider in `/metrics`.
+    pub fn meter_fallback(&self) {
+        self.metrics.models.fell_back();
     }
 
     /// Adds an audit event of the step's own (e.g. `llm.requested`) to this

@@ -284,6 +284,13 @@ impl LlmStep {
             } else {
                 Some(0.0)
             };
+            cx.meter_model(&engine::metrics::ModelCall {
+                provider: &target.provider,
+                model,
+                prompt_tokens: completion.usage.as_ref().map_or(0, |u| u.prompt_tokens),
+                completion_tokens: completion.usage.as_ref().map_or(0, |u| u.completion_tokens),
+                cost_usd,
+            });
             cx.record(
                 kind::RESPONDED,
                 &json!({
@@ -434,6 +441,7 @@ fn input_json(vars: &Vars) -> Json {
 }
 
 fn record_fallback(cx: &mut StepCx<'_>, failure: &Failure, to: &str) {
+    cx.meter_fallback();
     cx.record(
         kind::FALLBACK,
         &json!({

@@ -246,6 +246,27 @@ async fn a_refusal_moves_on_without_a_repair_turn() {
     );
     let responded = &events_of(&store, &r.id, "llm.responded").await[0];
     assert_eq!(responded["refusal"], "I can't help with that.");
+    // Both answered calls are metered: tokens and cost as each reported
+    // them, and the move to the heuristic.
+    let metrics = engine.metrics_text();
+    let lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("countersign_llm_") && !l.starts_with('#'))
+        .collect();
+    expect![[r#"
+        countersign_llm_calls_total{provider="openai",model="gpt-4o-mini"} 1
+        countersign_llm_calls_total{provider="heuristic",model="keywords-v1"} 1
+        countersign_llm_tokens_total{provider="openai",model="gpt-4o-mini",direction="prompt"} 1000
+        countersign_llm_tokens_total{provider="openai",model="gpt-4o-mini",direction="completion"} 200
+        countersign_llm_tokens_total{provider="heuristic",model="keywords-v1",direction="prompt"} 0
+        countersign_llm_tokens_total{provider="heuristic",model="keywords-v1",direction="completion"} 0
+        countersign_llm_cost_usd_total{provider="openai",model="gpt-4o-mini"} 0.00027
+        countersign_llm_cost_usd_total{provider="heuristic",model="keywords-v1"} 0
+        countersign_llm_unpriced_calls_total{provider="openai",model="gpt-4o-mini"} 0
+        countersign_llm_unpriced_calls_total{provider="heuristic",model="keywords-v1"} 0
+        countersign_llm_fallbacks_total 1
+    "#]]
+    .assert_eq(&(lines.join("\n") + "\n"));
     expect![[r#"
         run.received
         llm.requested openai/gpt-4o-mini round=1 messages=2
