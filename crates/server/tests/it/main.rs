@@ -5,6 +5,7 @@ mod auth;
 mod browser;
 mod browser_console;
 mod browser_form;
+mod calibration;
 mod console;
 mod events;
 mod identity;
