@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod browser_calibration;
 mod browser_console;
 mod browser_form;
 mod calibration;
