@@ -7,6 +7,7 @@ mod audit;
 mod bench;
 mod bench_desk;
 mod bench_pg;
+mod calibration;
 mod commands;
 mod export;
 mod integrations;
@@ -192,6 +193,26 @@ enum Command {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// How often people approve the AI's drafts unchanged: per workflow,
+    /// version, review step and field, with a 95% (Wilson) interval.
+    Calibration {
+        /// Only reviews of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only reviews decided at or after: a date (2026-11-01), RFC 3339,
+        /// milliseconds since the epoch, or an age such as 30d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Slice by provider, model or a reviewed field's draft (an enum
+        /// field such as intent).
+        #[arg(long)]
+        by: Option<String>,
+        /// Print the report as JSON (the API's shape) instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -517,6 +538,24 @@ fn main() -> ExitCode {
                         workflow: workflow.as_deref(),
                         format,
                         out: out.as_deref(),
+                    },
+                )
+                .await
+            }
+            Command::Calibration {
+                workflow,
+                since,
+                by,
+                json,
+                db,
+            } => {
+                calibration::run(
+                    &db,
+                    calibration::Request {
+                        workflow: workflow.as_deref(),
+                        since: since.as_deref(),
+                        by: by.as_deref(),
+                        json,
                     },
                 )
                 .await

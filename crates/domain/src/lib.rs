@@ -6,6 +6,7 @@
 //! data and functions, tested without fakes. `tests/it/purity.rs` checks the
 //! manifest stays that way.
 
+pub mod calibration;
 pub mod diag;
 pub mod event;
 pub mod expr;

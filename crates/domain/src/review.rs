@@ -16,6 +16,27 @@ use crate::yaml::{Node, Value};
 /// Who decided a review that was skipped by a rule or a `when:` condition.
 pub const POLICY: &str = "policy";
 
+/// How a bulk decision's comment starts: the inbox writes it on every
+/// task approved or rejected in bulk, and calibration leaves such
+/// decisions out (nobody read those tasks one by one).
+const BULK_APPROVAL: &str = "Bulk approval (";
+const BULK_REJECTION: &str = "Bulk rejection (";
+
+/// The comment of a task approved (or rejected) in a bulk of `n` tasks.
+pub fn bulk_comment(reject: bool, n: usize) -> String {
+    let start = if reject {
+        BULK_REJECTION
+    } else {
+        BULK_APPROVAL
+    };
+    format!("{start}{n} tasks)")
+}
+
+/// Whether a decision's comment marks it as part of a bulk decision.
+pub fn is_bulk(comment: Option<&str>) -> bool {
+    comment.is_some_and(|c| c.starts_with(BULK_APPROVAL) || c.starts_with(BULK_REJECTION))
+}
+
 /// What happens when a review's deadline passes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnDeadline {

@@ -10,6 +10,7 @@
 //! through the [`Step`] trait, so new kinds plug in without engine changes.
 
 pub mod approval;
+pub mod calibration;
 mod catalog;
 mod driver;
 mod engine;

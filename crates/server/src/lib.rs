@@ -9,7 +9,8 @@
 //! - `POST /api/v1/workflows/{name}/runs` (`runs:write`; `Idempotency-Key`; `?wait=`)
 //! - `POST /hooks/{name}` (webhook; HMAC-SHA256 of timestamp and body in
 //!   `X-Countersign-Signature`, each signature accepted once)
-//! - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events` (`runs:read`)
+//! - `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/events`,
+//!   `GET /api/v1/calibration` (`runs:read`)
 //! - `POST /api/v1/runs/{id}/retry`, `POST /api/v1/runs/{id}/cancel` (`runs:write`)
 //! - `GET /api/v1/reviews`, `GET /api/v1/reviews/{id}`,
 //!   `POST /api/v1/reviews/{id}/decision` (`reviews:decide`; `queue:NAME`
@@ -23,6 +24,7 @@
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/openapi.json`
 
 mod auth;
+pub mod calibration;
 mod client;
 mod error;
 pub mod export;
@@ -126,6 +128,7 @@ pub fn app(state: AppState) -> Router {
         .route("/forms/{name}", get(forms::show).post(forms::submit))
         .route("/api/v1/runs", get(runs::list_runs))
         .route("/api/v1/events", get(export::events))
+        .route("/api/v1/calibration", get(calibration::calibration))
         .route("/api/v1/runs/{id}", get(runs::get_run))
         .route("/api/v1/runs/{id}/events", get(runs::run_events))
         .route("/api/v1/runs/{id}/retry", post(runs::retry_run))

@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{error, export, forms, health, intake, integrations, reviews, runs, views};
+use crate::{
+    calibration, error, export, forms, health, intake, integrations, reviews, runs, views,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +20,7 @@ use crate::{error, export, forms, health, intake, integrations, reviews, runs, v
         runs::get_run,
         runs::run_events,
         export::events,
+        calibration::calibration,
         runs::retry_run,
         runs::cancel_run,
         reviews::list_reviews,
@@ -49,6 +52,13 @@ use crate::{error, export, forms, health, intake, integrations, reviews, runs, v
         views::EventPage,
         export::ExportEvent,
         export::ExportPage,
+        calibration::CalibrationReport,
+        calibration::FieldAgreement,
+        calibration::WeekAgreement,
+        calibration::IntervalView,
+        calibration::OutcomeCounts,
+        calibration::ExcludedCounts,
+        calibration::Change,
         views::Health,
         reviews::ReviewPage,
         reviews::ReviewView,

@@ -32,6 +32,7 @@
 //! other order could deadlock against them.
 
 mod batch;
+mod calibration;
 mod desk;
 mod events;
 mod integrations;

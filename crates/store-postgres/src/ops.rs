@@ -40,7 +40,7 @@ fn run_from(r: &Row) -> Run {
     }
 }
 
-fn step_status(s: &str) -> StepStatus {
+pub(crate) fn step_status(s: &str) -> StepStatus {
     match s {
         "completed" => StepStatus::Completed,
         "skipped" => StepStatus::Skipped,

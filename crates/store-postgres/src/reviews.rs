@@ -16,7 +16,7 @@ use crate::{CHANNEL, PgStore, db};
 
 const COLS: &str = "id, run_id, step_index, step_id, workflow, queue, status, fields, min_approvals, submitter, deadline_at, on_deadline, notify, created_at, decided_at, decided_by, reason, rev";
 
-fn review_from(r: &Row) -> Review {
+pub(crate) fn review_from(r: &Row) -> Review {
     let status: String = r.get(6);
     Review {
         id: r.get(0),
@@ -315,6 +315,13 @@ impl Reviews for PgStore {
                 oldest_created_at_ms: r.get(2),
             })
             .collect())
+    }
+
+    async fn calibration_reviews(
+        &self,
+        q: &store::CalibrationQuery,
+    ) -> Result<Vec<store::CalibrationReview>> {
+        self.calibration_read(q).await
     }
 
     async fn list_reviews(&self, f: &ReviewFilter) -> Result<Vec<Review>> {

@@ -12,6 +12,7 @@
 //! database, so every lease found at start-up belongs to a dead process and
 //! is released at once: a restarted node resumes its runs immediately.
 
+mod calibration;
 mod desk;
 mod events;
 mod integrations;

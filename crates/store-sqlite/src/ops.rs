@@ -58,7 +58,7 @@ fn run_from(r: &Row<'_>) -> rusqlite::Result<Run> {
     })
 }
 
-fn step_status(s: &str) -> StepStatus {
+pub(crate) fn step_status(s: &str) -> StepStatus {
     match s {
         "completed" => StepStatus::Completed,
         "skipped" => StepStatus::Skipped,

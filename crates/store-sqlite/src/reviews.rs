@@ -10,9 +10,9 @@ use store::{
 use crate::SqliteStore;
 use crate::ops::{append_events, chain_head, db};
 
-const COLS: &str = "id, run_id, step_index, step_id, workflow, queue, status, fields, min_approvals, submitter, deadline_at, on_deadline, notify, created_at, decided_at, decided_by, reason, rev";
+pub(crate) const COLS: &str = "id, run_id, step_index, step_id, workflow, queue, status, fields, min_approvals, submitter, deadline_at, on_deadline, notify, created_at, decided_at, decided_by, reason, rev";
 
-fn review_from(r: &Row<'_>) -> rusqlite::Result<Review> {
+pub(crate) fn review_from(r: &Row<'_>) -> rusqlite::Result<Review> {
     let status: String = r.get(6)?;
     Ok(Review {
         id: r.get(0)?,
@@ -226,6 +226,15 @@ impl Reviews for SqliteStore {
             rows.collect::<rusqlite::Result<_>>().map_err(db)
         })
         .await
+    }
+
+    async fn calibration_reviews(
+        &self,
+        q: &store::CalibrationQuery,
+    ) -> Result<Vec<store::CalibrationReview>> {
+        let q = q.clone();
+        self.read(move |conn| crate::calibration::read(conn, &q))
+            .await
     }
 
     async fn list_reviews(&self, f: &ReviewFilter) -> Result<Vec<Review>> {

@@ -206,6 +206,36 @@ pub struct QueueDepth {
     pub oldest_created_at_ms: i64,
 }
 
+/// Which review tasks calibration reads (DESIGN §8).
+#[derive(Debug, Clone, Default)]
+pub struct CalibrationQuery {
+    /// Only tasks of this workflow.
+    pub workflow: Option<String>,
+    /// Only tasks with an act at or after this time (ms); the evidence
+    /// rules then judge each task's own decision time.
+    pub since_ms: Option<i64>,
+    /// Only tasks in these queues (a caller's restriction); `None`: all.
+    pub queues: Option<Vec<String>>,
+    /// At most this many tasks, newest first.
+    pub limit: usize,
+}
+
+/// A decided task (or one a person escalated) with what calibration
+/// needs from its run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationReview {
+    /// The task with its acts and field results.
+    pub review: Review,
+    /// The run's workflow version.
+    pub version: i64,
+    /// That version's hash, when the version is stored.
+    pub version_hash: Option<String>,
+    /// The run's completed step attempts whose output names a `provider`
+    /// (the `llm` steps that drafted fields), in attempt order: the
+    /// caller picks the latest of each step before the task's.
+    pub sources: Vec<crate::StepRecord>,
+}
+
 /// Review tasks: the supertrait of [`crate::Store`].
 #[async_trait]
 pub trait Reviews: Send + Sync {
@@ -223,4 +253,9 @@ pub trait Reviews: Send + Sync {
     /// Pending tasks per queue (for `/metrics`, read at scrape time): one
     /// grouped scan of the pending part of the status index, by queue.
     async fn pending_by_queue(&self) -> Result<Vec<QueueDepth>>;
+    /// Tasks that are decided (not pending) or were escalated by an act,
+    /// newest first (by id), with their runs' versions and model outputs:
+    /// the evidence calibration judges. Reads the tasks, then their acts,
+    /// results and sources in one statement each.
+    async fn calibration_reviews(&self, q: &CalibrationQuery) -> Result<Vec<CalibrationReview>>;
 }

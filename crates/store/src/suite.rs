@@ -6,6 +6,7 @@
 //! with [`store_suite!`](crate::store_suite), which makes one `#[tokio::test]`
 //! per case, or with [`run_all`].
 
+mod calibration;
 mod events;
 mod execution;
 mod integrations;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use domain::event::{Hashed, kind, verify_chain};
 
+pub use calibration::*;
 pub use events::*;
 pub use execution::*;
 pub use integrations::*;
@@ -68,6 +70,7 @@ macro_rules! store_suite {
             notifications_journal_and_settings,
             users_and_sessions,
             desk_claims_and_views,
+            calibration_reads_decided_reviews,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
@@ -119,7 +122,8 @@ where
         pending_reviews_count_by_queue,
         signatures_are_remembered_until_they_expire,
         users_and_sessions,
-        desk_claims_and_views
+        desk_claims_and_views,
+        calibration_reads_decided_reviews
     );
 }
 

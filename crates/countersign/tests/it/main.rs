@@ -3,6 +3,7 @@
 #![allow(clippy::print_stderr)]
 
 mod audit;
+mod calibration;
 mod cli;
 mod crash;
 mod crash_connectors;

@@ -587,12 +587,12 @@ pub(crate) async fn bulk(
             let decision = if reject {
                 Decision::Reject {
                     reason: "Rejected in bulk".into(),
-                    comment: Some(format!("Bulk rejection ({} tasks)", ids.len())),
+                    comment: Some(domain::review::bulk_comment(true, ids.len())),
                 }
             } else {
                 Decision::Approve {
                     values: serde_json::Map::new(),
-                    comment: Some(format!("Bulk approval ({} tasks)", ids.len())),
+                    comment: Some(domain::review::bulk_comment(false, ids.len())),
                 }
             };
             match state

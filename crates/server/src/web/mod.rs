@@ -12,6 +12,7 @@
 //! POST carries the session's CSRF token in a hidden field and must come
 //! from our own origin when the browser says where it came from.
 
+mod calibration;
 mod chart;
 mod console;
 mod desk;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}", get(console::page))
         .route("/runs/{id}/retry", post(console::retry))
         .route("/runs/{id}/cancel", post(console::cancel))
+        .route("/calibration", get(calibration::page))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(stylesheet))
 }

@@ -30,6 +30,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("home.html", include_str!("../../templates/home.html")),
     ("runs.html", include_str!("../../templates/runs.html")),
     ("run.html", include_str!("../../templates/run.html")),
+    (
+        "calibration.html",
+        include_str!("../../templates/calibration.html"),
+    ),
 ];
 
 pub(crate) const STYLESHEET: &str = include_str!("../../assets/app.css");

@@ -3,8 +3,10 @@
 
 mod auth;
 mod browser;
+mod browser_calibration;
 mod browser_console;
 mod browser_form;
+mod calibration;
 mod conn_limits;
 mod console;
 mod events;

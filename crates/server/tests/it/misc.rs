@@ -278,6 +278,12 @@ impl store::Reviews for Broken {
     async fn pending_by_queue(&self) -> Result<Vec<store::QueueDepth>> {
         fail()
     }
+    async fn calibration_reviews(
+        &self,
+        _: &store::CalibrationQuery,
+    ) -> Result<Vec<store::CalibrationReview>> {
+        fail()
+    }
 }
 
 #[async_trait]
