@@ -323,6 +323,7 @@ async fn serve_http(
 
 pub async fn serve(args: ServeArgs, _demo: bool) -> Result<(), Failure> {
     let listener = bind(&args.listen).await?;
+    let checkpoints = CheckpointSchedule::from_env()?;
     let node = start_node(
         &args.db,
         Some(&args.workflows),
@@ -333,7 +334,87 @@ pub async fn serve(args: ServeArgs, _demo: bool) -> Result<(), Failure> {
         args.in_flight_margin,
     )
     .await?;
+    if let Some(schedule) = checkpoints {
+        tokio::spawn(schedule.run(node.engine.clone()));
+    }
     serve_http(node.engine, listener, &args.listen).await
+}
+
+/// Signed audit checkpoints written by `serve` itself
+/// (`COUNTERSIGN_AUDIT_CHECKPOINT_DIR`, every
+/// `COUNTERSIGN_AUDIT_CHECKPOINT_EVERY`, default 1h), so deletion is
+/// visible without a cron job. Each node writes its own files.
+struct CheckpointSchedule {
+    dir: PathBuf,
+    every: Duration,
+    key: Vec<u8>,
+}
+
+impl CheckpointSchedule {
+    const DIR_VAR: &str = "COUNTERSIGN_AUDIT_CHECKPOINT_DIR";
+    const EVERY_VAR: &str = "COUNTERSIGN_AUDIT_CHECKPOINT_EVERY";
+
+    fn from_env() -> Result<Option<CheckpointSchedule>, Failure> {
+        let Some(dir) = std::env::var_os(Self::DIR_VAR).filter(|d| !d.is_empty()) else {
+            return Ok(None);
+        };
+        let dir = PathBuf::from(dir);
+        let every = match std::env::var(Self::EVERY_VAR) {
+            Ok(v) if !v.trim().is_empty() => domain::yaml::parse_duration_ms(v.trim())
+                .filter(|ms| *ms >= 1_000)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "{}: {v:?} is not a duration of at least 1s (e.g. 1h, 15m)",
+                        Self::EVERY_VAR
+                    ))
+                })?,
+            _ => Duration::from_secs(3600),
+        };
+        let key = crate::audit::key_from_env()
+            .map_err(|e| Failure::usage(format!("{} is set, but {}", Self::DIR_VAR, e.message)))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Failure::usage(format!(
+                "{}: cannot create {}: {e}",
+                Self::DIR_VAR,
+                dir.display()
+            ))
+        })?;
+        Ok(Some(CheckpointSchedule { dir, every, key }))
+    }
+
+    /// One checkpoint now, then one every `every`; a failed one is logged
+    /// and tried again at the next tick.
+    async fn run(self, engine: Engine) {
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = engine::now_ms();
+            let stamp = chrono::DateTime::from_timestamp_millis(now).map_or_else(
+                || now.to_string(),
+                |t| t.format("%Y%m%dT%H%M%SZ").to_string(),
+            );
+            let node: String = engine
+                .node()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let out = self.dir.join(format!("checkpoint-{stamp}-{node}.jsonl"));
+            match crate::audit::checkpoint(engine.store().as_ref(), &self.key, &out, now).await {
+                Ok(runs) => tracing::info!(path = %out.display(), runs, "audit checkpoint written"),
+                Err(e) => {
+                    tracing::warn!(path = %out.display(), error = %e.message, "audit checkpoint failed")
+                }
+            }
+        }
+    }
 }
 
 pub async fn worker(

@@ -170,6 +170,89 @@ mod tests {
         );
     }
 
+    #[test]
+    fn full_and_equal_jitter_scale_the_delay_by_the_sample() {
+        let full = RetryPolicy {
+            jitter: Jitter::Full,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(full.delay_ms(1, 0.5, None), Some(250));
+        assert_eq!(full.delay_ms(2, 0.25, None), Some(250));
+        let equal = RetryPolicy::default();
+        assert_eq!(equal.delay_ms(1, 0.5, None), Some(375));
+        assert_eq!(equal.delay_ms(1, 0.0, None), Some(250));
+    }
+
+    fn parsed(body: &str) -> (RetryPolicy, Vec<String>) {
+        let root = crate::yaml::parse(&format!("retry: {body}\n"), &|_| None).unwrap();
+        let node = root.fields().unwrap().get("retry").unwrap();
+        let mut errors = Vec::new();
+        let p = RetryPolicy::parse(node, &mut errors);
+        (p, errors.into_iter().map(|d| d.message).collect())
+    }
+
+    #[test]
+    fn every_setting_is_read_and_bad_values_are_named() {
+        let d = RetryPolicy::default();
+        assert_eq!(parsed("{}"), (d, vec![]));
+        assert_eq!(
+            parsed("{ backoff: exponential, multiplier: 3 }"),
+            (
+                RetryPolicy {
+                    multiplier: 3.0,
+                    ..d
+                },
+                vec![]
+            )
+        );
+        assert_eq!(
+            parsed("{ backoff: fixed, max_attempts: 7, initial: 2s, max: 1m }"),
+            (
+                RetryPolicy {
+                    multiplier: 1.0,
+                    max_attempts: 7,
+                    initial_ms: 2_000,
+                    max_ms: 60_000,
+                    ..d
+                },
+                vec![]
+            )
+        );
+        for (jitter, want) in [
+            ("false", Jitter::None),
+            ("true", Jitter::Full),
+            ("none", Jitter::None),
+            ("full", Jitter::Full),
+            ("equal", Jitter::Equal),
+        ] {
+            // Start from a policy whose jitter differs from the one asked.
+            let (p, errors) = parsed(&format!("{{ jitter: {jitter} }}"));
+            assert_eq!((p.jitter, errors), (want, vec![]), "jitter: {jitter}");
+        }
+        let (p, _) = parsed("{ jitter: none }");
+        assert_ne!(p.jitter, d.jitter, "the default is not none");
+        // Equal bounds are fine; initial beyond max is not.
+        assert_eq!(parsed("{ initial: 1s, max: 1s }").1, Vec::<String>::new());
+        assert_eq!(
+            parsed("{ initial: 2s, max: 1s }").1,
+            vec!["retry.initial must not exceed retry.max".to_string()]
+        );
+        for (body, want) in [
+            (
+                "{ backoff: linear }",
+                "backoff must be `exponential` or `fixed`",
+            ),
+            ("{ jitter: some }", "jitter must be none, full or equal"),
+            (
+                "{ max_attempts: 0 }",
+                "max_attempts must be between 1 and 100",
+            ),
+            ("{ multiplier: 0.5 }", "multiplier must be between 1 and 10"),
+        ] {
+            assert_eq!(parsed(body).1, vec![want.to_string()], "{body}");
+        }
+    }
+
     proptest! {
         #[test]
         fn delays_stay_within_bounds(failed in 1u32..20, sample in 0.0f64..1.0, max_attempts in 1u32..20) {

@@ -246,3 +246,65 @@ async fn prune_keeps_verify_green_and_a_deleted_summary_is_found() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn serve_writes_signed_checkpoints_that_verify() {
+    let dir = TempDir::new("serve-cp");
+    std::fs::create_dir_all(dir.0.join("workflows")).unwrap();
+    seed(&dir.0.join("cs.db")).await;
+    let cps = dir.0.join("checkpoints");
+    let env = |key: Option<&str>| {
+        let mut env = vec![
+            (
+                "COUNTERSIGN_AUDIT_CHECKPOINT_DIR",
+                cps.display().to_string(),
+            ),
+            ("COUNTERSIGN_AUDIT_CHECKPOINT_EVERY", "1s".to_string()),
+        ];
+        if let Some(k) = key {
+            env.push(("COUNTERSIGN_AUDIT_KEY", k.to_string()));
+        }
+        env
+    };
+
+    // Without the key, serve refuses to start rather than write nothing.
+    let mut refused = crate::Proc::serve(&dir, crate::free_port(), &env(None));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = refused.try_wait() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "serve kept running");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(2));
+
+    let _server = crate::Proc::serve(&dir, crate::free_port(), &env(Some(KEY)));
+    let files = loop {
+        let mut files: Vec<_> = std::fs::read_dir(&cps)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if files.len() >= 2 {
+            files.sort();
+            break files;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second checkpoint: {files:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let db = format!("sqlite://{}", dir.0.join("cs.db").display());
+    let cp = files[0].display().to_string();
+    let out = audit(&db, &["verify", "--checkpoint", &cp]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("(3 runs)"),
+        "the checkpoint saw the seeded runs: {}",
+        text(&out)
+    );
+}
