@@ -494,6 +494,28 @@ mod tests {
     }
 
     #[test]
+    fn wait_reasons_and_step_statuses_keep_their_stored_names() {
+        // These names are in every database: renaming one strands rows.
+        for (w, name) in [
+            (WaitReason::Timer, "timer"),
+            (WaitReason::Retry, "retry"),
+            (WaitReason::Review, "review"),
+        ] {
+            assert_eq!(w.as_str(), name);
+            assert_eq!(WaitReason::parse(name), Some(w));
+        }
+        assert_eq!(WaitReason::parse("person"), None);
+        for (st, name) in [
+            (StepStatus::Completed, "completed"),
+            (StepStatus::Skipped, "skipped"),
+            (StepStatus::Failed, "failed"),
+            (StepStatus::Waiting, "waiting"),
+        ] {
+            assert_eq!(st.as_str(), name);
+        }
+    }
+
+    #[test]
     fn success_advances_then_completes() {
         let p = RetryPolicy::default();
         let d = decide(3, at(0, 0), "a", &done(), &p, NOW, 0.5);
