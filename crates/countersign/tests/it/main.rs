@@ -15,7 +15,7 @@ mod slack_map;
 mod users;
 mod wait_feed;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
@@ -108,14 +108,27 @@ impl Proc {
     /// its timeout, so a short in-flight margin (unless `env` sets one)
     /// keeps restarts after a kill quick.
     pub fn spawn(args: &[&str], env: &[(&str, String)]) -> Proc {
+        Proc::spawn_with(args, env, None)
+    }
+
+    /// As [`Proc::spawn`]; with `log`, the log goes to that file at
+    /// `debug` (everything the server would ever say).
+    fn spawn_with(args: &[&str], env: &[(&str, String)], log: Option<&Path>) -> Proc {
+        let (level, stderr) = match log {
+            Some(path) => (
+                "debug",
+                std::process::Stdio::from(std::fs::File::create(path).expect("log file")),
+            ),
+            None => ("warn", std::process::Stdio::inherit()),
+        };
         let child = std::process::Command::new(bin())
             .args(args)
             .env("COUNTERSIGN_IN_FLIGHT_MARGIN", "200ms")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("COUNTERSIGN_LOG", "warn")
+            .env("COUNTERSIGN_LOG", level)
             .env_remove("COUNTERSIGN_DATABASE_URL")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn countersign");
         Proc { child }
@@ -124,18 +137,30 @@ impl Proc {
     /// `countersign serve` on `port` over the SQLite database and the
     /// `workflows` folder in `dir`.
     pub fn serve(dir: &TempDir, port: u16, env: &[(&str, String)]) -> Proc {
-        Proc::spawn(
-            &[
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database",
-                &format!("sqlite://{}", dir.0.join("cs.db").display()),
-                "--workflows",
-                &dir.0.join("workflows").display().to_string(),
-            ],
+        let args = Proc::serve_args(dir, port);
+        Proc::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
+    }
+
+    /// [`Proc::serve`], logging at `debug` to `log`.
+    pub fn serve_logged(dir: &TempDir, port: u16, env: &[(&str, String)], log: &Path) -> Proc {
+        let args = Proc::serve_args(dir, port);
+        Proc::spawn_with(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
             env,
+            Some(log),
         )
+    }
+
+    fn serve_args(dir: &TempDir, port: u16) -> Vec<String> {
+        vec![
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--database".into(),
+            format!("sqlite://{}", dir.0.join("cs.db").display()),
+            "--workflows".into(),
+            dir.0.join("workflows").display().to_string(),
+        ]
     }
 
     /// SIGKILL (on Unix) and wait for the process to go.
