@@ -86,6 +86,7 @@ async fn drained(store: &PgStore) -> Result<Instant, Failure> {
                 workflow: Some("bench3".into()),
                 status: Some(status),
                 before: None,
+                text: None,
                 limit: 1,
             };
             busy |= !store.list_runs(&f).await.map_err(fail)?.is_empty();
@@ -108,6 +109,7 @@ async fn breakdown(store: &PgStore, n: usize) -> Result<(Vec<i64>, Vec<i64>), Fa
             workflow: Some("bench3".into()),
             status: None,
             before: None,
+            text: None,
             limit: n,
         })
         .await
@@ -137,6 +139,7 @@ async fn latencies(store: &PgStore, n: usize) -> Result<Vec<i64>, Failure> {
                 workflow: Some("bench3".into()),
                 status: None,
                 before: before.clone(),
+                text: None,
                 limit: 1000,
             })
             .await

@@ -96,6 +96,7 @@ pub async fn list_runs(
             workflow: q.workflow.filter(|w| !w.is_empty()),
             status,
             before: q.cursor,
+            text: None,
             limit: limit + 1,
         })
         .await?;

@@ -64,7 +64,7 @@ pub(crate) const SETTLED_PAYLOAD: usize = 7900;
 /// version 6 is the webhook replay cache (`replay.sql`); version 7
 /// indexes events by time for exports (`export.sql`, idempotent); version
 /// 8 is the review desk's claims and views (`desk.sql`).
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 /// Tuning; the defaults suit a node on a small machine.
 #[derive(Debug, Clone)]
@@ -604,6 +604,17 @@ async fn migrate(conn: &mut Conn) -> Result<()> {
             .await
             .map_err(db)?;
         tx.execute("INSERT INTO countersign_schema (version) VALUES (9)", &[])
+            .await
+            .map_err(db)?;
+    }
+    if v < 10 {
+        tx.batch_execute(include_str!("search.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM countersign_schema", &[])
+            .await
+            .map_err(db)?;
+        tx.execute("INSERT INTO countersign_schema (version) VALUES (10)", &[])
             .await
             .map_err(db)?;
     }

@@ -581,6 +581,24 @@ impl Store for PgStore {
             args.push(b.clone());
             sql.push_str(&format!(" AND id < ${}", args.len()));
         }
+        if let Some(t) = &f.text {
+            // Each term its words in a row, the last a prefix; only letters
+            // and digits reach the query text. The expression is the
+            // index's (`runs_input_words`).
+            let query = store::search_terms(t)
+                .iter()
+                .map(|words| format!("{}:*", words.join(" <-> ")))
+                .collect::<Vec<_>>()
+                .join(" & ");
+            if query.is_empty() {
+                return Ok(Vec::new());
+            }
+            args.push(query);
+            sql.push_str(&format!(
+                " AND to_tsvector('simple', regexp_replace(input, '[^[:alnum:]]+', ' ', 'g')) @@ to_tsquery('simple', ${})",
+                args.len()
+            ));
+        }
         sql.push_str(&format!(
             " ORDER BY id DESC LIMIT {}",
             f.limit.clamp(1, 1000)

@@ -40,7 +40,7 @@ const READERS: usize = 8;
 /// version 6 is the webhook replay cache (`replay.sql`); version 7
 /// indexes events by time for exports (`export.sql`, idempotent); version
 /// 8 is the review desk's claims and views (`desk.sql`).
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -320,6 +320,13 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 9; COMMIT;",
             include_str!("prune.sql")
+        ))
+        .map_err(backend)?;
+    }
+    if v < 10 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 10; COMMIT;",
+            include_str!("search.sql")
         ))
         .map_err(backend)?;
     }

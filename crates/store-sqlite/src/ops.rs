@@ -637,6 +637,23 @@ impl Store for SqliteStore {
                 args.push(b.clone());
                 sql.push_str(&format!(" AND id < ?{}", args.len()));
             }
+            if let Some(t) = &f.text {
+                // Each term a phrase of its words, the last a prefix; only
+                // letters and digits, so the quotes are safe.
+                let query = store::search_terms(t)
+                    .iter()
+                    .map(|words| format!("\"{}\"*", words.join(" ")))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                if query.is_empty() {
+                    return Ok(Vec::new());
+                }
+                args.push(query);
+                sql.push_str(&format!(
+                    " AND id IN (SELECT t.run_id FROM runs_fts JOIN run_text t ON t.rowid = runs_fts.rowid WHERE runs_fts MATCH ?{})",
+                    args.len()
+                ));
+            }
             sql.push_str(&format!(
                 " ORDER BY id DESC LIMIT {}",
                 f.limit.clamp(1, 1000)

@@ -259,7 +259,28 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Return runs with ids strictly below this (ids sort by creation time).
     pub before: Option<String>,
+    /// Words the run's input must contain (see [`search_terms`]), found
+    /// through a full-text index.
+    pub text: Option<String>,
     pub limit: usize,
+}
+
+/// What a free-text search asks for: each whitespace-separated term as its
+/// words (letters and digits, lower case), in order. A run matches when its
+/// input has every term's words next to each other, the last one as a
+/// prefix (`ana@exa` finds `ana@example.com`). Both stores split the input
+/// into words the same way; only words reach a query, so no search
+/// operator can be smuggled in.
+pub fn search_terms(text: &str) -> Vec<Vec<String>> {
+    text.split_whitespace()
+        .map(|term| {
+            term.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .filter(|words| !words.is_empty())
+        .collect()
 }
 
 /// Outcome of an operator command.

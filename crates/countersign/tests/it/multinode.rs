@@ -50,6 +50,7 @@ async fn count(store: &PgStore, status: RunStatus) -> usize {
                 workflow: Some("fanout".into()),
                 status: Some(status),
                 before: before.clone(),
+                text: None,
                 limit: 1000,
             })
             .await

@@ -138,23 +138,20 @@ impl Filter {
             review,
             from_ms: day("from", &q.from, false)?,
             to_ms: day("to", &q.to, true)?,
-            text: trimmed(&q.q).map(|s| s.to_lowercase()),
+            text: trimmed(&q.q),
         })
     }
 
-    /// Whether the store's own filter answers everything.
+    /// Whether the store's own filter (workflow, status, words through the
+    /// full-text index) answers everything.
     fn scans(&self) -> bool {
-        self.review || self.from_ms.is_some() || self.to_ms.is_some() || self.text.is_some()
+        self.review || self.from_ms.is_some() || self.to_ms.is_some()
     }
 
     fn keeps(&self, r: &Run) -> bool {
         (!self.review || r.wait == Some(WaitReason::Review))
             && self.from_ms.is_none_or(|f| r.created_at_ms >= f)
             && self.to_ms.is_none_or(|t| r.created_at_ms < t)
-            && self
-                .text
-                .as_ref()
-                .is_none_or(|t| r.input.to_lowercase().contains(t.as_str()))
     }
 }
 
@@ -289,6 +286,7 @@ pub(crate) async fn list(
                 workflow: filter.workflow.clone(),
                 status: Some(s),
                 before: None,
+                text: None,
                 limit: COUNT_CAP + 1,
             })
             .await
@@ -323,6 +321,7 @@ pub(crate) async fn list(
                 workflow: filter.workflow.clone(),
                 status: filter.status,
                 before: before.clone(),
+                text: filter.text.clone(),
                 limit: want,
             })
             .await

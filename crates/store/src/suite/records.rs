@@ -416,3 +416,98 @@ pub async fn tokens_crud(store: Arc<dyn Store>) {
         Some(T0 + 7)
     );
 }
+
+/// Free-text search over inputs, through the index: every term must occur,
+/// a term's words next to each other, the last word as a prefix; case and
+/// punctuation do not matter; nothing a user types is a query operator.
+pub async fn runs_are_found_by_words_of_their_input(store: Arc<dyn Store>) {
+    for (id, wf, input) in [
+        (
+            "s01",
+            "a",
+            r#"{"name":"Ana Lima","email":"ana@example.com","message":"Invoice 4711 is wrong"}"#,
+        ),
+        (
+            "s02",
+            "a",
+            r#"{"name":"Bob","email":"bob@example.org","message":"Rechnung falsch, bitte anrufen"}"#,
+        ),
+        (
+            "s03",
+            "b",
+            r#"{"name":"Ana Souza","email":"souza@example.net","message":"Partnership?"}"#,
+        ),
+    ] {
+        let mut r = new_run(id, wf, T0, None, None);
+        r.input = input.into();
+        created(&store, r).await;
+    }
+    let find = |text: &str, workflow: Option<&str>| {
+        let store = store.clone();
+        let f = RunFilter {
+            text: Some(text.into()),
+            workflow: workflow.map(str::to_string),
+            limit: 10,
+            ..Default::default()
+        };
+        async move {
+            store
+                .list_runs(&f)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("ana", None).await, ["s03", "s01"]);
+    assert_eq!(find("ANA lima", None).await, ["s01"], "every term");
+    assert_eq!(
+        find("ana", Some("a")).await,
+        ["s01"],
+        "with the other filters"
+    );
+    assert_eq!(
+        find("ana@example.com", None).await,
+        ["s01"],
+        "words in a row"
+    );
+    assert_eq!(
+        find("ana@exa", None).await,
+        ["s01"],
+        "the last word a prefix"
+    );
+    assert_eq!(find("rechn", None).await, ["s02"]);
+    assert_eq!(find("4711", None).await, ["s01"]);
+    assert!(find("invoice bob", None).await.is_empty());
+    // Operators of either store's query language are just punctuation.
+    for odd in [
+        "\"",
+        "ana\" OR \"bob",
+        "a & !b",
+        "NEAR(ana bob)",
+        "*",
+        "-ana",
+        "' ; --",
+    ] {
+        let _ = find(odd, None).await;
+    }
+    assert_eq!(find("ana\" OR \"bob", None).await, Vec::<String>::new());
+    assert!(find("!!! ...", None).await.is_empty(), "no words, no match");
+    let paged = RunFilter {
+        text: Some("example".into()),
+        before: Some("s03".into()),
+        limit: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_runs(&paged)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        ["s02"]
+    );
+}
