@@ -1343,6 +1343,53 @@ mod tests {
         assert_eq!(queues_named(&wf[1]), ["ops", "managers"]);
     }
 
+    #[test]
+    fn on_deadline_round_trips_through_its_stored_json() {
+        for (v, json) in [
+            (OnDeadline::Reject, json!("reject")),
+            (OnDeadline::Approve, json!("approve")),
+            (
+                OnDeadline::Escalate("managers".into()),
+                json!({ "escalate": "managers" }),
+            ),
+        ] {
+            assert_eq!(v.to_json(), json);
+            assert_eq!(OnDeadline::from_json(&json), Some(v));
+        }
+        for other in [
+            json!("escalate"),
+            json!({ "escalate": 3 }),
+            json!({}),
+            json!(null),
+        ] {
+            assert_eq!(OnDeadline::from_json(&other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_type_name_types_a_field_and_http_outputs_type_nothing() {
+        let s = steps(
+            "name: x\nsteps:\n  - id: a\n    llm: { output: { n: integer, odd: whatever, obj: { type: string, optional: true } } }\n  - id: h\n    http: { url: 'http://x', output: { m: '{{ response.m }}' } }\n",
+        );
+        let mut cx = Cx::default();
+        let root = yaml::parse(
+            "review: { fields: [a.n, a.odd, a.obj, h.m], queue: ops }\n",
+            &|_| None,
+        )
+        .unwrap();
+        let spec = parse_review(&root.as_map().unwrap()[0].1, &s, &mut cx).unwrap();
+        let schemas: Vec<_> = spec.fields.iter().map(|f| f.schema.clone()).collect();
+        assert_eq!(
+            schemas,
+            [
+                Some(json!({ "type": "integer" })),
+                None,
+                Some(json!({ "type": "string" })),
+                None
+            ]
+        );
+    }
+
     fn steps(src: &str) -> Vec<StepDef> {
         let kinds = ["llm", "rules", "review", "http"];
         crate::workflow::parse(src, &|_| None, &kinds)
