@@ -24,7 +24,7 @@ const TEXTS: [&str; 4] = [
     "Can you tell me your opening hours?",
 ];
 
-fn percentile(mut ms: Vec<f64>, p: f64) -> f64 {
+pub(crate) fn percentile(mut ms: Vec<f64>, p: f64) -> f64 {
     ms.sort_by(f64::total_cmp);
     let i = ((ms.len() as f64 - 1.0) * p).round() as usize;
     ms.get(i).copied().unwrap_or(f64::NAN)
@@ -57,6 +57,94 @@ fn cookie(res: &reqwest::Response, name: &str) -> Option<String> {
         .find_map(|c| c.strip_prefix(&format!("{name}=")))
         .and_then(|c| c.split(';').next())
         .map(str::to_string)
+}
+
+/// `serve` on a loopback port for `engine`, and a signed-in admin.
+pub(crate) struct Signed {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// The session cookie, as a `Cookie` header value.
+    pub jar: String,
+    pub host: String,
+}
+
+pub(crate) async fn serve_signed_in(engine: &engine::Engine) -> Result<Signed, Failure> {
+    let store = engine.store().clone();
+    let email = "bench@countersign.local";
+    let password = server::new_password();
+    store
+        .create_user(store::User {
+            id: "bench-admin".into(),
+            email: email.into(),
+            role: store::UserRole::Admin,
+            queues: Vec::new(),
+            password_hash: server::hash_password(&password).map_err(fail)?,
+            created_at_ms: engine::now_ms(),
+            disabled_at_ms: None,
+        })
+        .await
+        .map_err(fail)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(fail)?;
+    let base = format!("http://{}", listener.local_addr().map_err(fail)?);
+    let state = server::AppState::new(engine.clone(), server::ServerConfig::default());
+    tokio::spawn(server::serve(listener, state, std::future::pending()));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(fail)?;
+    let login = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .map_err(fail)?;
+    let nonce = cookie(&login, "cs_login").ok_or_else(|| fail("no sign-in cookie"))?;
+    let host = base.trim_start_matches("http://").to_string();
+    let signed = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("cs_login={nonce}"))
+        .header("origin", &base)
+        .header("host", &host)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("csrf", nonce.as_str()),
+            ("next", "/inbox"),
+            ("email", email),
+            ("password", password.as_str()),
+        ]))
+        .send()
+        .await
+        .map_err(fail)?;
+    let session = cookie(&signed, "cs_session").ok_or_else(|| fail("sign-in failed"))?;
+    Ok(Signed {
+        base,
+        http,
+        jar: format!("cs_session={session}"),
+        host,
+    })
+}
+
+/// `GET path` as the signed-in admin: milliseconds and the page.
+pub(crate) async fn get_page(
+    http: &reqwest::Client,
+    base: &str,
+    jar: &str,
+    path: String,
+) -> Result<(f64, String), Failure> {
+    let t = Instant::now();
+    let res = http
+        .get(format!("{base}{path}"))
+        .header("cookie", jar)
+        .send()
+        .await
+        .map_err(fail)?;
+    let status = res.status();
+    let text = res.text().await.map_err(fail)?;
+    if !status.is_success() {
+        return Err(fail(format!("GET {path}: {status}")));
+    }
+    Ok((t.elapsed().as_secs_f64() * 1000.0, text))
 }
 
 #[allow(clippy::print_stdout, reason = "the benchmark's report")]
@@ -110,78 +198,13 @@ pub async fn run(tasks: usize, samples: usize) -> Result<(), Failure> {
     };
     let fill_s = started.elapsed().as_secs_f64();
 
-    // Serve and sign in.
-    let email = "bench@countersign.local";
-    let password = server::new_password();
-    store
-        .create_user(store::User {
-            id: "bench-admin".into(),
-            email: email.into(),
-            role: store::UserRole::Admin,
-            queues: Vec::new(),
-            password_hash: server::hash_password(&password).map_err(fail)?,
-            created_at_ms: engine::now_ms(),
-            disabled_at_ms: None,
-        })
-        .await
-        .map_err(fail)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(fail)?;
-    let base = format!("http://{}", listener.local_addr().map_err(fail)?);
-    let app = server::app(server::AppState::new(
-        engine.clone(),
-        server::ServerConfig::default(),
-    ));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(fail)?;
-    let login = http
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .map_err(fail)?;
-    let nonce = cookie(&login, "cs_login").ok_or_else(|| fail("no sign-in cookie"))?;
-    let host = base.trim_start_matches("http://").to_string();
-    let signed = http
-        .post(format!("{base}/login"))
-        .header("cookie", format!("cs_login={nonce}"))
-        .header("origin", &base)
-        .header("host", &host)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
-            ("csrf", nonce.as_str()),
-            ("next", "/inbox"),
-            ("email", email),
-            ("password", password.as_str()),
-        ]))
-        .send()
-        .await
-        .map_err(fail)?;
-    let session = cookie(&signed, "cs_session").ok_or_else(|| fail("sign-in failed"))?;
-    let jar = format!("cs_session={session}");
-    let get = |path: String| {
-        let http = http.clone();
-        let jar = jar.clone();
-        let base = base.clone();
-        async move {
-            let t = Instant::now();
-            let res = http
-                .get(format!("{base}{path}"))
-                .header("cookie", jar)
-                .send()
-                .await
-                .map_err(fail)?;
-            let status = res.status();
-            let text = res.text().await.map_err(fail)?;
-            if !status.is_success() {
-                return Err(fail(format!("GET {path}: {status}")));
-            }
-            Ok::<_, Failure>((t.elapsed().as_secs_f64() * 1000.0, text))
-        }
-    };
+    let Signed {
+        base,
+        http,
+        jar,
+        host,
+    } = serve_signed_in(&engine).await?;
+    let get = |path: String| get_page(&http, &base, &jar, path);
     let (_, inbox) = get("/inbox".into()).await?;
     let csrf = inbox
         .split("name=\"csrf\" value=\"")

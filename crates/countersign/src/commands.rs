@@ -243,6 +243,21 @@ async fn start_node(
     Ok(Node { engine })
 }
 
+/// A node executing one workflow given as text (for `bench --console`).
+pub async fn node_for(db: &DbArgs, source: &str) -> Result<Engine, Failure> {
+    Ok(start_node(
+        db,
+        None,
+        Some(source),
+        512,
+        true,
+        30_000,
+        engine::DEFAULT_IN_FLIGHT_MARGIN_MS,
+    )
+    .await?
+    .engine)
+}
+
 /// A node executing the built-in reference workflow (for `bench --desk`).
 pub async fn reference_node(db: &DbArgs) -> Result<Engine, Failure> {
     Ok(start_node(

@@ -5,6 +5,7 @@
 
 mod audit;
 mod bench;
+mod bench_console;
 mod bench_desk;
 mod bench_pg;
 mod calibration;
@@ -238,6 +239,10 @@ enum Command {
         /// (reference workflow, SQLite), then inbox, task and decision pages.
         #[arg(long, value_name = "TASKS")]
         desk: Option<usize>,
+        /// Measure the operations console instead: this many runs (SQLite),
+        /// then the runs list, its filters, text search and run pages.
+        #[arg(long, value_name = "RUNS")]
+        console: Option<usize>,
         /// Tokio worker threads for this process (default: one per CPU, or
         /// TOKIO_WORKER_THREADS); for sweeping thread counts without the env var.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -567,8 +572,12 @@ fn main() -> ExitCode {
                 clients,
                 postgres,
                 desk,
+                console,
                 threads: _,
             } => match (desk, postgres) {
+                _ if console.is_some() => {
+                    bench_console::run(console.unwrap_or_default(), 100).await
+                }
                 (Some(tasks), _) => bench_desk::run(tasks, 100).await,
                 (None, Some(url)) => bench_pg::run(&url, runs, latency_runs).await,
                 (None, None) => bench::run(runs, latency_runs, requests, clients).await,
