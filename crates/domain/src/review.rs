@@ -1343,6 +1343,62 @@ mod tests {
         assert_eq!(queues_named(&wf[1]), ["ops", "managers"]);
     }
 
+    /// Errors (as text) of a `review:` body after the given steps.
+    fn review_errors(flow: &str, body: &str) -> (Option<ReviewSpec>, Vec<String>) {
+        let earlier = steps(flow);
+        let root = yaml::parse(&format!("review: {body}\n"), &|_| None).unwrap();
+        let mut cx = Cx::default();
+        let spec = parse_review(&root.as_map().unwrap()[0].1, &earlier, &mut cx);
+        (spec, cx.errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn deadline_actions_addresses_and_unknown_fields_are_read_exactly() {
+        let flow = "name: x\nsteps:\n  - id: a\n    llm: { output: { summary: string, intent: string } }\n";
+        let (spec, errors) = review_errors(
+            flow,
+            "{ fields: [summary], queue: ops, deadline: 1h, on_deadline: reject }",
+        );
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(spec.unwrap().on_deadline, Some(OnDeadline::Reject));
+        let (spec, errors) = review_errors(
+            flow,
+            "{ fields: [summary], queue: ops, deadline: 1h, on_deadline: approve, allow_auto_approve: true }",
+        );
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(spec.unwrap().on_deadline, Some(OnDeadline::Approve));
+        let (_, errors) = review_errors(
+            flow,
+            "{ fields: [summary], queue: ops, deadline: 1h, on_deadline: later, allow_auto_approve: true }",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(!errors[0].contains("approves the AI draft"), "{errors:?}");
+
+        // An address has an @ and no space.
+        let (spec, errors) = review_errors(
+            flow,
+            "{ fields: [summary], queue: ops, notify: [email], notify_email: [ann@example.com, 'bob @example.com', nobody] }",
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.contains("notify_email lists email addresses"))
+        );
+        assert_eq!(spec.unwrap().notify_email, ["ann@example.com"]);
+
+        // An unknown field: the declared ones are listed, or, with none
+        // declared, how to name one.
+        let (_, errors) = review_errors(flow, "{ fields: [zzz], queue: ops }");
+        assert!(
+            errors[0].ends_with("declared: summary, intent"),
+            "{errors:?}"
+        );
+        let bare = "name: x\nsteps:\n  - id: a\n    http: { url: 'http://x' }\n";
+        let (_, errors) = review_errors(bare, "{ fields: [zzz], queue: ops }");
+        assert!(errors[0].contains("or write `step.zzz`"), "{errors:?}");
+    }
+
     #[test]
     fn on_deadline_round_trips_through_its_stored_json() {
         for (v, json) in [
