@@ -1,6 +1,6 @@
 //! `countersign bench --console N`: the operations console over N runs.
 //! N runs of a two-step workflow (one in fifty fails) on a fresh SQLite
-//! database, each input with a name, a company, a message and a unique
+//! database (or a scratch PostgreSQL one), each input with a name, a company, a message and a unique
 //! ticket word; then, over HTTP on loopback as a signed-in admin: the runs
 //! list, its status filter, a text search for a rare and a common word,
 //! and run pages. Printed as a Markdown table for BENCHMARKS.md. A
@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bench_desk::{Signed, get_page, percentile, serve_signed_in};
-use crate::{DbArgs, Failure};
+use crate::Failure;
+use crate::bench_desk::{Place, Signed, get_page, percentile, serve_signed_in};
 
 fn fail(e: impl std::fmt::Display) -> Failure {
     Failure {
@@ -39,14 +39,8 @@ const TEXTS: [&str; 4] = [
 ];
 
 #[allow(clippy::print_stdout, reason = "the benchmark's report")]
-pub async fn run(runs: usize, samples: usize) -> Result<(), Failure> {
-    let dir =
-        std::env::temp_dir().join(format!("countersign-bench-console-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(fail)?;
-    let db = DbArgs {
-        database: format!("sqlite://{}", dir.join("cs.db").display()),
-        power_loss_safe: false,
-    };
+pub async fn run(runs: usize, samples: usize, postgres: Option<&str>) -> Result<(), Failure> {
+    let (db, place) = Place::new("console", postgres).await?;
     let engine = crate::commands::node_for(&db, WORKFLOW).await?;
 
     let started = Instant::now();
@@ -120,7 +114,10 @@ pub async fn run(runs: usize, samples: usize) -> Result<(), Failure> {
         }
         rows.push((what, ms));
     }
-    println!("| what ({runs} runs, SQLite, filled in {fill_s:.0} s) | p50 ms | p95 ms | samples |");
+    println!(
+        "| what ({runs} runs, {}, filled in {fill_s:.0} s) | p50 ms | p95 ms | samples |",
+        place.backend()
+    );
     println!("|---|---|---|---|");
     for (what, ms) in rows {
         let n = ms.len();
@@ -131,6 +128,6 @@ pub async fn run(runs: usize, samples: usize) -> Result<(), Failure> {
         );
     }
     engine.shutdown(Duration::from_secs(5)).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    place.remove().await;
     Ok(())
 }

@@ -148,13 +148,8 @@ pub(crate) async fn get_page(
 }
 
 #[allow(clippy::print_stdout, reason = "the benchmark's report")]
-pub async fn run(tasks: usize, samples: usize) -> Result<(), Failure> {
-    let dir = std::env::temp_dir().join(format!("countersign-bench-desk-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(fail)?;
-    let db = DbArgs {
-        database: format!("sqlite://{}", dir.join("cs.db").display()),
-        power_loss_safe: false,
-    };
+pub async fn run(tasks: usize, samples: usize, postgres: Option<&str>) -> Result<(), Failure> {
+    let (db, place) = Place::new("desk", postgres).await?;
     let engine = crate::commands::reference_node(&db).await?;
     let store = engine.store().clone();
 
@@ -262,7 +257,8 @@ pub async fn run(tasks: usize, samples: usize) -> Result<(), Failure> {
             .map(str::to_string);
     }
     println!(
-        "| what ({waiting} pending tasks, SQLite, filled in {fill_s:.0} s) | p50 ms | p95 ms | samples |"
+        "| what ({waiting} pending tasks, {}, filled in {fill_s:.0} s) | p50 ms | p95 ms | samples |",
+        place.backend()
     );
     println!("|---|---|---|---|");
     for (what, ms) in [
@@ -278,6 +274,65 @@ pub async fn run(tasks: usize, samples: usize) -> Result<(), Failure> {
         );
     }
     engine.shutdown(Duration::from_secs(5)).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    place.remove().await;
     Ok(())
+}
+
+/// Where a benchmark's database lives: a fresh SQLite file, or a scratch
+/// PostgreSQL database (dropped after) on the server `postgres` names.
+pub(crate) enum Place {
+    Sqlite(std::path::PathBuf),
+    Postgres(store_postgres::scratch::ScratchDb),
+}
+
+impl Place {
+    pub(crate) async fn new(
+        label: &str,
+        postgres: Option<&str>,
+    ) -> Result<(DbArgs, Place), Failure> {
+        match postgres {
+            Some(url) => {
+                let db = store_postgres::scratch::ScratchDb::create(url, label)
+                    .await
+                    .map_err(fail)?;
+                Ok((
+                    DbArgs {
+                        database: db.url().to_string(),
+                        power_loss_safe: false,
+                    },
+                    Place::Postgres(db),
+                ))
+            }
+            None => {
+                let dir = std::env::temp_dir()
+                    .join(format!("countersign-bench-{label}-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).map_err(fail)?;
+                Ok((
+                    DbArgs {
+                        database: format!("sqlite://{}", dir.join("cs.db").display()),
+                        power_loss_safe: false,
+                    },
+                    Place::Sqlite(dir),
+                ))
+            }
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &'static str {
+        match self {
+            Place::Sqlite(_) => "SQLite",
+            Place::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    pub(crate) async fn remove(self) {
+        match self {
+            Place::Sqlite(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Place::Postgres(db) => {
+                let _ = db.drop_now().await;
+            }
+        }
+    }
 }

@@ -236,11 +236,13 @@ enum Command {
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
         /// Measure the review desk instead: this many pending review tasks
-        /// (reference workflow, SQLite), then inbox, task and decision pages.
+        /// (reference workflow; SQLite, or with --postgres a scratch
+        /// database there), then inbox, task and decision pages.
         #[arg(long, value_name = "TASKS")]
         desk: Option<usize>,
-        /// Measure the operations console instead: this many runs (SQLite),
-        /// then the runs list, its filters, text search and run pages.
+        /// Measure the operations console instead: this many runs (SQLite,
+        /// or with --postgres a scratch database there), then the runs
+        /// list, its filters, text search and run pages.
         #[arg(long, value_name = "RUNS")]
         console: Option<usize>,
         /// Tokio worker threads for this process (default: one per CPU, or
@@ -574,13 +576,11 @@ fn main() -> ExitCode {
                 desk,
                 console,
                 threads: _,
-            } => match (desk, postgres) {
-                _ if console.is_some() => {
-                    bench_console::run(console.unwrap_or_default(), 100).await
-                }
-                (Some(tasks), _) => bench_desk::run(tasks, 100).await,
-                (None, Some(url)) => bench_pg::run(&url, runs, latency_runs).await,
-                (None, None) => bench::run(runs, latency_runs, requests, clients).await,
+            } => match (console, desk, postgres.as_deref()) {
+                (Some(n), _, pg) => bench_console::run(n, 100, pg).await,
+                (None, Some(tasks), pg) => bench_desk::run(tasks, 100, pg).await,
+                (None, None, Some(url)) => bench_pg::run(url, runs, latency_runs).await,
+                (None, None, None) => bench::run(runs, latency_runs, requests, clients).await,
             },
         }
     });

@@ -583,8 +583,7 @@ impl Store for PgStore {
         }
         if let Some(t) = &f.text {
             // Each term its words in a row, the last a prefix; only letters
-            // and digits reach the query text. The expression is the
-            // index's (`runs_input_words`).
+            // and digits reach the query text. `input_words` is indexed.
             let query = store::search_terms(t)
                 .iter()
                 .map(|words| format!("{}:*", words.join(" <-> ")))
@@ -595,7 +594,7 @@ impl Store for PgStore {
             }
             args.push(query);
             sql.push_str(&format!(
-                " AND to_tsvector('simple', regexp_replace(input, '[^[:alnum:]]+', ' ', 'g')) @@ to_tsquery('simple', ${})",
+                " AND input_words @@ to_tsquery('simple', ${})",
                 args.len()
             ));
         }
