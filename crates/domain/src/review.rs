@@ -956,6 +956,31 @@ mod tests {
     }
 
     #[test]
+    fn a_field_round_trips_through_its_stored_json() {
+        for f in fields() {
+            assert_eq!(Field::from_json(&f.to_json()), Some(f));
+        }
+        let no_schema = json!({ "name": "n", "step": "s", "draft": 1, "schema": null });
+        assert_eq!(Field::from_json(&no_schema).unwrap().schema, None);
+        assert_eq!(Field::from_json(&json!({ "step": "s" })), None);
+    }
+
+    #[test]
+    fn a_field_without_a_schema_takes_values_of_its_drafts_type() {
+        let mut f = fields();
+        let edit = |v: Json| v.as_object().cloned().unwrap();
+        assert_eq!(check_values(&f, &edit(json!({ "score": 5 }))), Ok(()));
+        let errors = check_values(&f, &edit(json!({ "score": "five" }))).unwrap_err();
+        assert_eq!(
+            errors[0].message,
+            "expected a number, like the draft, got a string"
+        );
+        // A field drafted as null takes anything.
+        f[2].draft = Json::Null;
+        assert_eq!(check_values(&f, &edit(json!({ "score": "five" }))), Ok(()));
+    }
+
+    #[test]
     fn approve_without_edits_keeps_every_draft() {
         let f = fields();
         let v = decide(task(&f, 1, &[]), &approve(json!({})), &who("user:ann"), 10).unwrap();
