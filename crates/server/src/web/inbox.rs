@@ -357,10 +357,24 @@ pub(crate) async fn list(
         }
     };
     let total = tasks.len();
-    let mut rows = Vec::with_capacity(total.min(ROWS));
-    for t in tasks.iter().take(ROWS) {
-        rows.push(row(&state, t, now).await);
+    // Each row reads its run; read them at once, not one round trip after
+    // another (on PostgreSQL each is a network round trip).
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, t) in tasks.iter().take(ROWS).enumerate() {
+        let (state, t) = (state.clone(), t.clone());
+        reads.spawn(async move { (i, row(&state, &t, now).await) });
     }
+    let mut rows: Vec<Option<Row>> = (0..total.min(ROWS)).map(|_| None).collect();
+    while let Some(done) = reads.join_next().await {
+        match done {
+            Ok((i, r)) => rows[i] = Some(r),
+            Err(e) => {
+                let e = store::Error::Backend(format!("reading an inbox row: {e}"));
+                return unavailable(&user, &e);
+            }
+        }
+    }
+    let mut rows: Vec<Row> = rows.into_iter().flatten().collect();
     if !decided_view {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let stale = now - super::task::CLAIM_IDLE_MS;
