@@ -956,6 +956,22 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_review_keeps_every_draft_by_policy_and_results_read_as_json() {
+        let f = fields();
+        let results = skipped(&f, 42);
+        assert_eq!(results.len(), f.len());
+        assert!(results.iter().all(|r| !r.changed && r.value == r.draft));
+        assert!(results.iter().all(|r| r.by == POLICY && r.at_ms == 42));
+        assert_eq!(
+            results_json(&results[..1]),
+            json!([{
+                "field": "summary", "draft": "Printer broken", "value": "Printer broken",
+                "changed": false, "by": POLICY, "at_ms": 42, "comment": null,
+            }])
+        );
+    }
+
+    #[test]
     fn a_field_round_trips_through_its_stored_json() {
         for f in fields() {
             assert_eq!(Field::from_json(&f.to_json()), Some(f));
