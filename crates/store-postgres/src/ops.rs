@@ -582,11 +582,12 @@ impl Store for PgStore {
             sql.push_str(&format!(" AND id < ${}", args.len()));
         }
         if let Some(t) = &f.text {
-            // Each term its words in a row, the last a prefix; only letters
-            // and digits reach the query text. `input_words` is indexed.
+            // Every word, each term's last as a prefix (as SQLite's index,
+            // which keeps no positions); only letters and digits reach the
+            // query text. `input_words` is indexed.
             let query = store::search_terms(t)
                 .iter()
-                .map(|words| format!("{}:*", words.join(" <-> ")))
+                .map(|words| format!("{}:*", words.join(" & ")))
                 .collect::<Vec<_>>()
                 .join(" & ");
             if query.is_empty() {

@@ -638,11 +638,20 @@ impl Store for SqliteStore {
                 sql.push_str(&format!(" AND id < ?{}", args.len()));
             }
             if let Some(t) = &f.text {
-                // Each term a phrase of its words, the last a prefix; only
-                // letters and digits, so the quotes are safe.
+                // Every word, each term's last as a prefix; only letters
+                // and digits, so the quotes are safe.
                 let query = store::search_terms(t)
                     .iter()
-                    .map(|words| format!("\"{}\"*", words.join(" ")))
+                    .flat_map(|words| {
+                        let last = words.len() - 1;
+                        words.iter().enumerate().map(move |(i, w)| {
+                            if i == last {
+                                format!("\"{w}\"*")
+                            } else {
+                                format!("\"{w}\"")
+                            }
+                        })
+                    })
                     .collect::<Vec<_>>()
                     .join(" AND ");
                 if query.is_empty() {

@@ -267,8 +267,9 @@ pub struct RunFilter {
 
 /// What a free-text search asks for: each whitespace-separated term as its
 /// words (letters and digits, lower case), in order. A run matches when its
-/// input has every term's words next to each other, the last one as a
-/// prefix (`ana@exa` finds `ana@example.com`). Both stores split the input
+/// input has every word, each term's last one as a prefix (`ana@example.c`
+/// finds `ana@example.com`); where the words stand is not checked (SQLite's index
+/// keeps no positions, to stay small). Both stores split the input
 /// into words the same way; only words reach a query, so no search
 /// operator can be smuggled in.
 pub fn search_terms(text: &str) -> Vec<Vec<String>> {

@@ -417,9 +417,9 @@ pub async fn tokens_crud(store: Arc<dyn Store>) {
     );
 }
 
-/// Free-text search over inputs, through the index: every term must occur,
-/// a term's words next to each other, the last word as a prefix; case and
-/// punctuation do not matter; nothing a user types is a query operator.
+/// Free-text search over inputs, through the index: every word must occur,
+/// each term's last word as a prefix; case and punctuation do not matter;
+/// nothing a user types is a query operator.
 pub async fn runs_are_found_by_words_of_their_input(store: Arc<dyn Store>) {
     for (id, wf, input) in [
         (
@@ -467,13 +467,10 @@ pub async fn runs_are_found_by_words_of_their_input(store: Arc<dyn Store>) {
         ["s01"],
         "with the other filters"
     );
+    assert_eq!(find("ana@example.com", None).await, ["s01"], "every word");
+    assert_eq!(find("wrong invoice", None).await, ["s01"], "in any order");
     assert_eq!(
-        find("ana@example.com", None).await,
-        ["s01"],
-        "words in a row"
-    );
-    assert_eq!(
-        find("ana@exa", None).await,
+        find("ana@example.c", None).await,
         ["s01"],
         "the last word a prefix"
     );
