@@ -17,6 +17,22 @@ use crate::{CHANNEL, PgStore, SETTLED_CHANNEL, db, now_ms};
 
 const RUN_COLS: &str = "id, workflow, version, status, wait, step_index, failed_attempts, outcome, error, input, idempotency_key, rev, created_at, updated_at";
 
+/// A `steps` row whose first eight columns are step_index, step_id,
+/// attempt, status, output, error, started_at, finished_at.
+fn step_from(r: &Row) -> StepRecord {
+    let status: String = r.get(3);
+    StepRecord {
+        index: r.get::<_, i64>(0) as usize,
+        step_id: r.get(1),
+        attempt: r.get::<_, i64>(2) as u32,
+        status: step_status(&status),
+        output: r.get(4),
+        error: r.get(5),
+        started_at_ms: r.get(6),
+        finished_at_ms: r.get(7),
+    }
+}
+
 fn run_from(r: &Row) -> Run {
     let status: String = r.get(3);
     let wait: Option<String> = r.get(4);
@@ -540,23 +556,7 @@ impl Store for PgStore {
         let Some(run) = run.map_err(db)? else {
             return Ok(None);
         };
-        let steps = steps
-            .map_err(db)?
-            .iter()
-            .map(|r| {
-                let status: String = r.get(3);
-                StepRecord {
-                    index: r.get::<_, i64>(0) as usize,
-                    step_id: r.get(1),
-                    attempt: r.get::<_, i64>(2) as u32,
-                    status: step_status(&status),
-                    output: r.get(4),
-                    error: r.get(5),
-                    started_at_ms: r.get(6),
-                    finished_at_ms: r.get(7),
-                }
-            })
-            .collect();
+        let steps = steps.map_err(db)?.iter().map(step_from).collect();
         let effects = effects.map_err(db)?.iter().map(effect_from).collect();
         tx.commit().await.map_err(db)?;
         Ok(Some(RunDetail {
@@ -564,6 +564,56 @@ impl Store for PgStore {
             steps,
             effects,
         }))
+    }
+
+    async fn run_details(&self, ids: &[String]) -> Result<Vec<RunDetail>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.get().await?;
+        // One snapshot, three statements, however many runs.
+        let tx = conn
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db)?;
+        let p: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+        let runs_sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = ANY($1)");
+        let (runs, steps, effects) = tokio::join!(
+            tx.query(&runs_sql, &p),
+            tx.query("SELECT step_index, step_id, attempt, status, output, error, started_at, finished_at, run_id FROM steps WHERE run_id = ANY($1) ORDER BY run_id, seq", &p),
+            tx.query("SELECT key, run_id, step_id, status, request_digest, external_id, COALESCE(completed_at, started_at) FROM effects WHERE run_id = ANY($1) ORDER BY run_id, started_at", &p)
+        );
+        self.pool.count(5);
+        let mut out: Vec<RunDetail> = runs
+            .map_err(db)?
+            .iter()
+            .map(|r| RunDetail {
+                run: run_from(r),
+                steps: Vec::new(),
+                effects: Vec::new(),
+            })
+            .collect();
+        let at: std::collections::HashMap<String, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.run.id.clone(), i))
+            .collect();
+        for r in steps.map_err(db)?.iter() {
+            if let Some(&i) = at.get(r.get::<_, &str>(8)) {
+                out[i].steps.push(step_from(r));
+            }
+        }
+        for r in effects.map_err(db)?.iter() {
+            if let Some(&i) = at.get(r.get::<_, &str>(1)) {
+                out[i].effects.push(effect_from(r));
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(out)
     }
 
     async fn list_runs(&self, f: &RunFilter) -> Result<Vec<Run>> {

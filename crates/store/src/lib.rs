@@ -388,6 +388,18 @@ pub trait Store:
     // ---- queries
     async fn run(&self, id: &str) -> Result<Option<Run>>;
     async fn run_detail(&self, id: &str) -> Result<Option<RunDetail>>;
+    /// [`Store::run_detail`] of several runs (those that exist, in no set
+    /// order). A store on the network answers in a fixed number of round
+    /// trips; the default reads them one by one.
+    async fn run_details(&self, ids: &[String]) -> Result<Vec<RunDetail>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(d) = self.run_detail(id).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
     async fn events(&self, run_id: &str, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
     /// Ids of every run, for `audit verify` (oldest first).

@@ -166,7 +166,7 @@ struct Row {
     claimed_by: Option<String>,
 }
 
-async fn row(state: &AppState, t: &Review, now: i64) -> Row {
+fn row(t: &Review, detail: Option<&store::RunDetail>, now: i64) -> Row {
     let fields = engine::review::fields_of(t);
     let text = |name: &str| {
         draft(&fields, name)
@@ -175,18 +175,10 @@ async fn row(state: &AppState, t: &Review, now: i64) -> Row {
             .to_string()
     };
     // A missing run (pruned) or an unreadable one leaves the cells empty.
-    let detail = state
-        .engine
-        .store()
-        .run_detail(&t.run_id)
-        .await
-        .ok()
-        .flatten();
     let request = detail
-        .as_ref()
         .map(|d| Request::of(&serde_json::from_str(&d.run.input).unwrap_or(Value::Null)))
         .unwrap_or_default();
-    let why = detail.as_ref().map(Why::of).unwrap_or_default();
+    let why = detail.map(Why::of).unwrap_or_default();
     let summary = Some(text("summary"))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| request.text.clone());
@@ -357,24 +349,23 @@ pub(crate) async fn list(
         }
     };
     let total = tasks.len();
-    // Each row reads its run; read them at once, not one round trip after
-    // another (on PostgreSQL each is a network round trip).
-    let mut reads = tokio::task::JoinSet::new();
-    for (i, t) in tasks.iter().take(ROWS).enumerate() {
-        let (state, t) = (state.clone(), t.clone());
-        reads.spawn(async move { (i, row(&state, &t, now).await) });
-    }
-    let mut rows: Vec<Option<Row>> = (0..total.min(ROWS)).map(|_| None).collect();
-    while let Some(done) = reads.join_next().await {
-        match done {
-            Ok((i, r)) => rows[i] = Some(r),
-            Err(e) => {
-                let e = store::Error::Backend(format!("reading an inbox row: {e}"));
-                return unavailable(&user, &e);
-            }
-        }
-    }
-    let mut rows: Vec<Row> = rows.into_iter().flatten().collect();
+    // The rows' runs in one read (on PostgreSQL a fixed number of round
+    // trips, not one per row); an unreadable run leaves its cells empty.
+    let shown: Vec<&Review> = tasks.iter().take(ROWS).collect();
+    let run_ids: Vec<String> = shown.iter().map(|t| t.run_id.clone()).collect();
+    let details = state
+        .engine
+        .store()
+        .run_details(&run_ids)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the inbox rows' runs failed");
+            Vec::new()
+        });
+    let mut rows: Vec<Row> = shown
+        .iter()
+        .map(|t| row(t, details.iter().find(|d| d.run.id == t.run_id), now))
+        .collect();
     if !decided_view {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let stale = now - super::task::CLAIM_IDLE_MS;

@@ -212,6 +212,15 @@ pub async fn commit_records_steps_and_effects(store: Arc<dyn Store>) {
         (d.run.status, d.run.outcome.as_deref(), d.run.wait),
         (RunStatus::Completed, Some("completed"), None)
     );
+    // The batched read gives the same steps and effects, in the same order.
+    let batch = store.run_details(&["r1".into()]).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(format!("{:?}", batch[0].steps), format!("{:?}", d.steps));
+    assert_eq!(
+        format!("{:?}", batch[0].effects),
+        format!("{:?}", d.effects)
+    );
+    assert_eq!(batch[0].steps.len(), 2);
     let attempts: Vec<_> = d
         .steps
         .iter()

@@ -297,6 +297,25 @@ pub async fn queries_filter_and_page(store: Arc<dyn Store>) {
         ..Default::default()
     };
     assert_eq!(ids(store.list_runs(&page).await.unwrap()), ["r02"]);
+    // Several runs' details in one read: the same as one by one, unknown
+    // ids left out.
+    let mut many = store
+        .run_details(&["r03".into(), "nope".into(), "r01".into()])
+        .await
+        .unwrap();
+    many.sort_by(|a, b| a.run.id.cmp(&b.run.id));
+    assert_eq!(many.len(), 2);
+    for d in &many {
+        let one = store.run_detail(&d.run.id).await.unwrap().unwrap();
+        assert_eq!(d.run, one.run);
+        assert_eq!(format!("{:?}", d.steps), format!("{:?}", one.steps));
+        assert_eq!(format!("{:?}", d.effects), format!("{:?}", one.effects));
+    }
+    assert_eq!(
+        (many[0].run.id.as_str(), many[1].run.id.as_str()),
+        ("r01", "r03")
+    );
+    assert_eq!(many[1].run.status, RunStatus::Completed);
 
     assert_eq!(
         store.run_ids(None, 2).await.unwrap(),
