@@ -19,7 +19,7 @@ const RUN_COLS: &str = "id, workflow, version, status, wait, step_index, failed_
 
 /// A `steps` row whose first eight columns are step_index, step_id,
 /// attempt, status, output, error, started_at, finished_at.
-fn step_from(r: &Row) -> StepRecord {
+pub(crate) fn step_from(r: &Row) -> StepRecord {
     let status: String = r.get(3);
     StepRecord {
         index: r.get::<_, i64>(0) as usize,
@@ -529,41 +529,7 @@ impl Store for PgStore {
     }
 
     async fn run_detail(&self, id: &str) -> Result<Option<RunDetail>> {
-        let mut conn = self.pool.get().await?;
-        let st_run = conn.stmt(LOAD_RUN).await?;
-        let st_steps = conn
-            .stmt("SELECT step_index, step_id, attempt, status, output, error, started_at, finished_at FROM steps WHERE run_id = $1 ORDER BY seq")
-            .await?;
-        let st_eff = conn
-            .stmt("SELECT key, run_id, step_id, status, request_digest, external_id, COALESCE(completed_at, started_at) FROM effects WHERE run_id = $1 ORDER BY started_at")
-            .await?;
-        // One snapshot for the three reads.
-        let tx = conn
-            .client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(db)?;
-        let p: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
-        let (run, steps, effects) = tokio::join!(
-            tx.query_opt(&st_run, &p),
-            tx.query(&st_steps, &p),
-            tx.query(&st_eff, &p)
-        );
-        self.pool.count(5);
-        let Some(run) = run.map_err(db)? else {
-            return Ok(None);
-        };
-        let steps = steps.map_err(db)?.iter().map(step_from).collect();
-        let effects = effects.map_err(db)?.iter().map(effect_from).collect();
-        tx.commit().await.map_err(db)?;
-        Ok(Some(RunDetail {
-            run: run_from(&run),
-            steps,
-            effects,
-        }))
+        Ok(self.run_details(&[id.to_string()]).await?.pop())
     }
 
     async fn run_details(&self, ids: &[String]) -> Result<Vec<RunDetail>> {

@@ -42,60 +42,28 @@ pub(crate) fn review_from(r: &Row) -> Review {
     }
 }
 
-async fn fill(c: &impl GenericClient, r: &mut Review) -> Result<()> {
-    r.acts = c
-        .query("SELECT seq, actor, decision, edits, comment, reason, queue, at, user_id FROM review_acts WHERE review_id = $1 ORDER BY seq", &[&r.id])
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|x| ReviewAct {
-            seq: x.get(0),
-            actor: x.get(1),
-            decision: x.get(2),
-            values: x.get(3),
-            comment: x.get(4),
-            reason: x.get(5),
-            queue: x.get(6),
-            at_ms: x.get(7),
-            user_id: x.get(8),
-        })
-        .collect();
-    r.results = c
-        .query("SELECT field, draft, value, changed, decided_by, decided_at, comment FROM review_fields WHERE review_id = $1 ORDER BY pos", &[&r.id])
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|x| ReviewField {
-            field: x.get(0),
-            draft: x.get(1),
-            value: x.get(2),
-            changed: x.get(3),
-            decided_by: x.get(4),
-            decided_at_ms: x.get(5),
-            comment: x.get(6),
-        })
-        .collect();
-    Ok(())
-}
-
-/// [`fill`] for many reviews in two queries, not two per review: on a
-/// network round trip each, the inbox's window of tasks paid hundreds.
-async fn fill_all(c: &impl GenericClient, reviews: &mut [Review]) -> Result<()> {
+/// Each review's decisions and field results, in two pipelined statements
+/// however many reviews (one round trip's wait, not two per review).
+pub(crate) async fn fill(c: &impl GenericClient, mut reviews: Vec<&mut Review>) -> Result<()> {
     if reviews.is_empty() {
         return Ok(());
     }
     let ids: Vec<String> = reviews.iter().map(|r| r.id.clone()).collect();
-    let mut at: std::collections::HashMap<String, usize> = reviews
+    let at: std::collections::HashMap<&str, usize> = ids
         .iter()
         .enumerate()
-        .map(|(i, r)| (r.id.clone(), i))
+        .map(|(i, id)| (id.as_str(), i))
         .collect();
-    for x in c
-        .query("SELECT review_id, seq, actor, decision, edits, comment, reason, queue, at, user_id FROM review_acts WHERE review_id = ANY($1) ORDER BY review_id, seq", &[&ids])
-        .await
-        .map_err(db)?
-    {
-        let Some(&i) = at.get(x.get::<_, &str>(0)) else { continue };
+    let p: [&(dyn ToSql + Sync); 1] = [&ids];
+    let (acts, fields) = tokio::try_join!(
+        c.query("SELECT review_id, seq, actor, decision, edits, comment, reason, queue, at, user_id FROM review_acts WHERE review_id = ANY($1) ORDER BY review_id, seq", &p),
+        c.query("SELECT review_id, field, draft, value, changed, decided_by, decided_at, comment FROM review_fields WHERE review_id = ANY($1) ORDER BY review_id, pos", &p),
+    )
+    .map_err(db)?;
+    for x in &acts {
+        let Some(&i) = at.get(x.get::<_, &str>(0)) else {
+            continue;
+        };
         reviews[i].acts.push(ReviewAct {
             seq: x.get(1),
             actor: x.get(2),
@@ -108,12 +76,10 @@ async fn fill_all(c: &impl GenericClient, reviews: &mut [Review]) -> Result<()> 
             user_id: x.get(9),
         });
     }
-    for x in c
-        .query("SELECT review_id, field, draft, value, changed, decided_by, decided_at, comment FROM review_fields WHERE review_id = ANY($1) ORDER BY review_id, pos", &[&ids])
-        .await
-        .map_err(db)?
-    {
-        let Some(&i) = at.get(x.get::<_, &str>(0)) else { continue };
+    for x in &fields {
+        let Some(&i) = at.get(x.get::<_, &str>(0)) else {
+            continue;
+        };
         reviews[i].results.push(ReviewField {
             field: x.get(1),
             draft: x.get(2),
@@ -124,7 +90,6 @@ async fn fill_all(c: &impl GenericClient, reviews: &mut [Review]) -> Result<()> 
             comment: x.get(7),
         });
     }
-    at.clear();
     Ok(())
 }
 
@@ -141,7 +106,7 @@ async fn load(
         return Ok(None);
     };
     let mut r = review_from(&row);
-    fill(c, &mut r).await?;
+    fill(c, vec![&mut r]).await?;
     Ok(Some(r))
 }
 
@@ -391,7 +356,7 @@ impl Reviews for PgStore {
             .await
             .map_err(db)?;
         let mut out: Vec<Review> = rows.iter().map(review_from).collect();
-        fill_all(c, &mut out).await?;
+        fill(c, out.iter_mut().collect()).await?;
         self.pool.count(3);
         Ok(out)
     }
