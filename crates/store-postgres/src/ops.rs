@@ -598,12 +598,11 @@ impl Store for PgStore {
             sql.push_str(&format!(" AND id < ${}", args.len()));
         }
         if let Some(t) = &f.text {
-            // Every word, each term's last as a prefix (as SQLite's index,
-            // which keeps no positions); only letters and digits reach the
-            // query text. `input_words` is indexed.
-            let query = store::search_terms(t)
+            // Only letters and digits reach the query text; `input_words`
+            // is indexed.
+            let query = store::search_words(t)
                 .iter()
-                .map(|words| format!("{}:*", words.join(" & ")))
+                .map(|w| format!("{}{}", w.word, if w.prefix { ":*" } else { "" }))
                 .collect::<Vec<_>>()
                 .join(" & ");
             if query.is_empty() {

@@ -638,20 +638,10 @@ impl Store for SqliteStore {
                 sql.push_str(&format!(" AND id < ?{}", args.len()));
             }
             if let Some(t) = &f.text {
-                // Every word, each term's last as a prefix; only letters
-                // and digits, so the quotes are safe.
-                let query = store::search_terms(t)
+                // Only letters and digits, so the quotes are safe.
+                let query = store::search_words(t)
                     .iter()
-                    .flat_map(|words| {
-                        let last = words.len() - 1;
-                        words.iter().enumerate().map(move |(i, w)| {
-                            if i == last {
-                                format!("\"{w}\"*")
-                            } else {
-                                format!("\"{w}\"")
-                            }
-                        })
-                    })
+                    .map(|w| format!("\"{}\"{}", w.word, if w.prefix { "*" } else { "" }))
                     .collect::<Vec<_>>()
                     .join(" AND ");
                 if query.is_empty() {

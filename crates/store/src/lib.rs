@@ -259,29 +259,44 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Return runs with ids strictly below this (ids sort by creation time).
     pub before: Option<String>,
-    /// Words the run's input must contain (see [`search_terms`]), found
+    /// Words the run's input must contain (see [`search_words`]), found
     /// through a full-text index.
     pub text: Option<String>,
     pub limit: usize,
 }
 
-/// What a free-text search asks for: each whitespace-separated term as its
-/// words (letters and digits, lower case), in order. A run matches when its
-/// input has every word, each term's last one as a prefix (`ana@example.c`
-/// finds `ana@example.com`); where the words stand is not checked (SQLite's index
-/// keeps no positions, to stay small). Both stores split the input
-/// into words the same way; only words reach a query, so no search
-/// operator can be smuggled in.
-pub fn search_terms(text: &str) -> Vec<Vec<String>> {
-    text.split_whitespace()
-        .map(|term| {
+/// One word a free-text search asks for (letters and digits, lower case);
+/// `prefix`: the last word of a whitespace-separated term, which may be
+/// the start of a longer word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchWord {
+    pub word: String,
+    pub prefix: bool,
+}
+
+/// The words of a free-text search. A run matches when its input has every
+/// word, in any order (`ana@example.c` finds `ana@example.com`). Both stores
+/// split the input into words the same way, and only words reach a query,
+/// so no search operator can be smuggled in.
+pub fn search_words(text: &str) -> Vec<SearchWord> {
+    let mut out = Vec::new();
+    for term in text.split_whitespace() {
+        let start = out.len();
+        out.extend(
             term.split(|c: char| !c.is_alphanumeric())
                 .filter(|w| !w.is_empty())
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
-        })
-        .filter(|words| !words.is_empty())
-        .collect()
+                .map(|w| SearchWord {
+                    word: w.to_lowercase(),
+                    prefix: false,
+                }),
+        );
+        if out.len() > start
+            && let Some(last) = out.last_mut()
+        {
+            last.prefix = true;
+        }
+    }
+    out
 }
 
 /// Outcome of an operator command.
@@ -435,4 +450,27 @@ pub trait Store:
     async fn list_tokens(&self) -> Result<Vec<Token>>;
     /// Revokes by id or name; false if nothing matched.
     async fn revoke_token(&self, id_or_name: &str, now_ms: i64) -> Result<bool>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_is_its_words_with_each_terms_last_a_prefix() {
+        let w = |word: &str, prefix| SearchWord {
+            word: word.into(),
+            prefix,
+        };
+        assert_eq!(
+            search_words("Ana@Exa.c  !!! Zoë"),
+            [
+                w("ana", false),
+                w("exa", false),
+                w("c", true),
+                w("zoë", true)
+            ]
+        );
+        assert_eq!(search_words(" \"' -- * "), []);
+    }
 }
