@@ -71,7 +71,33 @@ const OVERFLOWING: &str = "const w = document.documentElement.clientWidth; \
       .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + '>' + w);";
 
 const EMAIL: &str = "ann@example.com";
-const PASSWORD: &str = "a long test password";
+/// Every browser test's users sign in with this.
+pub const PASSWORD: &str = "a long test password";
+
+/// Adds a user who signs in with [`PASSWORD`].
+pub async fn add_user(store: &Arc<dyn Store>, email: &str, role: UserRole, queues: &[&str]) {
+    store
+        .create_user(User {
+            id: format!("u-{email}"),
+            email: email.into(),
+            role,
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            password_hash: countersign_server::hash_password(PASSWORD).expect("hash"),
+            created_at_ms: 1,
+            disabled_at_ms: None,
+        })
+        .await
+        .expect("create user");
+}
+
+/// Signs `email` in through the login form; lands on the inbox.
+pub async fn sign_in(d: &Driver, base: &str, email: &str) {
+    d.goto(&format!("{base}/login")).await;
+    d.type_into("#email", email).await;
+    d.type_into("#password", PASSWORD).await;
+    d.click("form[action='/login'] button[type=submit]").await;
+    d.wait_path("/inbox").await;
+}
 const EDITED: &str = "Customer's printer is on fire; send a technician today";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -575,18 +601,7 @@ async fn a_reviewer_works_the_desk_by_keyboard_in_headless_chromium() {
         return;
     };
     let (base, store, engine) = start_server().await;
-    store
-        .create_user(User {
-            id: "u-ann".into(),
-            email: EMAIL.into(),
-            role: UserRole::Reviewer,
-            queues: vec!["operations".into()],
-            password_hash: countersign_server::hash_password(PASSWORD).expect("hash"),
-            created_at_ms: 1,
-            disabled_at_ms: None,
-        })
-        .await
-        .expect("create user");
+    add_user(&store, EMAIL, UserRole::Reviewer, &["operations"]).await;
     let submit = |text: String, intent: &str, priority: &str, reply: String| {
         let engine = engine.clone();
         let input = json!({ "text": text, "intent": intent, "priority": priority, "reply": reply });

@@ -9,19 +9,9 @@ use std::sync::Arc;
 
 use engine::{Catalog, Engine, StepKinds};
 use serde_json::json;
-use store::{Store, User, UserRole};
+use store::{Store, UserRole};
 
-use crate::browser::{Driver, axe_source, browser_for, save, serve};
-
-const PASSWORD: &str = "a long test password";
-
-async fn sign_in(d: &Driver, base: &str, email: &str) {
-    d.goto(&format!("{base}/login")).await;
-    d.type_into("#email", email).await;
-    d.type_into("#password", PASSWORD).await;
-    d.click("form[action='/login'] button[type=submit]").await;
-    d.wait_path("/inbox").await;
-}
+use crate::browser::{Driver, add_user, axe_source, browser_for, save, serve, sign_in};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_calibration_page_in_headless_chromium() {
@@ -40,27 +30,8 @@ async fn the_calibration_page_in_headless_chromium() {
     ));
     let engine = Engine::start(store.clone(), catalog, engine::Config::default());
     let base = serve(engine).await;
-    for (email, role, queues) in [
-        ("ann@example.com", UserRole::Admin, vec![]),
-        (
-            "rita@example.com",
-            UserRole::Reviewer,
-            vec!["finance".to_string()],
-        ),
-    ] {
-        store
-            .create_user(User {
-                id: format!("u-{email}"),
-                email: email.into(),
-                role,
-                queues,
-                password_hash: countersign_server::hash_password(PASSWORD).expect("hash"),
-                created_at_ms: 1,
-                disabled_at_ms: None,
-            })
-            .await
-            .expect("create user");
-    }
+    add_user(&store, "ann@example.com", UserRole::Admin, &[]).await;
+    add_user(&store, "rita@example.com", UserRole::Reviewer, &["finance"]).await;
     let axe = axe_source();
     let mut d = Driver::start(&chromium, &chromedriver).await;
     sign_in(&d, &base, "ann@example.com").await;

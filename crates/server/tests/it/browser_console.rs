@@ -11,11 +11,9 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use engine::{Catalog, Engine, StepKinds};
 use serde_json::json;
-use store::{ReviewFilter, ReviewStatus, RunStatus, Store, User, UserRole};
+use store::{ReviewFilter, ReviewStatus, RunStatus, Store, UserRole};
 
-use crate::browser::{Driver, axe_source, browser_for, save, serve};
-
-const PASSWORD: &str = "a long test password";
+use crate::browser::{Driver, add_user, axe_source, browser_for, save, serve, sign_in};
 
 /// Calls a local endpoint that refuses (400, a permanent failure) until
 /// the test lets it through: a run that fails, then succeeds on retry.
@@ -80,32 +78,9 @@ async fn start(open: Arc<AtomicBool>) -> (String, Arc<dyn Store>, Engine) {
         .expect("flaky.yaml");
     let engine = Engine::start(store.clone(), catalog, engine::Config::default());
     let base = serve(engine.clone()).await;
-    for (email, role) in [
-        ("ann@example.com", UserRole::Admin),
-        ("vic@example.com", UserRole::Viewer),
-    ] {
-        store
-            .create_user(User {
-                id: format!("u-{email}"),
-                email: email.into(),
-                role,
-                queues: Vec::new(),
-                password_hash: countersign_server::hash_password(PASSWORD).expect("hash"),
-                created_at_ms: 1,
-                disabled_at_ms: None,
-            })
-            .await
-            .expect("create user");
-    }
+    add_user(&store, "ann@example.com", UserRole::Admin, &[]).await;
+    add_user(&store, "vic@example.com", UserRole::Viewer, &[]).await;
     (base, store, engine)
-}
-
-async fn sign_in(d: &Driver, base: &str, email: &str) {
-    d.goto(&format!("{base}/login")).await;
-    d.type_into("#email", email).await;
-    d.type_into("#password", PASSWORD).await;
-    d.click("form[action='/login'] button[type=submit]").await;
-    d.wait_path("/inbox").await;
 }
 
 async fn pending(store: &Arc<dyn Store>, run: &str) -> store::Review {
