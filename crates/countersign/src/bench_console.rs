@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crate::Failure;
-use crate::bench_desk::{Place, Signed, get_page, percentile, serve_signed_in};
+use crate::bench_desk::{Place, Signed, get_page, print_table, serve_signed_in};
 
 fn fail(e: impl std::fmt::Display) -> Failure {
     Failure {
@@ -38,7 +38,6 @@ const TEXTS: [&str; 4] = [
     "Can you tell me your opening hours?",
 ];
 
-#[allow(clippy::print_stdout, reason = "the benchmark's report")]
 pub async fn run(runs: usize, samples: usize, postgres: Option<&str>) -> Result<(), Failure> {
     let (db, place) = Place::new("console", postgres).await?;
     let engine = crate::commands::node_for(&db, WORKFLOW).await?;
@@ -61,7 +60,7 @@ pub async fn run(runs: usize, samples: usize, postgres: Option<&str>) -> Result<
         pending.push(tokio::spawn(async move {
             e.submit("console", input, None, "bench").await
         }));
-        if pending.len() >= 512 {
+        if pending.len() >= 512 || i + 1 == runs {
             for p in pending.drain(..) {
                 let run = p.await.map_err(fail)?.map_err(fail)?;
                 if seen.is_multiple_of(step) && ids.len() < samples {
@@ -70,9 +69,6 @@ pub async fn run(runs: usize, samples: usize, postgres: Option<&str>) -> Result<
                 seen += 1;
             }
         }
-    }
-    for p in pending.drain(..) {
-        p.await.map_err(fail)?.map_err(fail)?;
     }
     let fill_s = started.elapsed().as_secs_f64();
     // Let the last runs settle.
@@ -107,26 +103,18 @@ pub async fn run(runs: usize, samples: usize, postgres: Option<&str>) -> Result<
             ids.iter().map(|id| format!("/runs/{id}")).collect(),
         ),
     ] {
-        get(paths[0].clone()).await?; // warm
+        let Some(first) = paths.first() else { continue };
+        get(first.clone()).await?; // warm
         let mut ms = Vec::new();
         for p in paths {
             ms.push(get(p).await?.0);
         }
         rows.push((what, ms));
     }
-    println!(
-        "| what ({runs} runs, {}, filled in {fill_s:.0} s) | p50 ms | p95 ms | samples |",
-        place.backend()
+    print_table(
+        &format!("{runs} runs, {}, filled in {fill_s:.0} s", place.backend()),
+        rows,
     );
-    println!("|---|---|---|---|");
-    for (what, ms) in rows {
-        let n = ms.len();
-        println!(
-            "| {what} | {:.1} | {:.1} | {n} |",
-            percentile(ms.clone(), 0.5),
-            percentile(ms, 0.95)
-        );
-    }
     engine.shutdown(Duration::from_secs(5)).await;
     place.remove().await;
     Ok(())

@@ -24,7 +24,7 @@ const TEXTS: [&str; 4] = [
     "Can you tell me your opening hours?",
 ];
 
-pub(crate) fn percentile(mut ms: Vec<f64>, p: f64) -> f64 {
+fn percentile(mut ms: Vec<f64>, p: f64) -> f64 {
     ms.sort_by(f64::total_cmp);
     let i = ((ms.len() as f64 - 1.0) * p).round() as usize;
     ms.get(i).copied().unwrap_or(f64::NAN)
@@ -256,26 +256,36 @@ pub async fn run(tasks: usize, samples: usize, postgres: Option<&str>) -> Result
             .and_then(|rest| rest.split('?').next())
             .map(str::to_string);
     }
-    println!(
-        "| what ({waiting} pending tasks, {}, filled in {fill_s:.0} s) | p50 ms | p95 ms | samples |",
-        place.backend()
+    print_table(
+        &format!(
+            "{waiting} pending tasks, {}, filled in {fill_s:.0} s",
+            place.backend()
+        ),
+        vec![
+            ("inbox page (`GET /inbox`)", inbox_ms),
+            ("task page (`GET /inbox/{id}`)", task_ms),
+            ("approve + next task page", decide_ms),
+        ],
     );
+    engine.shutdown(Duration::from_secs(5)).await;
+    place.remove().await;
+    Ok(())
+}
+
+/// The Markdown table both page benchmarks print: p50, p95 and the number
+/// of samples of each row's milliseconds.
+#[allow(clippy::print_stdout, reason = "the benchmark's report")]
+pub(crate) fn print_table(what: &str, rows: Vec<(&str, Vec<f64>)>) {
+    println!("| what ({what}) | p50 ms | p95 ms | samples |");
     println!("|---|---|---|---|");
-    for (what, ms) in [
-        ("inbox page (`GET /inbox`)", inbox_ms),
-        ("task page (`GET /inbox/{id}`)", task_ms),
-        ("approve + next task page", decide_ms),
-    ] {
+    for (row, ms) in rows {
         let n = ms.len();
         println!(
-            "| {what} | {:.1} | {:.1} | {n} |",
+            "| {row} | {:.1} | {:.1} | {n} |",
             percentile(ms.clone(), 0.5),
             percentile(ms, 0.95)
         );
     }
-    engine.shutdown(Duration::from_secs(5)).await;
-    place.remove().await;
-    Ok(())
 }
 
 /// Where a benchmark's database lives: a fresh SQLite file, or a scratch

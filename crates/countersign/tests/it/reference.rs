@@ -119,26 +119,36 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// Ana from Acme sends `message`; the answer to `?wait=10`.
+    async fn submit(&self, message: &str) -> Value {
+        self.client
+            .post(format!(
+                "{}/api/v1/workflows/inbound-request/runs?wait=10",
+                self.base
+            ))
+            .bearer_auth(&self.secret)
+            .json(
+                &json!({ "name": "Ana", "email": "ana@example.com", "company": "Acme",
+                "message": message }),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_one_review_task_and_every_action_goes_out_as_approved() {
     let r = Reference::start(&[], None).await;
     let (client, base, secret) = (&r.client, &r.base, &r.secret);
     let (monday, slack, gmail) = (&r.monday, &r.slack, &r.gmail);
-    let run: Value = client
-        .post(format!(
-            "{base}/api/v1/workflows/inbound-request/runs?wait=10"
-        ))
-        .bearer_auth(secret)
-        .json(
-            &json!({ "name": "Ana", "email": "ana@example.com", "company": "Acme",
-            "message": "URGENT: our invoice is wrong and we want a refund now" }),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run = r
+        .submit("URGENT: our invoice is wrong and we want a refund now")
+        .await;
     assert_eq!(
         (&run["status"], &run["wait"]),
         (&json!("waiting"), &json!("review")),
@@ -281,21 +291,7 @@ async fn no_credential_appears_in_any_page_answer_export_or_log() {
     assert!(create.wait().unwrap().success());
 
     // One request, drafted by the fallback after the model's 401, approved.
-    let run: Value = client
-        .post(format!(
-            "{base}/api/v1/workflows/inbound-request/runs?wait=10"
-        ))
-        .bearer_auth(secret)
-        .json(
-            &json!({ "name": "Ana", "email": "ana@example.com", "company": "Acme",
-            "message": "Please call me about pricing for 40 seats" }),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run = r.submit("Please call me about pricing for 40 seats").await;
     assert_eq!(run["wait"], json!("review"), "{run}");
     assert!(openai.hits() > 0, "the model was asked");
     let run_id = run["run_id"].as_str().unwrap().to_string();
