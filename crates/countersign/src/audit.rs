@@ -259,18 +259,23 @@ pub async fn verify(
     if let Some(cp) = seen {
         missing.extend(cp);
     }
-    let pruned = if run.is_none() {
-        summaries(store).await?
-    } else {
-        Vec::new()
-    };
+    let mut pruned = 0;
     if run.is_none() {
-        // Both in id order: a run gone from the store is accounted for
-        // only by its pruned summary.
-        let mut kept = pruned.iter().peekable();
+        // A run gone from the store is accounted for only by its pruned
+        // summary. Summaries are counted as they page by; only those of
+        // missing runs are kept.
+        let wanted: std::collections::HashSet<&str> =
+            missing.iter().map(|h| h.run_id.as_str()).collect();
+        let mut found = std::collections::HashMap::new();
+        summaries(store, |s| {
+            pruned += 1;
+            if wanted.contains(s.run_id.as_str()) {
+                found.insert(s.run_id.clone(), s);
+            }
+        })
+        .await?;
         for old in missing {
-            while kept.next_if(|s| s.run_id < old.run_id).is_some() {}
-            match kept.next_if(|s| s.run_id == old.run_id) {
+            match found.get(&old.run_id) {
                 Some(summary) => {
                     if let Some(p) = check_summary(summary, old, key) {
                         problems.push(format!("run {}: {p}", old.run_id));
@@ -285,7 +290,7 @@ pub async fn verify(
     }
     Ok(Verified {
         runs: current.len(),
-        pruned: pruned.len(),
+        pruned,
         problems,
     })
 }
@@ -322,20 +327,23 @@ fn summary_text(s: &PrunedRun) -> String {
     .to_string()
 }
 
-fn summary_mac(key: &[u8], s: &PrunedRun) -> String {
+/// The HMAC of `s`'s signed text under `key`, ready to finish or verify.
+fn summary_hmac(key: &[u8], s: &PrunedRun) -> Hmac<Sha256> {
     let mut m = mac(key);
     m.update(summary_text(s).as_bytes());
-    hex::encode(m.finalize().into_bytes())
+    m
 }
 
-/// Whether `s` carries a MAC made with `key`.
+fn summary_mac(key: &[u8], s: &PrunedRun) -> String {
+    hex::encode(summary_hmac(key, s).finalize().into_bytes())
+}
+
+/// Whether `s` carries a MAC made with `key` (compared in constant time).
 fn summary_signed_by(key: &[u8], s: &PrunedRun) -> bool {
-    let Some(sig) = s.mac.as_deref().and_then(|h| hex::decode(h).ok()) else {
-        return false;
-    };
-    let mut m = mac(key);
-    m.update(summary_text(s).as_bytes());
-    m.verify_slice(&sig).is_ok()
+    s.mac
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .is_some_and(|sig| summary_hmac(key, s).verify_slice(&sig).is_ok())
 }
 
 /// What `prune` did.
@@ -400,9 +408,8 @@ pub async fn prune(
     }
 }
 
-/// Every pruned run's summary, in id order.
-async fn summaries(store: &dyn Store) -> Result<Vec<PrunedRun>, Failure> {
-    let mut all = Vec::new();
+/// Every pruned run's summary, in id order, page by page.
+async fn summaries(store: &dyn Store, mut each: impl FnMut(PrunedRun)) -> Result<(), Failure> {
     let mut after: Option<String> = None;
     loop {
         let page = store
@@ -410,10 +417,10 @@ async fn summaries(store: &dyn Store) -> Result<Vec<PrunedRun>, Failure> {
             .await
             .map_err(backend)?;
         let Some(last) = page.last() else {
-            return Ok(all);
+            return Ok(());
         };
         after = Some(last.run_id.clone());
-        all.extend(page);
+        page.into_iter().for_each(&mut each);
     }
 }
 
