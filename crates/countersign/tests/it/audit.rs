@@ -308,3 +308,35 @@ async fn serve_writes_signed_checkpoints_that_verify() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn prune_never_deletes_a_run_whose_chain_does_not_verify() {
+    let dir = TempDir::new("prune-broken");
+    let path = dir.0.join("cs.db");
+    seed(&path).await;
+    end(&path, "run-a", RunStatus::Completed).await;
+    end(&path, "run-b", RunStatus::Completed).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER events_append_only_update;
+         UPDATE events SET data = '{}' WHERE run_id = 'run-a' AND seq = 2;",
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", path.display());
+    let out = prune(&db, &["--older-than", "0s", "--force"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("run run-a: not pruned: chain broken at event 2"),
+        "{t}"
+    );
+    assert!(t.contains("pruned 1 runs"), "{t}");
+    let left: Vec<String> = conn
+        .prepare("SELECT id FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(left, ["run-a", "run-c"], "the evidence stays");
+}
