@@ -233,9 +233,13 @@ pub async fn seed_calibration(store: &Arc<dyn Store>) {
             .await
             .expect("save_workflow");
     }
+    // Seeded runs stay leased to a node that never lets go: an engine
+    // running on the same store (the API and browser tests) must not take
+    // a run over mid-seed, which an expired lease in the past invited.
+    const HELD: i64 = i64::MAX / 4;
     for c in cases() {
         let start = c.at - 10_000;
-        let mut run = new_run(c.run, c.workflow, start, None, Some(("n1", c.at + 30_000)));
+        let mut run = new_run(c.run, c.workflow, start, None, Some(("n1", HELD)));
         run.version = c.version;
         created(store, run).await;
         let output = json!({
@@ -248,7 +252,7 @@ pub async fn seed_calibration(store: &Arc<dyn Store>) {
             RunStatus::Running,
             pos(2, 0),
             Work::Keep {
-                lease_until_ms: c.at + 30_000,
+                lease_until_ms: HELD,
             },
             start + 1_000,
         );
