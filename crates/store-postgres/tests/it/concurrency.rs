@@ -248,3 +248,23 @@ fn engine_now() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// The events of a run without a pruned summary cannot be changed or
+/// deleted, even by SQL from outside the store (ARCHITECTURE.md, Audit).
+#[tokio::test]
+async fn events_of_a_live_run_are_append_only_in_the_database() {
+    let (db, store) = fresh("append-only").await;
+    store.create_run(new_run("r1", NOW, None)).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for sql in [
+        "DELETE FROM events WHERE run_id = 'r1'",
+        "UPDATE events SET data = '{}' WHERE run_id = 'r1'",
+    ] {
+        let e = client.batch_execute(sql).await.expect_err(sql);
+        assert!(format!("{e:?}").contains("append-only"), "{sql}: {e:?}");
+    }
+    assert_eq!(store.events("r1", 0, 10).await.unwrap().len(), 1);
+}
