@@ -51,9 +51,10 @@ pub fn review_queue(def: &StepDef, f: &mut Fields<'_>, cx: &mut Cx) -> String {
     if !valid {
         cx.errors
             .push(n.error("review_queue must be 1–64 characters of letters, digits, `_` and `-`"));
-    } else if def.control != Control::Review {
-        cx.errors
-            .push(n.error("review_queue only applies with `control: review`"));
+    } else if def.control != Control::Review && def.raised_by.is_empty() {
+        cx.errors.push(n.error(
+            "review_queue only applies with `control: review` (or when a rule may raise the step to review)",
+        ));
     }
     q.to_string()
 }
@@ -68,7 +69,7 @@ pub async fn approval(
     fields: Vec<ActionField>,
     preview: &ActionPreview,
 ) -> Result<serde_json::Map<String, Json>, StepOutcome> {
-    if cx.step.control != Control::Review {
+    if cx.step.control != Control::Review && cx.raised().is_none() {
         return Ok(serde_json::Map::new());
     }
     match cx.require_approval(queue, fields, preview).await {

@@ -31,7 +31,14 @@ pub enum Action {
     /// Route the review that follows to this queue instead of its own
     /// (e.g. likely spam to a `discard` queue a reviewer clears in bulk).
     Queue(String),
+    /// `raise: { STEP: review }`: the later action `STEP` asks a person
+    /// itself even when an approved review covers it (or it is `auto`).
+    /// The workflow loader checks the step names.
+    Raise(Vec<String>),
 }
+
+/// The control level a rule can raise an action to.
+pub const RAISED_LEVEL: &str = "review";
 
 pub fn parse_rules(body: &Node, scope: &Scope, cx: &mut Cx) -> Vec<Rule> {
     let Some(items) = cx.take(body.as_seq()) else {
@@ -90,12 +97,54 @@ fn parse_actions(node: &Node, cx: &mut Cx) -> Vec<Action> {
             out.push(Action::Queue(q.to_string()));
         }
     }
+    if let Some(n) = f.get("raise")
+        && let Some(entries) = cx.take(n.as_map())
+    {
+        let mut steps = Vec::new();
+        for (step, level) in entries {
+            match level.as_str() {
+                Ok(RAISED_LEVEL) => steps.push(step.clone()),
+                _ => cx.errors.push(level.error(format!(
+                    "a rule raises an action to `{RAISED_LEVEL}` (write `{step}: {RAISED_LEVEL}`)"
+                ))),
+            }
+        }
+        if !steps.is_empty() {
+            out.push(Action::Raise(steps));
+        }
+    }
     if out.is_empty() && cx.errors.len() == before {
         cx.errors
-            .push(node.error("`then` needs at least one of: finish, review, queue, fail"));
+            .push(node.error("`then` needs at least one of: finish, review, queue, raise, fail"));
     }
     f.finish(&mut cx.errors);
     out
+}
+
+/// The steps a `rules` body raises (`then: { raise: { STEP: … } }`),
+/// each with the node of its level (whose key is the step's name), for
+/// the workflow loader's checks against the other steps.
+pub fn raise_targets(body: &Node) -> Vec<(&str, &Node)> {
+    let mut out = Vec::new();
+    let Value::Seq(items) = &body.value else {
+        return out;
+    };
+    for item in items {
+        let Some(then) = item.as_map().ok().and_then(|m| entry(m, "then")) else {
+            continue;
+        };
+        let Some(raise) = then.as_map().ok().and_then(|m| entry(m, "raise")) else {
+            continue;
+        };
+        if let Ok(entries) = raise.as_map() {
+            out.extend(entries.iter().map(|(k, v)| (k.as_str(), v)));
+        }
+    }
+    out
+}
+
+fn entry<'a>(map: &'a [(String, Node)], key: &str) -> Option<&'a Node> {
+    map.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// What evaluating a rule list decided.
@@ -112,6 +161,28 @@ pub struct RulesResult {
     pub fail: Option<String>,
     /// The queue a matching rule routed the review to (the last one wins).
     pub queue: Option<String>,
+    /// Actions a matching rule raised to `review`: step id, the rule's
+    /// index and its reason (`why:`, else its `when` source). The first
+    /// rule that raises a step is the one recorded.
+    pub raised: Vec<Raised>,
+}
+
+/// An action a rule raised to `review` (see [`Action::Raise`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raised {
+    pub step: String,
+    pub rule: usize,
+    pub why: String,
+}
+
+/// The reason a rules step's output (`RulesResult::to_json`) gives for
+/// raising `step` to review, if it raised it.
+pub fn raised_in(output: &serde_json::Map<String, Json>, step: &str) -> Option<(usize, String)> {
+    let r = output.get("raise")?.get(step)?;
+    Some((
+        r.get("rule")?.as_u64()? as usize,
+        r.get("why")?.as_str()?.to_string(),
+    ))
 }
 
 impl RulesResult {
@@ -133,6 +204,17 @@ impl RulesResult {
         if let (Some(q), Json::Object(m)) = (&self.queue, &mut out) {
             m.insert("queue".into(), json!(q));
         }
+        if let (false, Json::Object(m)) = (self.raised.is_empty(), &mut out) {
+            let raised = self
+                .raised
+                .iter()
+                .map(|r| {
+                    let level = json!({ "control": RAISED_LEVEL, "rule": r.rule, "why": r.why });
+                    (r.step.clone(), level)
+                })
+                .collect();
+            m.insert("raise".into(), Json::Object(raised));
+        }
         out
     }
 }
@@ -148,6 +230,7 @@ pub fn evaluate(rules: &[Rule], vars: &Vars) -> Result<RulesResult, String> {
         review_why: None,
         fail: None,
         queue: None,
+        raised: Vec::new(),
     };
     for (i, rule) in rules.iter().enumerate() {
         if !rule.when.eval(vars)? {
@@ -164,6 +247,18 @@ pub fn evaluate(rules: &[Rule], vars: &Vars) -> Result<RulesResult, String> {
                 }
                 Action::Fail(m) => r.fail = Some(m.clone()),
                 Action::Queue(q) => r.queue = Some(q.clone()),
+                Action::Raise(steps) => {
+                    for step in steps {
+                        if !r.raised.iter().any(|x| &x.step == step) {
+                            let why = rule.why.clone();
+                            r.raised.push(Raised {
+                                step: step.clone(),
+                                rule: i,
+                                why: why.unwrap_or_else(|| rule.when.source().to_string()),
+                            });
+                        }
+                    }
+                }
             }
         }
         if r.finish.is_some() || r.fail.is_some() {
@@ -468,7 +563,7 @@ mod tests {
             msgs,
             [
                 "a queue name is 1–64 letters, digits, `_` or `-` (as a review's `queue:`)",
-                "`then` needs at least one of: finish, review, queue, fail"
+                "`then` needs at least one of: finish, review, queue, raise, fail"
             ]
         );
     }
@@ -535,5 +630,47 @@ mod tests {
         assert_eq!(spec.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
         let (_, errors) = parse("http:\n  url: 'https://h.test/'\n  max_response_bytes: 0\n");
         assert_eq!(errors.len(), 1, "{errors:?}");
+    }
+
+    #[test]
+    fn a_rule_raises_later_actions_and_the_first_reason_is_kept() {
+        let mut cx = Cx::default();
+        let scope = Scope::new(["triage"]);
+        let src = "rules:\n  - when: triage.legal\n    why: Legal matter\n    then: { raise: { reply: review } }\n  - when: 'true'\n    then: { raise: { reply: review, notify: review } }\n  - when: 'true'\n    then: { raise: { crm: draft } }\n";
+        let rules = parse_rules(&body(src), &scope, &mut cx);
+        let errors: Vec<String> = cx.errors.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            errors,
+            [
+                "8:27: rules[2].then.raise.crm: a rule raises an action to `review` (write `crm: review`)"
+            ]
+        );
+        let mut vars = Vars::new();
+        vars.insert("triage".into(), value_from_json(&json!({"legal": true})));
+        let out = evaluate(&rules, &vars).unwrap().to_json();
+        assert_eq!(
+            out["raise"],
+            json!({
+                "reply": { "control": "review", "rule": 0, "why": "Legal matter" },
+                "notify": { "control": "review", "rule": 1, "why": "true" },
+            })
+        );
+        let out = out.as_object().unwrap();
+        assert_eq!(raised_in(out, "reply"), Some((0, "Legal matter".into())));
+        assert_eq!(raised_in(out, "notify"), Some((1, "true".into())));
+        assert_eq!(raised_in(out, "crm"), None);
+        let parsed = body(src);
+        let targets: Vec<&str> = raise_targets(&parsed).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(targets, ["reply", "reply", "notify", "crm"]);
+        vars.insert("triage".into(), value_from_json(&json!({"legal": false})));
+        let out = evaluate(&rules, &vars).unwrap().to_json();
+        assert_eq!(out["raise"]["reply"]["rule"], json!(1));
+        assert!(
+            evaluate(&[], &vars)
+                .unwrap()
+                .to_json()
+                .get("raise")
+                .is_none()
+        );
     }
 }

@@ -180,6 +180,10 @@ pub struct StepDef {
     /// approval of that review, with this step's action as previewed,
     /// stands for this step's own `control: review`.
     pub covered_by: Option<String>,
+    /// The `rules` steps whose rules may raise this step to `review`
+    /// (`then: { raise: { STEP: review } }`): when one of them did on a
+    /// run, the step asks a person itself, covered or not.
+    pub raised_by: Vec<String>,
 }
 
 /// A field that failed input validation: JSON pointer and reason.
@@ -421,6 +425,7 @@ fn parse_root(root: &Node, kinds: &[&str], cx: &mut Cx) -> Option<Workflow> {
         }
     }
     link_covers(&mut steps, cx);
+    link_raises(&mut steps, cx);
     Some(Workflow {
         name: name?,
         label,
@@ -486,6 +491,42 @@ fn link_covers(steps: &mut [StepDef], cx: &mut Cx) {
     }
     for (j, review) in links {
         steps[j].covered_by = Some(review);
+    }
+}
+
+/// Reads every `rules` step's `raise:` targets and marks the named steps
+/// [`StepDef::raised_by`]. A rule raises only steps after it; whether the
+/// target acts on a control level is the catalog's check (it knows the
+/// kinds).
+fn link_raises(steps: &mut [StepDef], cx: &mut Cx) {
+    let mut links: Vec<(usize, String)> = Vec::new();
+    for (i, rules) in steps.iter().enumerate() {
+        if rules.kind != "rules" {
+            continue;
+        }
+        for (name, node) in crate::steps::raise_targets(&rules.body) {
+            match steps.iter().position(|s| s.id == name) {
+                None => {
+                    let mut msg = format!("`raise` names no step `{name}`");
+                    if let Some(m) = yaml::suggest(name, steps[i + 1..].iter().map(|s| s.id.as_str())) {
+                        msg.push_str(&format!(" (did you mean `{m}`?)"));
+                    }
+                    cx.errors.push(node.key_error(msg));
+                }
+                Some(j) if j <= i => cx.errors.push(node.key_error(format!(
+                    "`{name}` runs before the rules `{}`: a rule raises only actions that run after it",
+                    rules.id
+                ))),
+                Some(j) => {
+                    if !links.iter().any(|(k, r)| *k == j && *r == rules.id) {
+                        links.push((j, rules.id.clone()));
+                    }
+                }
+            }
+        }
+    }
+    for (j, rules) in links {
+        steps[j].raised_by.push(rules);
     }
 }
 
@@ -758,6 +799,7 @@ fn parse_step(
         timeout_ms,
         body,
         covered_by: None,
+        raised_by: Vec::new(),
     })
 }
 

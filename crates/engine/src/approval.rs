@@ -98,11 +98,19 @@ impl StepCx<'_> {
         let r = match existing {
             Some(r) => r,
             None => {
+                // A rule raised this action to review: it asks a person
+                // itself, whatever a covering review approved.
+                let raised = self.raised();
                 // `covers:`: a person approved exactly this action with
                 // the covering review, so it does not ask again.
-                let cover = match self.cover(preview).await {
-                    Ok(c) => c,
-                    Err(e) => return transient(e),
+                let cover = match (&raised, &self.step.covered_by) {
+                    (Some(r), Some(by)) => Some(Err(json!({ "covered_by": by,
+                        "why": format!("a rule raised this action to review: {}", r["why"].as_str().unwrap_or_default()) }))),
+                    (Some(_), None) => None,
+                    (None, _) => match self.cover(preview).await {
+                        Ok(c) => c,
+                        Err(e) => return transient(e),
+                    },
                 };
                 let cover = match cover {
                     Some(Ok(covered)) => {
@@ -155,6 +163,9 @@ impl StepCx<'_> {
                         "priority": self.priority(), "action": action });
                     if let Some(why) = cover {
                         data["cover"] = why;
+                    }
+                    if let Some(raised) = raised {
+                        data["raised"] = raised;
                     }
                     self.record(kind::REVIEW_REQUESTED, &data);
                 }
@@ -220,6 +231,16 @@ impl StepCx<'_> {
                 "reason": reason }),
         );
         Some(StepOutcome::Skipped { reason })
+    }
+
+    /// Whether a rule on this run raised this step to `review` (see
+    /// `StepDef::raised_by`): the rules step, the rule's index and why.
+    pub fn raised(&self) -> Option<Json> {
+        self.step.raised_by.iter().find_map(|rules| {
+            let out = serde_json::to_value(self.vars.get(rules)?).ok()?;
+            let (rule, why) = domain::steps::raised_in(out.as_object()?, &self.step.id)?;
+            Some(json!({ "control": domain::steps::RAISED_LEVEL, "rules": rules, "rule": rule, "why": why }))
+        })
     }
 
     /// The run's priority, as people set it: `approved.priority` (a

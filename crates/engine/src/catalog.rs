@@ -193,6 +193,7 @@ pub fn compile_with(
             steps.push(step);
         }
     }
+    check_raises(&def.steps, kinds, &mut cx);
     if !cx.errors.is_empty() {
         cx.errors.sort_by_key(|d| (d.pos.line, d.pos.col));
         return Err(fail(cx.errors));
@@ -207,6 +208,39 @@ pub fn compile_with(
         path: path.to_string(),
         source,
     })
+}
+
+/// A step a rule may raise (`raise: { STEP: review }`, linked by the
+/// workflow parser) must act on its control level and not be `draft` or
+/// `suggest` (those never act unreviewed: there is nothing to raise).
+fn check_raises(steps: &[workflow::StepDef], kinds: &StepKinds, cx: &mut Cx) {
+    for t in steps.iter().filter(|t| !t.raised_by.is_empty()) {
+        let honours = kinds.get(&t.kind).is_some_and(|k| k.honours_control());
+        let problem = if !honours {
+            format!(
+                "`{}` is a step of kind `{}`, which has no control level to raise",
+                t.id, t.kind
+            )
+        } else if matches!(
+            t.control,
+            workflow::Control::Draft | workflow::Control::Suggest
+        ) {
+            format!(
+                "`{}` is `control: {}`: it never acts unreviewed, so there is nothing to raise",
+                t.id,
+                t.control.as_str()
+            )
+        } else {
+            continue;
+        };
+        for s in steps.iter().filter(|s| t.raised_by.contains(&s.id)) {
+            for (name, node) in domain::steps::raise_targets(&s.body) {
+                if name == t.id {
+                    cx.errors.push(node.key_error(problem.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// What is known at load of the values steps read: the fields of `input`

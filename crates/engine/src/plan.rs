@@ -34,6 +34,9 @@ pub struct StepPreview {
     /// True when this review's `covers:` names the step: approving the
     /// review approves this action as shown (no task of its own).
     pub covered: bool,
+    /// Why a rule on this run raised the step to `review` (`raise:`): it
+    /// then asks a person itself, covered or not.
+    pub raised: Option<String>,
     /// `Some("will not run: `when: …` is false")` when the step's
     /// condition is false with these values; `None` when it runs.
     pub skipped: Option<String>,
@@ -43,12 +46,12 @@ pub struct StepPreview {
 }
 
 impl StepPreview {
-    /// `{step, index, kind, control, covered, runs, skipped, action | error}`.
+    /// `{step, index, kind, control, covered, raised, runs, skipped, action | error}`.
     pub fn to_json(&self) -> Json {
         let mut v = json!({
             "step": self.step, "index": self.index, "kind": self.kind,
             "control": self.control.as_str(), "covered": self.covered,
-            "runs": self.skipped.is_none(), "skipped": self.skipped,
+            "raised": self.raised, "runs": self.skipped.is_none(), "skipped": self.skipped,
         });
         match &self.action {
             Ok(p) => v["action"] = p.to_json(),
@@ -152,6 +155,7 @@ impl Engine {
                 kind: def.kind.clone(),
                 control: def.control,
                 covered: false,
+                raised: None,
                 skipped: None,
                 action: action
                     .map(|p| p.redacted(&redact))
@@ -181,12 +185,18 @@ impl Engine {
                 ),
                 _ => (None, action),
             };
+            let raised = def.raised_by.iter().find_map(|rules| {
+                let out = serde_json::to_value(vars.get(rules)?).ok()?;
+                domain::steps::raised_in(out.as_object()?, &def.id).map(|(_, why)| why)
+            });
             out.push(StepPreview {
                 step: def.id.clone(),
                 index: def.index,
                 kind: def.kind.clone(),
                 control: def.control,
-                covered: def.covered_by.as_deref() == Some(review.step_id.as_str()),
+                covered: raised.is_none()
+                    && def.covered_by.as_deref() == Some(review.step_id.as_str()),
+                raised,
                 skipped,
                 action: action
                     .map(|p| p.redacted(&redact))

@@ -536,7 +536,7 @@ impl Step for EmailStep {
         let Ok(mut email) = self.render(cx.vars, &key) else {
             return Reconciled::NotDone;
         };
-        if control == Control::Review
+        if (control == Control::Review || cx.raised().is_some())
             && let Some(approved) = cx.approved_action().await
         {
             apply_approved(&mut email, &approved);

@@ -41,6 +41,9 @@ steps:
         then: { review: skip }
       - when: input.intent != "other"
         then: { review: required }
+      - when: input.intent == "legal"
+        why: Legal matter
+        then: { raise: { notify: review, reply: review } }
   - id: review
     review:
       fields: [summary, intent, priority, customer_reply_draft]
@@ -57,7 +60,7 @@ $BETWEEN
         columns:
           email:    { email: "{{ input.email }}" }
           notes:    { long_text: "{{ approved.summary }}" }
-          category: { status: "{{ approved.intent }}", map: { support_request: Support, sales_lead: Sales, other: Other } }
+          category: { status: "{{ approved.intent }}", map: { support_request: Support, sales_lead: Sales, other: Other, legal: Legal } }
   - id: notify
     slack:
       channel: "#ops-intake"
@@ -128,7 +131,11 @@ fn approve(v: Json) -> Decision {
 fn show(previews: &[StepPreview]) -> String {
     let mut out = String::new();
     for p in previews {
-        let covered = if p.covered { " (covered)" } else { "" };
+        let covered = match (&p.raised, p.covered) {
+            (Some(why), _) => format!(" (raised: {why})"),
+            (None, true) => " (covered)".to_string(),
+            (None, false) => String::new(),
+        };
         match (&p.skipped, &p.action) {
             (Some(why), _) => out.push_str(&format!("{}{covered}: {why}\n", p.step)),
             (None, Err(e)) => out.push_str(&format!("{}{covered}: error: {e}\n", p.step)),
@@ -373,8 +380,8 @@ fn covers_must_name_later_steps() {
         Err(e) => e.to_string(),
     };
     expect_test::expect![[r#"
-        test.yaml:26:21: steps[2].review.covers[1]: `triage` runs before the review `review` (or is it): a review covers only actions that run after it
-        test.yaml:26:29: steps[2].review.covers[2]: `covers` names no step `nope`; steps after `review`: crm, notify, reply"#]]
+        test.yaml:29:21: steps[2].review.covers[1]: `triage` runs before the review `review` (or is it): a review covers only actions that run after it
+        test.yaml:29:29: steps[2].review.covers[2]: `covers` names no step `nope`; steps after `review`: crm, notify, reply"#]]
     .assert_eq(&errors);
 }
 
@@ -436,4 +443,132 @@ async fn an_unticked_action_is_not_performed_and_the_untick_is_recorded() {
         .collect();
     assert_eq!(outboxed, [json!("crm"), json!("notify")]);
     assert_eq!(tasks(&engine, &r.id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rule_raises_covered_and_auto_actions_and_each_asks_saying_why() {
+    let (engine, store) = start(&flow("[crm, notify, reply]", "", "")).await;
+    let r = run(&engine, &store, input("legal")).await;
+    assert_eq!(r.status, RunStatus::Waiting, "{r:#?}");
+    let task = tasks(&engine, &r.id).await.remove(0);
+    // The covering review's page says before approval that these two ask again.
+    let shown = engine
+        .preview_actions(&task, &Map::new())
+        .await
+        .expect("preview");
+    let titles: Vec<String> = show(&shown)
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "crm (covered): Update Monday item 'Ana — Acme'",
+            "notify (raised: Legal matter): Slack message to #ops-intake",
+            "reply (raised: Legal matter): Email to ana@example.com — Re: your request",
+        ]
+    );
+    engine
+        .decide_review(
+            &task.id,
+            approve(json!({})),
+            &test_kit::fixture::person("user:ann"),
+        )
+        .await
+        .expect("approve");
+    // The Slack notice (auto, raised) asks first, then the email (covered, raised).
+    for (i, step) in ["notify", "reply"].into_iter().enumerate() {
+        let r = fixture::wait_settled(&store, &r.id).await;
+        assert_eq!(r.status, RunStatus::Waiting, "{r:#?}");
+        let open: Vec<store::Review> = tasks(&engine, &r.id)
+            .await
+            .into_iter()
+            .filter(|t| t.status == store::ReviewStatus::Pending)
+            .collect();
+        assert_eq!(open.len(), 1, "{open:#?}");
+        assert_eq!(open[0].step_id, step);
+        let requested = events_of(&store, &r.id, kind::REVIEW_REQUESTED).await;
+        assert_eq!(
+            requested[i + 1]["raised"],
+            json!({ "control": "review", "rules": "screen", "rule": 2, "why": "Legal matter" }),
+            "{requested:?}"
+        );
+        if step == "reply" {
+            assert_eq!(
+                requested[i + 1]["cover"]["why"],
+                json!("a rule raised this action to review: Legal matter")
+            );
+        }
+        engine
+            .decide_review(
+                &open[0].id,
+                approve(json!({})),
+                &test_kit::fixture::person("user:bob"),
+            )
+            .await
+            .expect("approve the raised action");
+    }
+    let done = fixture::wait_settled(&store, &r.id).await;
+    assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
+    // Only the CRM update went through the covering review.
+    let covered = events_of(&store, &r.id, kind::REVIEW_COVERED).await;
+    assert!(covered.is_empty(), "crm has no control level; {covered:?}");
+    let out = outputs(&store, &r.id).await;
+    assert_eq!(out["reply"]["outbox"], json!(true), "{out:?}");
+    assert_eq!(out["notify"]["outbox"], json!(true), "{out:?}");
+}
+
+#[tokio::test]
+async fn without_the_rule_the_covered_email_does_not_ask_again() {
+    // The same flow and request, but the raising rule does not match:
+    // the covering approval stands for the email (the test above bites).
+    let (engine, store) = start(&flow("[crm, notify, reply]", "", "")).await;
+    let r = run(&engine, &store, input("sales_lead")).await;
+    let task = tasks(&engine, &r.id).await.remove(0);
+    engine
+        .decide_review(
+            &task.id,
+            approve(json!({})),
+            &test_kit::fixture::person("user:ann"),
+        )
+        .await
+        .expect("approve");
+    let done = fixture::wait_settled(&store, &r.id).await;
+    assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
+    assert_eq!(tasks(&engine, &r.id).await.len(), 1);
+}
+
+#[test]
+fn raise_must_name_a_later_action_that_can_act_unreviewed() {
+    let compile = |from: &str, to: &str| {
+        let yaml = flow("[crm, notify, reply]", "", "")
+            .replace(from, to)
+            .replace(
+                "  - id: crm\n",
+                "  - id: record\n    emit:\n      values: { ok: \"1\" }\n  - id: crm\n",
+            );
+        match engine::compile(&yaml, "test.yaml", &kinds(), &fixture::env(&[])) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    };
+    let raise = "then: { raise: { notify: review, reply: review } }";
+    // Names are checked against the workflow's steps first.
+    expect_test::expect![[r#"
+        test.yaml:24:26: steps[1].rules[2].then.raise.triage: `triage` runs before the rules `screen`: a rule raises only actions that run after it
+        test.yaml:24:42: steps[1].rules[2].then.raise.notfy: `raise` names no step `notfy` (did you mean `notify`?)"#]]
+    .assert_eq(&compile(raise, "then: { raise: { triage: review, notfy: review } }"));
+    // Then what the named steps are and the level.
+    expect_test::expect![[r#"
+        test.yaml:24:26: steps[1].rules[2].then.raise.record: `record` is a step of kind `emit`, which has no control level to raise
+        test.yaml:24:49: steps[1].rules[2].then.raise.reply: a rule raises an action to `review` (write `reply: review`)"#]].assert_eq(&compile(
+        raise,
+        "then: { raise: { record: review, reply: draft } }",
+    ));
+    expect_test::expect!["test.yaml:24:42: steps[1].rules[2].then.raise.reply: `reply` is `control: suggest`: it never acts unreviewed, so there is nothing to raise"].assert_eq(&compile(
+        "control: review\n    email:\n      review_queue: operations\n",
+        "control: suggest\n    email:\n",
+    ));
+    assert_eq!(compile(raise, raise), "", "the flow itself loads");
 }

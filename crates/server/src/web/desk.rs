@@ -211,11 +211,15 @@ pub(crate) struct Why {
     pub fallback: Option<String>,
     /// No provider gave a valid answer.
     pub needs_review: Option<String>,
+    /// A rule raised this task's action to review (`raise:`), and why:
+    /// it asks although a review covered it.
+    pub raised: Option<String>,
 }
 
 impl Why {
-    /// From the run's latest completed step outputs.
-    pub(crate) fn of(detail: &RunDetail) -> Why {
+    /// From the run's latest completed step outputs, for the task of the
+    /// step `step_id`.
+    pub(crate) fn of(detail: &RunDetail, step_id: &str) -> Why {
         let mut why = Why::default();
         for s in &detail.steps {
             if s.status != StepStatus::Completed {
@@ -235,6 +239,9 @@ impl Why {
                 && out.get("review").and_then(Value::as_str) == Some("required")
             {
                 why.rule = Some(rule.to_string());
+            }
+            if let Some((_, raised)) = domain::steps::raised_in(&out, step_id) {
+                why.raised = Some(raised);
             }
             if out.contains_key("provider") && out.contains_key("status") {
                 why.confidence = out.get("confidence").and_then(Value::as_f64);
@@ -264,6 +271,11 @@ impl Why {
         if let Some(r) = &self.needs_review {
             out.push(format!("No model gave a valid draft: {r}"));
         }
+        if let Some(r) = &self.raised {
+            out.push(format!(
+                "A rule raised this action to review, so it asks again although the request was approved: {r}"
+            ));
+        }
         match &self.rule {
             Some(rule) => out.push(format!("Rule: {rule}")),
             None => out.push("The workflow reviews every request at this step.".into()),
@@ -283,6 +295,9 @@ impl Why {
     pub(crate) fn short(&self) -> String {
         if self.needs_review.is_some() {
             return "no valid draft".into();
+        }
+        if let Some(r) = &self.raised {
+            return shorten(&format!("raised: {r}"), 60);
         }
         self.rule
             .as_deref()
@@ -488,6 +503,7 @@ mod tests {
             drafted_by: Some("heuristic".into()),
             fallback: Some("fell back after: openai: no API key".into()),
             needs_review: None,
+            raised: None,
         };
         assert_eq!(
             why.lines(),

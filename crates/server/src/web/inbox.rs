@@ -178,7 +178,7 @@ fn row(t: &Review, detail: Option<&store::RunDetail>, now: i64) -> Row {
     let request = detail
         .map(|d| Request::of(&serde_json::from_str(&d.run.input).unwrap_or(Value::Null)))
         .unwrap_or_default();
-    let why = detail.map(Why::of).unwrap_or_default();
+    let why = detail.map(|d| Why::of(d, &t.step_id)).unwrap_or_default();
     let summary = Some(text("summary"))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| request.text.clone());

@@ -409,6 +409,10 @@ pub(crate) async fn after(
                     let ticked = kept.is_none_or(|k| k.contains(&p.step));
                     let control = match (p.covered, p.control.as_str()) {
                         _ if p.skipped.is_some() => None,
+                        _ if p.raised.is_some() => Some(format!(
+                            "asks again: a rule raised it to review ({})",
+                            p.raised.as_deref().unwrap_or_default()
+                        )),
                         (true, _) => Some("approved with this review".to_string()),
                         (false, "review") if p.index != r.step_index => {
                             Some("asks for its own approval".to_string())
@@ -636,7 +640,10 @@ async fn render_claimed(
         .and_then(|d| serde_json::from_str(&d.run.input).ok())
         .unwrap_or(Value::Null);
     let request = Request::of(&input);
-    let why = detail.as_ref().map(Why::of).unwrap_or_default();
+    let why = detail
+        .as_ref()
+        .map(|d| Why::of(d, &r.step_id))
+        .unwrap_or_default();
 
     // The reviewer's list around this task.
     let (position, prev, next) = match pending(state, &user.user, nav).await {
