@@ -3,3 +3,4 @@
 mod fuzz;
 mod purity;
 mod workflow_doc;
+mod yaml;
