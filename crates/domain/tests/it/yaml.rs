@@ -228,29 +228,35 @@ fn an_alias_bomb_is_refused() {
 #[test]
 fn aliases_count_as_the_nodes_they_copy() {
     let list = |item: &str, n: usize| vec![item; n].join(", ");
-    // root 1; a: 1 + 9 = 10; d: 1 + 10 × 10 = 101; e: 1 + 988 × 101;
-    // f: 1 + n. With n = 98: 100 000 nodes.
+    // root 1; g: 1; m: 1 + 3 = 4; a: 1 + 9 = 10; d: 1 + 10 × 10 = 101;
+    // e: 1 + 988 × 101 = 99 789; f: 1 + 1 + 4 + n. With n = 88: 100 000
+    // nodes. (A scalar, a mapping and lists are anchored, and an anchor
+    // holding aliases counts them expanded.)
     let src = |n: usize| {
         format!(
-            "a: &a [{}]\nd: &d [{}]\ne: [{}]\nf: [{}]\n",
+            "g: &g 1\nm: &m {{ k: 1, l: 2, n: 3 }}\na: &a [{}]\nd: &d [{}]\ne: [{}]\nf: [*g, *m, {}]\n",
             list("1", 9),
             list("*a", 10),
             list("*d", 988),
             list("2", n)
         )
     };
-    let root = parse(&src(98));
+    let root = parse(&src(88));
     let m = root.as_map().unwrap();
-    assert_eq!(m[2].1.as_seq().unwrap().len(), 988);
+    assert_eq!(m[4].1.as_seq().unwrap().len(), 988);
     assert_eq!(
-        m[2].1.as_seq().unwrap()[987].to_json()[9],
+        m[4].1.as_seq().unwrap()[987].to_json()[9],
         serde_json::json!([1, 1, 1, 1, 1, 1, 1, 1, 1])
     );
-    let errs = yaml::parse(&src(99), &no_env).unwrap_err();
+    assert_eq!(
+        m[5].1.to_json()[1],
+        serde_json::json!({"k": 1, "l": 2, "n": 3})
+    );
+    let errs = yaml::parse(&src(89), &no_env).unwrap_err();
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(
         (errs[0].path.as_str(), errs[0].message.as_str()),
-        ("f[98]", "document too large")
+        ("f[90]", "document too large")
     );
 }
 
