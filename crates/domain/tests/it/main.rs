@@ -3,6 +3,8 @@
 mod expr;
 mod fuzz;
 mod purity;
+mod steps;
 mod url;
+mod workflow;
 mod workflow_doc;
 mod yaml;
