@@ -544,6 +544,9 @@ fn suggest_picks_the_closest_within_two_edits() {
     assert_eq!(suggest("kitten", ["itten"]), Some("itten"));
     assert_eq!(suggest("kitten", ["sittin"]), Some("sittin"));
     assert_eq!(suggest("kitten", ["sitting"]), None);
+    // Three deletions at the start are three edits.
+    assert_eq!(suggest("xyzabc", ["abc"]), None);
+    assert_eq!(suggest("xyabc", ["abc"]), Some("abc"));
     // A candidate is not "close" when the edits rewrite all of it.
     assert_eq!(suggest("ab", ["x"]), None);
     assert_eq!(suggest("a", ["b"]), Some("b"));
