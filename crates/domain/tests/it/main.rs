@@ -1,5 +1,6 @@
 //! Integration tests of the domain crate's boundaries.
 
+mod calibration;
 mod expr;
 mod fuzz;
 mod purity;
