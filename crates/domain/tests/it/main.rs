@@ -1,6 +1,7 @@
 //! Integration tests of the domain crate's boundaries.
 
 mod calibration;
+mod diag;
 mod expr;
 mod fuzz;
 mod purity;
