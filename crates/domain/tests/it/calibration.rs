@@ -226,6 +226,18 @@ fn tasks_left_out_are_counted_by_reason() {
     let mut expired = task("e", 10);
     // One approval of two by the deadline: the task is expired.
     expired.acts = vec![act("user:ann", "approve", 5), act(SYSTEM, "approve", 10)];
+    // Every approval counts, not only the last: one by the deadline
+    // before a person's is expired, one in bulk before a person's is bulk.
+    let mut expired_first = task("e2", 10);
+    expired_first.acts = vec![act(SYSTEM, "approve", 5), act("user:ann", "approve", 10)];
+    let mut bulk_first = task("b3", 10);
+    bulk_first.acts = vec![
+        Act {
+            comment: Some(bulk_comment(false, 3)),
+            ..act("user:bob", "approve", 5)
+        },
+        act("user:ann", "approve", 10),
+    ];
     let mut handed_by_system = task("h", 10);
     handed_by_system.state = State::HandedOff;
     handed_by_system.acts = vec![act(SYSTEM, "hand_off", 10)];
@@ -257,6 +269,8 @@ fn tasks_left_out_are_counted_by_reason() {
             pending,
             no_acts,
             expired,
+            expired_first,
+            bulk_first,
             handed_by_system,
             bulk,
             bulk_approval,
@@ -274,8 +288,8 @@ fn tasks_left_out_are_counted_by_reason() {
         ev.excluded,
         BTreeMap::from([
             (Excluded::Undecided, 2),
-            (Excluded::Expired, 2),
-            (Excluded::Bulk, 2),
+            (Excluded::Expired, 3),
+            (Excluded::Bulk, 3),
             (Excluded::BeforeWindow, 1),
         ])
     );

@@ -205,6 +205,10 @@ fn template_shapes_render_as_their_kind() {
     assert!(!block.is_literal());
     assert_eq!(block.render(&v).unwrap(), "yes");
     assert_eq!(t("'{{ input.missing }}!'").render(&v).unwrap(), "!");
+    // `{{ … }}` followed by literal braces is a template, not one expression.
+    let braces = t("'{{ input.a }}}}'");
+    assert_eq!(braces.render(&v).unwrap(), "1}}");
+    assert_eq!(braces.render_json(&v).unwrap(), json!("1}}"));
 }
 
 #[test]

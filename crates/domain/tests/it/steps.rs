@@ -227,6 +227,9 @@ fn http_errors(src: &str) -> Vec<String> {
 
 #[test]
 fn http_defaults() {
+    assert_eq!(DEFAULT_MAX_RESPONSE_BYTES, 1_048_576);
+    assert_eq!(MAX_RESPONSE_BYTES_LIMIT, 16_777_216);
+    assert_eq!(DEFAULT_HTTP_TIMEOUT_MS, 30_000);
     let (spec, cx) = http("http:\n  url: 'http://h.test/x'\n", None);
     assert!(cx.errors.is_empty() && cx.secrets.is_empty());
     let spec = spec.unwrap();

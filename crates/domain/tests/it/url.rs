@@ -122,6 +122,11 @@ fn literal_text_around_placeholders_is_kept() {
         render("https://h.test/plain", json!({})).unwrap(),
         "https://h.test/plain"
     );
+    // A short scheme: the path starts after `://`.
+    assert_eq!(
+        render("ws://h/{{ input.x }}", json!({"x": "1"})).unwrap(),
+        "ws://h/1"
+    );
     let t = compile("https://h.test/a/{{ input.x }}?b").unwrap();
     assert_eq!(t.source(), "https://h.test/a/{{ input.x }}?b");
 }
