@@ -182,7 +182,8 @@ fn rejections_hand_offs_and_escalations_disagree_on_every_field() {
         act(SYSTEM, "reject", 40),
     ];
     let ev = evidence(&[rejected, handed, escalated], &Query::default());
-    let seen: Vec<(&str, &str, Outcome, Option<&Json>, &str, i64)> = ev
+    type Seen<'a> = (&'a str, &'a str, Outcome, Option<&'a Json>, &'a str, i64);
+    let seen: Vec<Seen<'_>> = ev
         .samples
         .iter()
         .map(|s| {
@@ -517,7 +518,8 @@ fn rows_group_by_workflow_version_step_slice_and_keep_field_order() {
         mk("w", 2, "s", "zeta", None, monday + 2 * week),
     ];
     let grouped = rows(&samples);
-    let keys: Vec<(&str, i64, &str, &str, Option<&str>, usize)> = grouped
+    type Seen<'a> = (&'a str, i64, &'a str, &'a str, Option<&'a str>, usize);
+    let keys: Vec<Seen<'_>> = grouped
         .iter()
         .map(|r| {
             (
