@@ -71,7 +71,8 @@ pub fn parse(src: &str, env: EnvLookup<'_>) -> Result<Node, Vec<Diagnostic>> {
 struct Builder<'s, 'e> {
     parser: Parser<'s, saphyr_parser::StrInput<'s>>,
     env: EnvLookup<'e>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size in nodes (aliases inside expanded).
+    anchors: HashMap<usize, (Node, usize)>,
     errors: Vec<Diagnostic>,
     count: usize,
 }
@@ -137,7 +138,13 @@ impl<'s> Builder<'s, '_> {
     }
 
     fn node(&mut self, ev: Event<'s>, span: Span, path: String) -> Result<Node, Diagnostic> {
-        self.count += 1;
+        let first = self.count;
+        // An alias stands for a copy of the whole anchored node: it counts
+        // as that many nodes, or nested aliases would multiply unchecked.
+        self.count += match &ev {
+            Event::Alias(id) => self.anchors.get(id).map_or(1, |(_, size)| *size),
+            _ => 1,
+        };
         if self.count > MAX_NODES {
             return Err(Diagnostic::new(pos(&span), path, "document too large"));
         }
@@ -154,7 +161,8 @@ impl<'s> Builder<'s, '_> {
                     key_pos: None,
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors
+                        .insert(anchor, (node.clone(), self.count - first));
                 }
                 Ok(node)
             }
@@ -176,7 +184,8 @@ impl<'s> Builder<'s, '_> {
                     key_pos: None,
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors
+                        .insert(anchor, (node.clone(), self.count - first));
                 }
                 Ok(node)
             }
@@ -219,12 +228,13 @@ impl<'s> Builder<'s, '_> {
                     key_pos: None,
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors
+                        .insert(anchor, (node.clone(), self.count - first));
                 }
                 Ok(node)
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(n) => {
+                Some((n, _)) => {
                     let mut n = n.clone();
                     n.pos = p;
                     n.path = path;
