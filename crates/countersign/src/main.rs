@@ -418,9 +418,9 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::Registry;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    use tracing_subscriber::{Registry, filter::FilterExt as _};
 
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
@@ -450,10 +450,7 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
-    tracing_subscriber::registry()
-        .with(logs.with_filter(otlp::without_trace_spans().and(filter)))
-        .with(traces.as_ref().map(otlp::Traces::layer))
-        .init();
+    otlp::subscriber(logs, filter, traces.as_ref()).init();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Command::Bench {

@@ -12,9 +12,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// The exporting tracer provider, held until the command ends.
 pub struct Traces {
@@ -101,17 +102,100 @@ impl Traces {
     }
 }
 
-/// The filter for log output: everything `COUNTERSIGN_LOG` allows except
-/// the trace spans, so logs read the same with traces on or off.
-pub fn without_trace_spans() -> Targets {
-    Targets::new()
+/// The process's subscriber: `logs` shows what `filter` allows except the
+/// trace spans (so logs read the same with traces on or off), and
+/// `traces`, when on, sees only the trace spans. With traces off no layer
+/// wants those spans, so `tracing` disables them at their call sites.
+/// (Not an `Option` layer: an absent one answers "enabled" for everything.)
+pub fn subscriber(
+    logs: Box<dyn Layer<Registry> + Send + Sync>,
+    filter: EnvFilter,
+    traces: Option<&Traces>,
+) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    let without_trace_spans = Targets::new()
         .with_default(LevelFilter::TRACE)
-        .with_target(engine::trace::TARGET, LevelFilter::OFF)
+        .with_target(engine::trace::TARGET, LevelFilter::OFF);
+    let logged =
+        tracing_subscriber::registry().with(logs.with_filter(without_trace_spans.and(filter)));
+    match traces {
+        Some(t) => Box::new(logged.with(t.layer())),
+        None => Box::new(logged),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// A log writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Logs a line inside a run's and a step's span, as the engine does;
+    /// answers whether the spans were enabled and the log text.
+    fn log_in_spans(traces: Option<&Traces>) -> (bool, String) {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let logs = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .boxed();
+        // Even at the most verbose log level.
+        let sub = subscriber(logs, EnvFilter::new("trace"), traces);
+        let enabled = tracing::subscriber::with_default(sub, || {
+            let run = engine::trace::run_span("r1", "wf", 1);
+            let step = engine::trace::step_span(&run, "llm", "r1", "triage", 1);
+            let _in = step.enter();
+            tracing::warn!(run_id = "r1", "step attempt failed");
+            !run.is_disabled() && !step.is_disabled()
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        (enabled, text)
+    }
+
+    #[test]
+    fn trace_spans_are_off_without_an_endpoint_and_never_in_logs() {
+        let (enabled, off) = log_in_spans(None);
+        assert!(
+            !enabled,
+            "no layer wants the spans: disabled at the call site"
+        );
+        assert!(off.contains("step attempt failed run_id=\"r1\""), "{off}");
+        assert!(!off.contains("triage") && !off.contains("llm"), "{off}");
+
+        // Nothing listens on port 9: exporting the two spans at shutdown
+        // is refused, which costs nothing here.
+        let traces = Traces::from_env(&|k| {
+            (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:9".to_string())
+        })
+        .unwrap()
+        .expect("traces on");
+        let (enabled, on) = log_in_spans(Some(&traces));
+        traces.shutdown();
+        assert!(enabled, "the OpenTelemetry layer wants the spans");
+        let line = |t: &str| {
+            t.lines()
+                .map(|l| l.split_once("WARN").map_or("", |x| x.1).to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            line(&on),
+            line(&off),
+            "logs read the same with traces on or off"
+        );
+    }
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| {
