@@ -34,6 +34,8 @@ pub struct Span {
     pub status: i32,
     /// The resource's `service.name`.
     pub service: String,
+    /// Every attribute of the resource that sent the span, as text.
+    pub resource: BTreeMap<String, String>,
 }
 
 impl Span {
@@ -131,13 +133,18 @@ async fn traces(
         }
     };
     for resource in request.resource_spans {
-        let service = resource
+        let attrs: BTreeMap<String, String> = resource
             .resource
             .iter()
             .flat_map(|r| &r.attributes)
-            .find(|kv| kv.key == "service.name")
-            .map(|kv| text(kv.value.as_ref().and_then(|v| v.value.as_ref())))
-            .unwrap_or_default();
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    text(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                )
+            })
+            .collect();
+        let service = attrs.get("service.name").cloned().unwrap_or_default();
         for scope in resource.scope_spans {
             for s in scope.spans {
                 book.spans.push(Span {
@@ -157,6 +164,7 @@ async fn traces(
                         .collect(),
                     status: s.status.map_or(0, |st| st.code),
                     service: service.clone(),
+                    resource: attrs.clone(),
                 });
             }
         }

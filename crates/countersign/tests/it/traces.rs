@@ -3,7 +3,9 @@
 //! run of the reference workflow arrives as one trace (its id derived from
 //! the run id), holding a `run` span per drive, a span per step attempt
 //! named after the step's kind, and a span per connector call inside its
-//! step — and no credential, input or body anywhere in what was sent.
+//! step — and no credential, input or body anywhere in what was sent. A
+//! run whose node dies mid-call stays in its trace on the node that
+//! finishes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use test_kit::fake_otlp::{FakeCollector, Span};
 use test_kit::fake_slack;
 
 use crate::reference::{Reference, get};
+use crate::{Proc, TempDir, free_port, token, wait_healthy};
 
 const OPENAI_KEY: &str = "sk-proj-fakeTraceKey0123456789abcdef";
 
@@ -253,6 +256,147 @@ async fn each_run_is_one_trace_of_its_steps_and_connector_calls() {
             "{needle:?} was sent to the collector"
         );
     }
+}
+
+const CRASH_WORKFLOW: &str = r#"
+name: crash-trace
+steps:
+  - id: screen
+    rules:
+      - when: input.n < 0
+        then: { finish: negative }
+  - id: call
+    http:
+      url: "${env:CRASH_FAKE_URL}"
+      body: { n: "{{ input.n }}" }
+      timeout: 3s
+  - id: after
+    rules:
+      - when: call.status != 200
+        then: { fail: "unexpected status" }
+"#;
+
+/// A run whose node is SIGKILLed mid-call and which another node (a new
+/// process, its own OpenTelemetry resource) finishes stays one trace:
+/// the spans both nodes exported carry the run's derived trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_resumed_on_another_node_stays_in_its_trace() {
+    let collector = FakeCollector::start().await;
+    let fake = test_kit::FakeHttp::start().await;
+    fake.delay(2_000); // the call is still in flight when node a dies
+    let dir = TempDir::new("crash-trace");
+    std::fs::create_dir_all(dir.0.join("workflows")).unwrap();
+    std::fs::write(dir.0.join("workflows/crash-trace.yaml"), CRASH_WORKFLOW).unwrap();
+    let secret = token(&dir);
+    let client = reqwest::Client::new();
+    let env = |node: &str| {
+        vec![
+            ("CRASH_FAKE_URL", fake.url()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                format!("countersign.node={node}"),
+            ),
+            // Export finished spans at once: node a never shuts down.
+            ("OTEL_BSP_SCHEDULE_DELAY", "20".into()),
+            ("COUNTERSIGN_LEASE", "1s".into()),
+        ]
+    };
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut a = Proc::serve(&dir, port, &env("a"));
+    wait_healthy(&client, &base).await;
+    let run: serde_json::Value = client
+        .post(format!("{base}/api/v1/workflows/crash-trace/runs"))
+        .bearer_auth(&secret)
+        .json(&json!({ "n": 1 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.hits() == 0
+        || !collector.spans().iter().any(|s| {
+            s.attr("step_id") == "screen"
+                && s.resource.get("countersign.node").is_some_and(|n| n == "a")
+        })
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node a never called out or exported its first step"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.sigkill();
+    fake.delay(0);
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut b = Proc::serve(&dir, port, &env("b"));
+    wait_healthy(&client, &base).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = get(&client, format!("{base}/api/v1/runs/{run_id}"), &secret).await;
+        if r["status"] == json!("completed") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node b never finished the run: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.sigterm();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.try_wait().is_none() {
+        assert!(Instant::now() < deadline, "node b did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert_eq!(collector.problems(), Vec::<String>::new());
+    let spans = collector.spans();
+    let (trace_id, remote_parent) = derived(&run_id);
+    assert!(spans.iter().all(|s| s.trace_id == trace_id), "one trace");
+    let on = |node: &str| -> Vec<&Span> {
+        spans
+            .iter()
+            .filter(|s| {
+                s.resource
+                    .get("countersign.node")
+                    .is_some_and(|n| n == node)
+            })
+            .collect()
+    };
+    let (on_a, on_b) = (on("a"), on("b"));
+    assert!(
+        on_a.iter()
+            .any(|s| s.name == "rules" && s.attr("step_id") == "screen")
+    );
+    // Node b's drives (the in-flight rule may park the run once before
+    // the look-up) all hang from the run's remote parent.
+    let drives_b: Vec<&str> = on_b
+        .iter()
+        .filter(|s| s.name == "run")
+        .map(|s| {
+            assert_eq!(s.parent, remote_parent, "{s:#?}");
+            s.span_id.as_str()
+        })
+        .collect();
+    assert!(!drives_b.is_empty(), "{on_b:#?}");
+    let call = on_b
+        .iter()
+        .find(|s| s.attr("step_id") == "call" && s.attr("status") == "completed")
+        .expect("node b completed the call step");
+    assert_eq!(call.name, "http");
+    assert!(drives_b.contains(&call.parent.as_str()), "{call:#?}");
+    assert!(
+        on_b.iter()
+            .any(|s| s.attr("connector") == "http" && s.parent == call.span_id),
+        "node b's http call (or its look-up) is inside the step"
+    );
 }
 
 /// A bad endpoint is a configuration error: exit 2, naming the variable.
