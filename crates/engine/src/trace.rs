@@ -89,6 +89,24 @@ pub fn run_span(run_id: &str, workflow: &str, version: i64) -> Span {
     span
 }
 
+/// The span of work done for a run outside its drives — updating a review
+/// message after a decision taken in Slack — in the run's trace, beside
+/// its drives. `what` names it (e.g. `review decision`).
+pub fn beside_run(run_id: &str, what: &'static str) -> Span {
+    let span = tracing::info_span!(
+        target: TARGET,
+        parent: None,
+        "beside run",
+        otel.name = what,
+        run_id = run_id,
+    );
+    if !span.is_disabled() {
+        let cx = opentelemetry::Context::new().with_remote_span_context(run_parent(run_id));
+        let _ = span.set_parent(cx);
+    }
+    span
+}
+
 /// The span of one step attempt, named after the step's kind (`llm`,
 /// `crm`, …), a child of `run`. [`record_step`] adds its status.
 pub fn step_span(run: &Span, kind: &str, run_id: &str, step_id: &str, attempt: u32) -> Span {
