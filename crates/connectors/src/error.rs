@@ -42,6 +42,17 @@ impl Error {
         matches!(self, Error::Unauthorized { .. } | Error::Permanent { .. })
     }
 
+    /// The error's class as a trace span records it (never its message).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Transient(_) => "transient",
+            Error::NoAnswer(_) => "no_answer",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::Permanent { .. } => "permanent",
+        }
+    }
+
     /// The message shown on the run, with every secret in `secrets`
     /// replaced by `[redacted]`.
     pub fn describe(&self, secrets: &[String]) -> String {
@@ -127,4 +138,13 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
 pub fn snippet(bytes: &[u8], max: usize) -> String {
     let s = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]);
     s.trim().to_string()
+}
+
+/// The outcome a connector span records for a call's answer: `ok` or the
+/// error's [`Error::class`].
+pub fn outcome<T>(answer: &Result<T, Error>) -> &'static str {
+    match answer {
+        Ok(_) => "ok",
+        Err(e) => e.class(),
+    }
 }

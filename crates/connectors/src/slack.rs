@@ -186,6 +186,16 @@ impl Api {
 
     /// POSTs a JSON body to a Web API method and checks `ok`.
     pub async fn post(&self, method: &str, body: &Json, timeout_ms: u64) -> Result<Json, Error> {
+        engine::trace::call(
+            "slack",
+            method,
+            self.post_once(method, body, timeout_ms),
+            error::outcome,
+        )
+        .await
+    }
+
+    async fn post_once(&self, method: &str, body: &Json, timeout_ms: u64) -> Result<Json, Error> {
         let resp = self
             .client
             .post(format!("{}/{method}", self.settings.url))
@@ -201,6 +211,21 @@ impl Api {
 
     /// GETs a read method with query parameters and checks `ok`.
     pub async fn get(
+        &self,
+        method: &str,
+        params: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<Json, Error> {
+        engine::trace::call(
+            "slack",
+            method,
+            self.get_once(method, params, timeout_ms),
+            error::outcome,
+        )
+        .await
+    }
+
+    async fn get_once(
         &self,
         method: &str,
         params: &[(&str, &str)],
@@ -396,6 +421,16 @@ impl SlackStep {
     }
 
     async fn post_webhook(&self, url: &str, msg: &Message) -> Result<(), Error> {
+        engine::trace::call(
+            "slack",
+            "incoming_webhook",
+            self.post_webhook_once(url, msg),
+            error::outcome,
+        )
+        .await
+    }
+
+    async fn post_webhook_once(&self, url: &str, msg: &Message) -> Result<(), Error> {
         let mut body = json!({ "text": msg.text });
         if let Some(b) = &msg.blocks {
             body["blocks"] = b.clone();

@@ -12,6 +12,7 @@ mod calibration;
 mod commands;
 mod export;
 mod integrations;
+mod otlp;
 mod users;
 
 use std::path::PathBuf;
@@ -417,22 +418,39 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn main() -> ExitCode {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::Registry;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     // One JSON object per line for log collectors: fields (run_id,
     // step_id, error, …) become keys, the span context goes alongside.
-    match std::env::var("COUNTERSIGN_LOG_FORMAT").as_deref() {
-        Ok("json") => logs.json().flatten_event(true).init(),
-        Ok("text") | Err(_) => logs.init(),
-        Ok(other) => {
-            eprintln!("error: COUNTERSIGN_LOG_FORMAT={other:?}: expected json or text");
-            return ExitCode::from(2);
+    let logs: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> =
+        match std::env::var("COUNTERSIGN_LOG_FORMAT").as_deref() {
+            Ok("json") => logs.json().flatten_event(true).boxed(),
+            Ok("text") | Err(_) => logs.boxed(),
+            Ok(other) => {
+                eprintln!("error: COUNTERSIGN_LOG_FORMAT={other:?}: expected json or text");
+                return ExitCode::from(2);
+            }
+        };
+    // Traces only for the commands that execute runs.
+    let traces = match &cli.command {
+        Command::Serve(_) | Command::Worker { .. } | Command::Demo { .. } | Command::Run { .. } => {
+            match otlp::Traces::from_env(&|k| std::env::var(k).ok()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
         }
-    }
+        _ => None,
+    };
+    otlp::subscriber(logs, filter, traces.as_ref()).init();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Command::Bench {
@@ -584,6 +602,10 @@ fn main() -> ExitCode {
             },
         }
     });
+    drop(rt);
+    if let Some(t) = traces {
+        t.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

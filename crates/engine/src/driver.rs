@@ -15,6 +15,7 @@ use serde_json::{Value as Json, json};
 use sha2::Digest;
 use store::{Claimed, Commit, Effect, EffectStatus, NewEvent, StepRecord, Work};
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 use crate::catalog::Compiled;
 use crate::engine::{Inner, START};
@@ -210,6 +211,7 @@ impl Journal for DbJournal<'_> {
 /// Executes steps until the run completes, fails or waits.
 pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving) {
     let wf = st.wf.clone();
+    let run_span = crate::trace::run_span(&st.id, &wf.def.name, wf.version);
     loop {
         if inner.stopping.load(std::sync::atomic::Ordering::Relaxed) {
             // Leave the work item leased; shutdown releases it.
@@ -222,6 +224,13 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
             return;
         };
         let started = now_ms();
+        let span = crate::trace::step_span(
+            &run_span,
+            &def.kind,
+            &st.id,
+            &def.id,
+            st.pos.failed_attempts + 1,
+        );
         let mut journal = DbJournal {
             inner: &inner,
             run_id: &st.id,
@@ -272,10 +281,11 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
                                 .to_string(),
                             at_ms: now_ms(),
                         });
+                        crate::trace::record_step(&span, "waiting", "in_flight");
                         wait_in_flight(&inner, &mut st, events, look_at).await;
                         return;
                     }
-                    let r = step.reconcile(&mut cx).await;
+                    let r = step.reconcile(&mut cx).instrument(span.clone()).await;
                     let (label, action, out) = match r {
                         Reconciled::Done {
                             output,
@@ -324,7 +334,10 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
                         // Events so far go out with `effect.started` if the step journals one.
                         cx.journal.defer(std::mem::take(&mut events));
                         let guard = std::time::Duration::from_millis(step_guard_ms(def));
-                        match tokio::time::timeout(guard, step.run(&mut cx)).await {
+                        match tokio::time::timeout(guard, step.run(&mut cx))
+                            .instrument(span.clone())
+                            .await
+                        {
                             Ok(o) => o,
                             Err(_) => StepOutcome::Transient {
                                 error: format!(
@@ -378,6 +391,11 @@ pub(crate) async fn drive(inner: Arc<Inner>, mut st: RunState, _driving: Driving
             events,
             started,
             now,
+        );
+        crate::trace::record_step(
+            &span,
+            d.step_status.as_str(),
+            crate::trace::outcome_label(&outcome),
         );
         let m = &inner.metrics;
         let failed = d.step_status == StepStatus::Failed;

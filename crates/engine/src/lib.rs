@@ -22,6 +22,7 @@ pub mod preview;
 pub mod review;
 pub mod step;
 pub mod steps;
+pub mod trace;
 
 pub use approval::{ActionField, Approval};
 pub use catalog::{

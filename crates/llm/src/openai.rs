@@ -124,7 +124,25 @@ impl LlmProvider for OpenAi {
             .collect()
     }
 
+    /// Traced as the `llm` call `chat.completions`.
     async fn complete(&self, req: &Request<'_>) -> Result<Completion, Error> {
+        engine::trace::call(
+            "llm",
+            "chat.completions",
+            self.complete_untraced(req),
+            |answer| match answer {
+                Ok(_) => "ok",
+                Err(Error::RateLimited { .. }) => "rate_limited",
+                Err(Error::Transient { .. }) => "transient",
+                Err(Error::Permanent { .. }) => "permanent",
+            },
+        )
+        .await
+    }
+}
+
+impl OpenAi {
+    async fn complete_untraced(&self, req: &Request<'_>) -> Result<Completion, Error> {
         let Some(key) = self.settings.api_key.as_deref() else {
             return Err(Error::Permanent {
                 detail: Detail {

@@ -17,5 +17,6 @@ pub use fake_http::FakeHttp;
 pub mod fake_gmail;
 pub mod fake_monday;
 pub mod fake_openai;
+pub mod fake_otlp;
 pub mod fake_slack;
 pub mod fake_smtp;

@@ -73,6 +73,19 @@ impl Gmail {
         {
             return Ok(tok.clone());
         }
+        let (tok, until) = engine::trace::call(
+            "gmail",
+            "oauth2.token",
+            self.refresh(timeout_ms),
+            error::outcome,
+        )
+        .await?;
+        *cached = Some((tok.clone(), until));
+        Ok(tok)
+    }
+
+    /// Asks the token endpoint for a fresh access token and its expiry.
+    async fn refresh(&self, timeout_ms: u64) -> Result<(String, Instant), Error> {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "refresh_token")
             .append_pair("client_id", &self.settings.client_id)
@@ -97,8 +110,7 @@ impl Gmail {
         {
             let secs = body["expires_in"].as_u64().unwrap_or(3600);
             let until = Instant::now() + Duration::from_secs(secs).saturating_sub(EARLY_REFRESH);
-            *cached = Some((tok.to_string(), until));
-            return Ok(tok.to_string());
+            return Ok((tok.to_string(), until));
         }
         let code = body["error"].as_str().unwrap_or_default();
         let detail = body["error_description"].as_str().unwrap_or_default();
@@ -133,9 +145,29 @@ impl Gmail {
         format!("{}/gmail/v1/users/me/{rest}", self.settings.api_url)
     }
 
-    /// One authorised call; a 401 drops the cached token and tries once
-    /// more with a fresh one (a 401 means the request was not performed).
+    /// One authorised call, traced as the `gmail` call `what` (a token
+    /// refresh it needs is a span inside it); a 401 drops the cached token
+    /// and tries once more with a fresh one (a 401 means the request was
+    /// not performed).
     async fn call(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&Json>,
+        timeout_ms: u64,
+    ) -> Result<Json, Error> {
+        engine::trace::call(
+            "gmail",
+            what,
+            self.call_untraced(what, method, url, query, body, timeout_ms),
+            error::outcome,
+        )
+        .await
+    }
+
+    async fn call_untraced(
         &self,
         what: &str,
         method: reqwest::Method,

@@ -17,7 +17,7 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::error::Error;
+use crate::error::{self, Error};
 
 /// Parsed `SMTP_URL`. `Debug` leaves the password out.
 #[derive(Clone)]
@@ -165,6 +165,16 @@ impl Smtp {
     /// Sends `message` to every `To` and `Cc` recipient; answers the
     /// server's reply text.
     pub async fn send(&self, message: Message, timeout_ms: u64) -> Result<String, Error> {
+        engine::trace::call(
+            "smtp",
+            "send",
+            self.send_untraced(message, timeout_ms),
+            error::outcome,
+        )
+        .await
+    }
+
+    async fn send_untraced(&self, message: Message, timeout_ms: u64) -> Result<String, Error> {
         let sent = tokio::time::timeout(
             Duration::from_millis(timeout_ms),
             self.transport.send(message),

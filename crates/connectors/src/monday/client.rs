@@ -82,13 +82,24 @@ impl Api {
         &self.settings.token
     }
 
-    /// Sends one document; returns `data` or the classified error.
+    /// Sends one document; returns `data` or the classified error. Traced
+    /// as a `monday` call named by the document's operation.
     pub async fn graphql(
         &self,
         query: &str,
         variables: Json,
         timeout_ms: u64,
     ) -> Result<Json, Error> {
+        engine::trace::call(
+            "monday",
+            operation_name(query),
+            self.send(query, variables, timeout_ms),
+            error::outcome,
+        )
+        .await
+    }
+
+    async fn send(&self, query: &str, variables: Json, timeout_ms: u64) -> Result<Json, Error> {
         let resp = self
             .client
             .post(&self.settings.url)
@@ -253,4 +264,13 @@ pub fn classify(body: &Json, retry_after_ms: Option<u64>) -> Option<Error> {
 fn reset_in_seconds(message: &str) -> Option<u64> {
     let at = message.find("reset in ")? + "reset in ".len();
     message[at..].split_whitespace().next()?.parse().ok()
+}
+
+/// A GraphQL document's operation (`mutation Create`, `query Lookup`): its
+/// text up to the variables or the selection set. Our documents are
+/// constants, so this never carries a value.
+fn operation_name(query: &str) -> &str {
+    let head = query.trim_start();
+    let end = head.find(['(', '{']).unwrap_or(head.len());
+    head[..end].trim_end()
 }

@@ -12,6 +12,7 @@ mod multinode;
 mod newcomer;
 mod reference;
 mod slack_map;
+mod traces;
 mod users;
 mod wait_feed;
 

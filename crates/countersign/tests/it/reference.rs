@@ -18,7 +18,7 @@ fn examples() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-async fn get(client: &reqwest::Client, url: String, secret: &str) -> Value {
+pub(crate) async fn get(client: &reqwest::Client, url: String, secret: &str) -> Value {
     client
         .get(url)
         .bearer_auth(secret)
@@ -31,21 +31,24 @@ async fn get(client: &reqwest::Client, url: String, secret: &str) -> Value {
 }
 
 /// The reference workflow served against the fake vendors.
-struct Reference {
-    monday: FakeMonday,
-    slack: FakeSlack,
-    gmail: FakeGmail,
-    dir: TempDir,
-    base: String,
-    secret: String,
-    client: reqwest::Client,
-    _node: Proc,
+pub(crate) struct Reference {
+    pub(crate) monday: FakeMonday,
+    pub(crate) slack: FakeSlack,
+    pub(crate) gmail: FakeGmail,
+    pub(crate) dir: TempDir,
+    pub(crate) base: String,
+    pub(crate) secret: String,
+    pub(crate) client: reqwest::Client,
+    node: Proc,
 }
 
 impl Reference {
     /// `extra` environment on top of the fakes' (it wins); `log`: write
     /// the server's log there at `debug` instead of `warn` to stderr.
-    async fn start(extra: &[(&str, String)], log: Option<&std::path::Path>) -> Reference {
+    pub(crate) async fn start(
+        extra: &[(&str, String)],
+        log: Option<&std::path::Path>,
+    ) -> Reference {
         let monday = FakeMonday::start().await;
         let labels: &[&str] = &[
             "Support",
@@ -114,14 +117,14 @@ impl Reference {
             base,
             secret,
             client,
-            _node: node,
+            node,
         }
     }
 }
 
 impl Reference {
     /// Ana from Acme sends `message`; the answer to `?wait=10`.
-    async fn submit(&self, message: &str) -> Value {
+    pub(crate) async fn submit(&self, message: &str) -> Value {
         self.client
             .post(format!(
                 "{}/api/v1/workflows/inbound-request/runs?wait=10",
@@ -138,6 +141,20 @@ impl Reference {
             .json()
             .await
             .unwrap()
+    }
+
+    /// Stops the server as an operator would (SIGTERM) and waits until it
+    /// has exited, so whatever it flushes at shutdown is out.
+    pub(crate) async fn stop(&mut self) {
+        self.node.sigterm();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.node.try_wait().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -244,11 +261,12 @@ async fn one_request_one_review_task_and_every_action_goes_out_as_approved() {
 /// its key back in an error, the fallback, a review, CRM, Slack and email —
 /// with a fake credential in every variable that takes one: none of them
 /// appears in any page, API answer, export or line of the server's log
-/// (at `debug`). OpenTelemetry traces are not built, so not checked.
+/// (at `debug`), nor in any OpenTelemetry trace it exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_credential_appears_in_any_page_answer_export_or_log() {
+async fn no_credential_appears_in_any_page_answer_export_log_or_trace() {
     use test_kit::fake_openai::{FakeOpenAi, Reply};
     let openai = FakeOpenAi::start(Reply::EchoKey).await;
+    let collector = test_kit::fake_otlp::FakeCollector::start().await;
     let credentials = [
         ("OPENAI_API_KEY", "sk-proj-fakeOpenAiKey0123456789abcdef"),
         ("SLACK_SIGNING_SECRET", "fake-slack-signing-secret-8d7f6e5d"),
@@ -262,11 +280,12 @@ async fn no_credential_appears_in_any_page_answer_export_or_log() {
         .map(|(k, v)| (*k, v.to_string()))
         .collect();
     extra.push(("OPENAI_BASE_URL", openai.url()));
+    extra.push(("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url()));
     extra.push((
         "COUNTERSIGN_AUDIT_CHECKPOINT_DIR",
         logs.0.join("checkpoints").display().to_string(),
     ));
-    let r = Reference::start(&extra, Some(&log)).await;
+    let mut r = Reference::start(&extra, Some(&log)).await;
     let (client, base, secret) = (&r.client, &r.base, &r.secret);
     const PASSWORD: &str = "fake-admin-password-correct-horse";
     let db = format!("sqlite://{}", r.dir.0.join("cs.db").display());
@@ -405,9 +424,24 @@ async fn no_credential_appears_in_any_page_answer_export_or_log() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         ));
     }
-    // Stop the server before reading its log, so every line is written.
+    // Stop the server before reading its log, so every line is written
+    // and the last traces are flushed.
     let token_secret = secret.clone();
+    r.stop().await;
     drop(r);
+    assert!(
+        collector
+            .spans()
+            .iter()
+            .any(|s| s.attr("step_id") == "reply"),
+        "traces were exported, up to the email"
+    );
+    for (i, body) in collector.bodies().iter().enumerate() {
+        seen.push((
+            format!("trace export {i}"),
+            String::from_utf8_lossy(body).into_owned(),
+        ));
+    }
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.lines().count() > 20, "a debug log was written");
     seen.push(("the server's log".to_string(), log_text));

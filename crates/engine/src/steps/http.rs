@@ -234,9 +234,20 @@ impl Step for Http {
         // Whether the call got an answer (or never left): then nothing of
         // this attempt can land later (the in-flight rule).
         let mut answered = false;
-        let sent = self
-            .send(method, &req, cx.idempotency_key(), &mut answered)
-            .await;
+        let operation = method.clone();
+        let sent = crate::trace::call(
+            "http",
+            operation.as_str(),
+            self.send(method, &req, cx.idempotency_key(), &mut answered),
+            |sent| match sent {
+                Ok(r) if r.status().is_success() => "ok",
+                Ok(r) if r.status().is_client_error() => "client_error",
+                Ok(r) if r.status().is_server_error() => "server_error",
+                Ok(_) => "other_status",
+                Err(o) => crate::trace::outcome_label(o),
+            },
+        )
+        .await;
         if answered {
             cx.effect_answered();
         }

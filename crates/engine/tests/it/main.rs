@@ -14,6 +14,7 @@ mod outbound;
 mod preview;
 mod review;
 mod rules;
+mod trace;
 mod versioning;
 mod wait;
 

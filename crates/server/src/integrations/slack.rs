@@ -281,7 +281,8 @@ fn update_later(
     label: &'static str,
     actor: String,
 ) {
-    tokio::spawn(async move {
+    let span = engine::trace::beside_run(&review.run_id, "review decision");
+    let update = async move {
         let mut wait = Duration::from_millis(500);
         for attempt in 1..=4 {
             match chat
@@ -304,5 +305,6 @@ fn update_later(
             }
         }
         tracing::warn!(review = %review.id, "chat.update gave up; the decision stands");
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(update, span));
 }
