@@ -19,13 +19,15 @@ pub mod metrics;
 pub mod notify;
 mod plan;
 pub mod preview;
+pub mod replay;
 pub mod review;
 pub mod step;
 pub mod steps;
 
 pub use approval::{ActionField, Approval};
 pub use catalog::{
-    Catalog, Compiled, Env, Files, LoadError, bundle, compile, compile_with, unbundle,
+    Catalog, Compiled, Env, Files, LoadError, bundle, compile, compile_edited, compile_with,
+    unbundle,
 };
 pub use engine::{
     Config, DEFAULT_IN_FLIGHT_MARGIN_MS, Engine, SubmitError, Submitted, WaitWakeups,
