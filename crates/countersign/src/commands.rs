@@ -44,7 +44,16 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
 /// `COUNTERSIGN_LLM_PRICES`; `http` steps refuse non-public addresses when
 /// `COUNTERSIGN_HTTP_DENY_PRIVATE` is `true`.
 pub fn step_kinds(http: reqwest::Client) -> Result<StepKinds, Failure> {
-    let config = llm::Config::from_env(&|k: &str| std::env::var(k).ok()).map_err(Failure::usage)?;
+    step_kinds_with(http, llm_config()?)
+}
+
+/// The `llm` provider configuration from the environment.
+pub fn llm_config() -> Result<llm::Config, Failure> {
+    llm::Config::from_env(&|k: &str| std::env::var(k).ok()).map_err(Failure::usage)
+}
+
+/// [`step_kinds`] with the `llm` providers configured as `config` says.
+pub fn step_kinds_with(http: reqwest::Client, config: llm::Config) -> Result<StepKinds, Failure> {
     let mut kinds = StepKinds::builtin(http.clone());
     let deny_private = match std::env::var("COUNTERSIGN_HTTP_DENY_PRIVATE").as_deref() {
         Err(_) | Ok("" | "false" | "0") => false,

@@ -10,6 +10,7 @@ mod bench_desk;
 mod bench_pg;
 mod calibration;
 mod commands;
+mod eval;
 mod export;
 mod integrations;
 mod otlp;
@@ -215,6 +216,56 @@ enum Command {
         /// Print the report as JSON (the API's shape) instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Test a prompt or model on history before it ships: replay the inputs
+    /// of reviews people decided through the workflow's `llm` step with the
+    /// prompt and/or model replaced (no effects, nothing written), and
+    /// compare each field with what people approved, next to the recorded
+    /// drafts' agreement on the same inputs. Exits 1 when a field's
+    /// agreement drops more than --max-drop, 2 with too few reviews.
+    Eval {
+        /// The workflow whose reviews to replay.
+        #[arg(long)]
+        workflow: String,
+        /// The `llm` step to replay (its drafts must be reviewed).
+        #[arg(long)]
+        step: String,
+        /// A prompt template to use instead of the step's.
+        #[arg(long, value_name = "FILE")]
+        prompt: Option<PathBuf>,
+        /// A model to ask instead of the step's; `heuristic`: the offline
+        /// keyword heuristic alone (a baseline).
+        #[arg(long, value_name = "M")]
+        model: Option<String>,
+        /// The OpenAI-compatible server to ask (default OPENAI_BASE_URL).
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// Replay at most this many reviewed inputs, the newest.
+        #[arg(long, value_name = "N", default_value_t = 200)]
+        limit: usize,
+        /// Only reviews decided at or after: a date (2026-11-01), RFC 3339,
+        /// milliseconds since the epoch, or an age such as 30d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Exit 1 when a field's agreement is lower than the current by
+        /// more than this share (0.05: five points).
+        #[arg(long, value_name = "X", default_value_t = 0.0)]
+        max_drop: f64,
+        /// Exit 2 with fewer reviewed inputs than this.
+        #[arg(long, value_name = "N", default_value_t = 30)]
+        min_samples: usize,
+        /// Compare only these fields (comma-separated; default: every
+        /// reviewed field the step drafts).
+        #[arg(long)]
+        fields: Option<String>,
+        /// Inputs replayed at once.
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        concurrency: usize,
+        /// Write the full report (per field and per input) as JSON here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -581,6 +632,40 @@ fn main() -> ExitCode {
                         since: since.as_deref(),
                         by: by.as_deref(),
                         json,
+                    },
+                )
+                .await
+            }
+            Command::Eval {
+                workflow,
+                step,
+                prompt,
+                model,
+                base_url,
+                limit,
+                since,
+                max_drop,
+                min_samples,
+                fields,
+                concurrency,
+                report,
+                db,
+            } => {
+                eval::run(
+                    &db,
+                    eval::Request {
+                        workflow: &workflow,
+                        step: &step,
+                        prompt: prompt.as_deref(),
+                        model: model.as_deref(),
+                        base_url: base_url.as_deref(),
+                        limit,
+                        since: since.as_deref(),
+                        max_drop,
+                        min_samples,
+                        fields: fields.as_deref(),
+                        concurrency,
+                        report: report.as_deref(),
                     },
                 )
                 .await

@@ -391,7 +391,8 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, s: &Sample) {
+    /// Counts one sample.
+    pub fn add(&mut self, s: &Sample) {
         self.n += 1;
         self.agree += u64::from(s.agrees());
         match s.outcome {

@@ -157,6 +157,22 @@ pub fn compile_with(
     env: &Env,
     files: &Files,
 ) -> Result<Compiled, LoadError> {
+    compile_edited(src, path, kinds, env, files, |_| {})
+}
+
+/// [`compile_with`], with `edit` applied to the parsed workflow before its
+/// steps compile: a variant of a stored version (`countersign eval`
+/// replaces an `llm` step's prompt or model in a step's body) checked by
+/// exactly the rules a workflow file is. Such a variant is never stored:
+/// its `source` and `hash` bundle `src` as it was, not the edit.
+pub fn compile_edited(
+    src: &str,
+    path: &str,
+    kinds: &StepKinds,
+    env: &Env,
+    files: &Files,
+    edit: impl FnOnce(&mut Workflow),
+) -> Result<Compiled, LoadError> {
     let names = kinds.names();
     let lookup = |n: &str| env(n);
     let fail = |diagnostics| LoadError {
@@ -164,6 +180,7 @@ pub fn compile_with(
         diagnostics,
     };
     let mut def = workflow::parse(src, &lookup, &names).map_err(fail)?;
+    edit(&mut def);
     let mut cx = Cx::with_files(files.reader(path));
     let mut steps = Vec::with_capacity(def.steps.len());
     let mut shapes = Shapes::of_input(&def);

@@ -467,7 +467,7 @@ fn in_flight_window(inner: &Inner, def: &domain::workflow::StepDef, step: &dyn c
 }
 
 /// The longest one attempt of `def` may take before the driver cuts it off.
-fn step_guard_ms(def: &domain::workflow::StepDef) -> u64 {
+pub(crate) fn step_guard_ms(def: &domain::workflow::StepDef) -> u64 {
     def.timeout_ms.map_or(DEFAULT_STEP_GUARD_MS, |t| t + 5_000)
 }
 

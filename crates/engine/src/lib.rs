@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 mod plan;
 pub mod preview;
+pub mod replay;
 pub mod review;
 pub mod step;
 pub mod steps;
@@ -26,7 +27,8 @@ pub mod trace;
 
 pub use approval::{ActionField, Approval};
 pub use catalog::{
-    Catalog, Compiled, Env, Files, LoadError, bundle, compile, compile_with, unbundle,
+    Catalog, Compiled, Env, Files, LoadError, bundle, compile, compile_edited, compile_with,
+    unbundle,
 };
 pub use engine::{
     Config, DEFAULT_IN_FLIGHT_MARGIN_MS, Engine, SubmitError, Submitted, WaitWakeups,

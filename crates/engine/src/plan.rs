@@ -10,14 +10,14 @@
 //! own workflow version; a `when:` that is false with these values lists
 //! the step as not running. Nothing is written and nothing is called.
 
-use domain::expr::{Value, Vars, value_from_json};
+use domain::expr::{Vars, value_from_json};
 use domain::review::{self, DecisionError, FieldResult, Verdict};
 use domain::workflow::Control;
 use domain::workflow::FieldError;
 use serde_json::{Map, Value as Json, json};
-use store::{Review, StepStatus};
+use store::Review;
 
-use crate::driver::{base_vars, bind};
+use crate::driver::bind;
 use crate::engine::Engine;
 use crate::preview::ActionPreview;
 use crate::review::{ReviewError, fields_of};
@@ -116,23 +116,7 @@ impl Engine {
             .ok()
             .flatten()
             .ok_or_else(|| PreviewError::WorkflowUnavailable(run.workflow.clone(), run.version))?;
-        let input: Json = serde_json::from_str(&run.input).unwrap_or(Json::Null);
-        let mut vars = base_vars(&run.id, &wf, &input);
-        for def in wf.def.steps.iter().take(review.step_index) {
-            // The latest completed attempt's output, as a resumed run binds it.
-            let out = detail
-                .steps
-                .iter()
-                .rev()
-                .find(|s| s.index == def.index && s.status == StepStatus::Completed)
-                .and_then(|s| s.output.as_deref())
-                .and_then(|o| serde_json::from_str::<Json>(o).ok());
-            bind(
-                &mut vars,
-                def,
-                out.as_ref().map_or(Value::UNDEFINED, value_from_json),
-            );
-        }
+        let mut vars = crate::replay::vars_before(&wf, &detail, review.step_index);
         let Some(def) = wf.def.steps.get(review.step_index) else {
             return Ok(Vec::new());
         };

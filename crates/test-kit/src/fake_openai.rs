@@ -11,7 +11,9 @@
 //! checked against `CreateChatCompletionResponse` ([`response_problems`]).
 //!
 //! Tests script the answers: [`FakeOpenAi::push`] queues one, and when the
-//! queue is empty the default answer ([`FakeOpenAi::set_default`]) is used.
+//! queue is empty the default answer ([`FakeOpenAi::set_default`]) is used;
+//! [`FakeOpenAi::answer_with`] answers by the request's body first (for
+//! concurrent requests, whose order is not known).
 //! Base URL: [`FakeOpenAi::url`] (ends in `/v1`, like `OPENAI_BASE_URL`).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -84,12 +86,27 @@ struct Shared {
     book: Mutex<Book>,
 }
 
-#[derive(Debug)]
+/// Answers a request by its body (see [`FakeOpenAi::answer_with`]).
+pub type Responder = Arc<dyn Fn(&Json) -> Option<Reply> + Send + Sync>;
+
 struct Book {
+    /// Consulted first; `None` falls through to the script.
+    responder: Option<Responder>,
     script: VecDeque<Reply>,
     default: Reply,
     seen: Vec<Seen>,
     served: Vec<Json>,
+}
+
+impl std::fmt::Debug for Book {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Book")
+            .field("responder", &self.responder.is_some())
+            .field("script", &self.script)
+            .field("default", &self.default)
+            .field("seen", &self.seen.len())
+            .finish()
+    }
 }
 
 impl FakeOpenAi {
@@ -103,6 +120,7 @@ impl FakeOpenAi {
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared {
             book: Mutex::new(Book {
+                responder: None,
                 script: VecDeque::new(),
                 default,
                 seen: Vec::new(),
@@ -124,6 +142,13 @@ impl FakeOpenAi {
     /// Queues an answer for the next request.
     pub fn push(&self, reply: Reply) {
         self.book().script.push_back(reply);
+    }
+
+    /// Answers each valid request by its body when `f` returns a reply
+    /// (scripted per request, whatever order requests arrive in); `None`
+    /// falls through to the queue and the default.
+    pub fn answer_with(&self, f: impl Fn(&Json) -> Option<Reply> + Send + Sync + 'static) {
+        self.book().responder = Some(Arc::new(f));
     }
 
     pub fn set_default(&self, reply: Reply) {
@@ -205,7 +230,11 @@ async fn handle(
             problems: problems.clone(),
         });
         if problems.is_empty() {
-            let next = book.script.pop_front();
+            let by_body = match (&book.responder, &parsed) {
+                (Some(f), Ok(body)) => f(body),
+                _ => None,
+            };
+            let next = by_body.or_else(|| book.script.pop_front());
             Some(next.unwrap_or_else(|| book.default.clone()))
         } else {
             None

@@ -7,8 +7,20 @@ use crate::{TempDir, bin};
 #[test]
 fn help_documents_every_command() {
     for cmd in [
-        "serve", "worker", "demo", "validate", "run", "migrate", "token", "user", "audit",
-        "export", "bench", "session",
+        "serve",
+        "worker",
+        "demo",
+        "validate",
+        "run",
+        "migrate",
+        "token",
+        "user",
+        "audit",
+        "export",
+        "bench",
+        "session",
+        "calibration",
+        "eval",
     ] {
         let out = Command::new(bin()).args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help failed");

@@ -7,6 +7,7 @@ mod calibration;
 mod cli;
 mod crash;
 mod crash_connectors;
+mod eval;
 mod export;
 mod multinode;
 mod newcomer;

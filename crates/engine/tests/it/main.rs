@@ -12,6 +12,7 @@ mod http;
 mod input;
 mod outbound;
 mod preview;
+mod replay;
 mod review;
 mod rules;
 mod trace;
