@@ -72,7 +72,7 @@ fn rule_problems_are_reported_once_each_at_their_place() {
             "5:21: rules[1].then.finish: expected a string, found an integer",
             "7:19: rules[2].then.fail: expected a string, found a list",
             "9:20: rules[3].then.queue: expected a string, found an integer",
-            "11:25: rules[4].then.colour: unknown field `colour`; expected one of: fail, finish, queue, review",
+            "11:25: rules[4].then.colour: unknown field `colour`; expected one of: fail, finish, queue, raise, review",
             "12:5: rules[5]: missing required field `when`",
             "13:5: rules[6]: missing required field `then`",
             "15:10: rules[7].why: expected a string, found a list",
@@ -109,6 +109,7 @@ fn evaluation_stops_at_finish_or_fail_and_a_later_review_wins() {
             review_why: Some("B said so".into()),
             fail: None,
             queue: Some("last".into()),
+            raised: Vec::new(),
         }
     );
     assert_eq!(
