@@ -127,6 +127,15 @@ fn approve(v: Json) -> Decision {
     }
 }
 
+/// `who` approves the task `id` with the edits `v` (unwraps: these
+/// tests' approvals are always allowed).
+async fn approve_as(engine: &Engine, id: &str, v: Json, who: &str) {
+    engine
+        .decide_review(id, approve(v), &test_kit::fixture::person(who))
+        .await
+        .expect("approve");
+}
+
 /// `step: title | will not run | error`, then `label: text` per value.
 fn show(previews: &[StepPreview]) -> String {
     let mut out = String::new();
@@ -237,14 +246,7 @@ async fn a_covered_action_does_not_ask_again_and_the_audit_log_says_why() {
         .await
         .expect("preview");
     let reply_digest = shown[2].action.as_ref().expect("rendered").digest.clone();
-    engine
-        .decide_review(
-            &task.id,
-            approve(edit),
-            &test_kit::fixture::person("user:ann"),
-        )
-        .await
-        .expect("approve");
+    approve_as(&engine, &task.id, edit, "user:ann").await;
     let done = fixture::wait_settled(&store, &r.id).await;
     assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
     assert_eq!(
@@ -324,14 +326,7 @@ async fn an_action_that_changed_after_the_approval_asks_again() {
     let (engine, store) = start(&flow("[reply]", between, "{{ stamp.tag }}")).await;
     let r = run(&engine, &store, input("support_request")).await;
     let task = tasks(&engine, &r.id).await.remove(0);
-    engine
-        .decide_review(
-            &task.id,
-            approve(json!({})),
-            &test_kit::fixture::person("user:ann"),
-        )
-        .await
-        .expect("approve");
+    approve_as(&engine, &task.id, json!({}), "user:ann").await;
     let r = fixture::wait_settled(&store, &r.id).await;
     assert_eq!(r.status, RunStatus::Waiting, "{r:#?}");
     let mut list = tasks(&engine, &r.id).await;
@@ -353,14 +348,7 @@ async fn an_action_not_covered_keeps_its_own_task() {
     let (engine, store) = start(&flow("[crm, notify]", "", "")).await;
     let r = run(&engine, &store, input("support_request")).await;
     let task = tasks(&engine, &r.id).await.remove(0);
-    engine
-        .decide_review(
-            &task.id,
-            approve(json!({})),
-            &test_kit::fixture::person("user:ann"),
-        )
-        .await
-        .expect("approve");
+    approve_as(&engine, &task.id, json!({}), "user:ann").await;
     let r = fixture::wait_settled(&store, &r.id).await;
     assert_eq!(r.status, RunStatus::Waiting, "{r:#?}");
     let requested = events_of(&store, &r.id, kind::REVIEW_REQUESTED).await;
@@ -469,14 +457,7 @@ async fn a_rule_raises_covered_and_auto_actions_and_each_asks_saying_why() {
             "reply (raised: Legal matter): Email to ana@example.com — Re: your request",
         ]
     );
-    engine
-        .decide_review(
-            &task.id,
-            approve(json!({})),
-            &test_kit::fixture::person("user:ann"),
-        )
-        .await
-        .expect("approve");
+    approve_as(&engine, &task.id, json!({}), "user:ann").await;
     // The Slack notice (auto, raised) asks first, then the email (covered, raised).
     for (i, step) in ["notify", "reply"].into_iter().enumerate() {
         let r = fixture::wait_settled(&store, &r.id).await;
@@ -500,14 +481,7 @@ async fn a_rule_raises_covered_and_auto_actions_and_each_asks_saying_why() {
                 json!("a rule raised this action to review: Legal matter")
             );
         }
-        engine
-            .decide_review(
-                &open[0].id,
-                approve(json!({})),
-                &test_kit::fixture::person("user:bob"),
-            )
-            .await
-            .expect("approve the raised action");
+        approve_as(&engine, &open[0].id, json!({}), "user:bob").await;
     }
     let done = fixture::wait_settled(&store, &r.id).await;
     assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
@@ -526,14 +500,7 @@ async fn without_the_rule_the_covered_email_does_not_ask_again() {
     let (engine, store) = start(&flow("[crm, notify, reply]", "", "")).await;
     let r = run(&engine, &store, input("sales_lead")).await;
     let task = tasks(&engine, &r.id).await.remove(0);
-    engine
-        .decide_review(
-            &task.id,
-            approve(json!({})),
-            &test_kit::fixture::person("user:ann"),
-        )
-        .await
-        .expect("approve");
+    approve_as(&engine, &task.id, json!({}), "user:ann").await;
     let done = fixture::wait_settled(&store, &r.id).await;
     assert_eq!(done.status, RunStatus::Completed, "{done:#?}");
     assert_eq!(tasks(&engine, &r.id).await.len(), 1);
